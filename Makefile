@@ -1,0 +1,49 @@
+# Two entry points, each doing the whole set-up on a fresh Debian machine:
+#   make test   system packages, virtualenv, pip install, then the test suite
+#   make demo   the same set-up, then `sjtui demo`
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := jackd2 libportaudio2 libsndfile1 fluidsynth timgm6mb-soundfont tmux \
+                python3-venv python3-dev build-essential
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+STAMPS := .stamps
+
+.PHONY: test demo setup system venv bench clean
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+demo: setup
+	$(BIN)/sjtui demo
+
+bench: setup
+	$(BIN)/python bench/analysis.py
+
+setup: system venv
+
+system: $(STAMPS)/system
+$(STAMPS)/system:
+	@mkdir -p $(STAMPS)
+	@if command -v apt-get >/dev/null 2>&1; then \
+	  missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing system packages: $$missing"; \
+	    $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	  fi; \
+	else \
+	  echo "not a Debian system: install $(APT_PACKAGES) with your package manager"; \
+	fi
+	@touch $@
+
+venv: $(STAMPS)/venv
+$(STAMPS)/venv: pyproject.toml
+	@mkdir -p $(STAMPS)
+	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -U pip wheel setuptools
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $@
+
+clean:
+	rm -rf $(STAMPS) $(VENV) build *.egg-info

@@ -1,0 +1,3 @@
+from sjtui.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of ``sjtui``: one module each, see :mod:`sjtui.cli`."""
