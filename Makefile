@@ -42,7 +42,8 @@ $(STAMPS)/venv: pyproject.toml
 	@mkdir -p $(STAMPS)
 	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -U pip wheel setuptools
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q torch==2.13.0  # pinned: the local CPU wheel; never let pip pick a torch
+	$(BIN)/python -m pip install -q -e '.[test,train]'
 	@touch $@
 
 clean:
