@@ -1,0 +1,206 @@
+"""DeviceInput on a real (private, dummy-backend) JACK server, fed a real guitar recording.
+
+A JACK-Client client plays the file's samples into PortAudio's input ports;
+what reaches sjtui's ring must be the file, bit for bit.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from sjtui.audio.device import DeviceInput, find_input_device, list_input_devices
+from sjtui.errors import AudioError
+
+pytestmark = pytest.mark.jack
+
+RECORDING = "berklee_guitar_riff_cutup3.wav"  # 3.0 s of picked riff
+
+
+@pytest.fixture(scope="module")
+def portaudio_jack(jack_server):
+    """PortAudio rescanned so it sees the private server; released before the server stops.
+
+    PortAudio asserts (and aborts the interpreter at exit) if its JACK client
+    outlives the server, so on teardown it is re-initialised with no server
+    to talk to.
+    """
+    import sounddevice as sd
+
+    sd._terminate()
+    sd._initialize()
+    yield jack_server
+    sd._terminate()
+    saved = {k: os.environ.get(k) for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")}
+    os.environ["JACK_DEFAULT_SERVER"] = "sjtui-no-server"
+    os.environ["JACK_NO_START_SERVER"] = "1"
+    try:
+        sd._initialize()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+class JackFeeder:
+    """A JACK client playing one float32 signal per output port, sample-exact, once.
+
+    Outputs silence until :meth:`play`; ``connect_to_portaudio`` replaces the
+    ``system:capture_N`` -> PortAudio connections by ``out_N`` -> PortAudio.
+    """
+
+    def __init__(self, signals: list[np.ndarray]):
+        import jack
+
+        self.client = jack.Client("sjtui-test-feeder", no_start_server=True)
+        self.signals = [np.ascontiguousarray(s, dtype=np.float32) for s in signals]
+        self.ports = [self.client.outports.register(f"out_{k + 1}") for k in range(len(signals))]
+        self.position = 0
+        self.playing = False
+        self.finished = threading.Event()
+        self.client.set_process_callback(self._process)
+        self.client.activate()
+
+    def _process(self, frames: int) -> None:
+        for port, signal in zip(self.ports, self.signals):
+            buffer = port.get_array()
+            if not self.playing:
+                buffer[:] = 0.0
+                continue
+            chunk = signal[self.position : self.position + frames]
+            buffer[: chunk.shape[0]] = chunk
+            buffer[chunk.shape[0] :] = 0.0
+        if self.playing:
+            self.position += frames
+            if self.position >= max(s.shape[0] for s in self.signals):
+                self.finished.set()
+
+    def connect_to_portaudio(self) -> None:
+        """Port out_N takes the place of system:capture_N (only where PortAudio listens to it)."""
+        connected = 0
+        for k, port in enumerate(self.ports):
+            capture = f"system:capture_{k + 1}"
+            for target in self.client.get_all_connections(capture):
+                self.client.disconnect(capture, target)
+                self.client.connect(port, target)
+                connected += 1
+        assert connected, "nothing is connected to system:capture_*: did PortAudio's stream start?"
+
+    def play(self, timeout_s: float = 30.0) -> None:
+        self.playing = True
+        assert self.finished.wait(timeout_s), "the JACK feeder did not finish playing"
+        time.sleep(0.1)  # let the last periods reach the reader
+
+    def close(self) -> None:
+        self.client.deactivate()
+        self.client.close()
+
+
+def _aligned(ring_samples: np.ndarray, signal: np.ndarray) -> int:
+    """Offset of ``signal`` in ``ring_samples``: where its first non-zero sample landed."""
+    first_signal = int(np.flatnonzero(signal)[0])
+    first_ring = int(np.flatnonzero(ring_samples)[0])
+    return first_ring - first_signal
+
+
+def _record(signals, channel=1, block_size=256):
+    with DeviceInput(device="system", channel=channel, sample_rate_hz=48000, block_size=block_size, ring_seconds=10) as live:
+        feeder = JackFeeder(signals)
+        try:
+            feeder.connect_to_portaudio()
+            time.sleep(0.05)
+            feeder.play()
+        finally:
+            feeder.close()
+    ring = live.ring
+    return live, ring.read(ring.oldest_index, ring.write_index), ring.oldest_index
+
+
+def test_real_recording_arrives_bit_exact(portaudio_jack, guitar_audio_dir):
+    signal, file_rate_hz = sf.read(guitar_audio_dir / RECORDING, dtype="float32")
+    assert file_rate_hz == 44100 and signal.ndim == 1
+    live, received, first_index = _record([signal])
+    offset = _aligned(received, signal)
+    assert offset >= 0
+    np.testing.assert_array_equal(received[offset : offset + signal.shape[0]], signal)
+    # Before and after the file: the silence the feeder played.
+    assert not received[:offset].any() and not received[offset + signal.shape[0] :].any()
+    ring = live.ring
+    assert ring.error_count == 0
+    assert live.callback_count > signal.shape[0] // 256
+    # One anchor per callback: consecutive indices one block apart, stream time 256/48000 s apart.
+    anchors = ring.anchors()
+    assert len(anchors) > 10
+    steps = np.diff([a.sample_index for a in anchors])
+    assert set(steps.tolist()) == {256}
+    # The capture times (JACK's clock, which jitters per period) advance at the sample rate.
+    adc_s = np.array([a.adc_time_s for a in anchors])
+    index = np.array([a.sample_index for a in anchors], dtype=np.float64)
+    assert (np.diff(adc_s) > 0).all()
+    seconds_per_sample = np.polyfit(index, adc_s, 1)[0]
+    assert seconds_per_sample == pytest.approx(1 / 48000, rel=0.01)
+    assert first_index == 0
+
+
+def test_channel_two_takes_input_two(portaudio_jack, guitar_audio_dir):
+    signal, _ = sf.read(guitar_audio_dir / RECORDING, dtype="float32", frames=48000)  # first second
+    other = np.random.default_rng(3).uniform(-0.5, 0.5, signal.shape[0]).astype(np.float32)
+    live, received, _ = _record([other, signal], channel=2, block_size=128)
+    offset = _aligned(received, signal)
+    np.testing.assert_array_equal(received[offset : offset + signal.shape[0]], signal)
+    assert live.ring.error_count == 0
+    # And channel 1 of the same stream layout gets the other signal.
+    live, received, _ = _record([other, signal], channel=1, block_size=128)
+    offset = _aligned(received, other)
+    np.testing.assert_array_equal(received[offset : offset + other.shape[0]], other)
+
+
+def test_device_by_index_is_the_jack_device(portaudio_jack):
+    devices = list_input_devices()
+    jack_devices = [d for d in devices if d.host_api == "JACK Audio Connection Kit"]
+    assert jack_devices and jack_devices[0].channels == 2
+    assert find_input_device(jack_devices[0].index) == jack_devices[0]
+    assert find_input_device(str(jack_devices[0].index)) == jack_devices[0]
+    assert find_input_device("SYST") == jack_devices[0]
+
+
+def test_missing_device_error_lists_existing_devices(portaudio_jack):
+    with pytest.raises(AudioError) as info:
+        DeviceInput(device="Scarlett 2i2")
+    message = str(info.value)
+    assert "'Scarlett 2i2'" in message
+    assert "system" in message and "JACK Audio Connection Kit" in message and "2 in" in message
+    with pytest.raises(AudioError, match=r"no audio input device with index 99.*\n.*system"):
+        DeviceInput(device=99)
+
+
+def test_bad_settings_are_refused_clearly(portaudio_jack):
+    with pytest.raises(AudioError, match="input channel 3 does not exist on 'system'.*2 input channel"):
+        DeviceInput(device="system", channel=3)
+    with pytest.raises(AudioError, match="input channel 0"):
+        DeviceInput(device="system", channel=0)
+    with pytest.raises(AudioError, match="block size 32"):
+        DeviceInput(device="system", block_size=32)
+    with pytest.raises(AudioError, match="block size 2048"):
+        DeviceInput(device="system", block_size=2048)
+    with pytest.raises(AudioError, match="sample rate 22050"):
+        DeviceInput(device="system", sample_rate_hz=22050)
+    # 44.1 kHz is supported by sjtui but not by this 48 kHz server: the open fails with the device list.
+    with pytest.raises(AudioError, match=r"could not open audio input .*44100 Hz.*\n.*JACK Audio Connection Kit"):
+        DeviceInput(device="system", sample_rate_hz=44100).start()
+
+
+def test_every_block_size_from_64_to_1024_delivers_contiguous_samples(portaudio_jack):
+    ramp = ((np.arange(48000 // 2) % 1000) + 1).astype(np.float32) / 1000.0
+    for block_size in (64, 1024):
+        live, received, _ = _record([ramp], block_size=block_size)
+        offset = _aligned(received, ramp)
+        np.testing.assert_array_equal(received[offset : offset + ramp.shape[0]], ramp)
+        assert live.ring.error_count == 0
