@@ -54,16 +54,16 @@ N_LEVELS = 9
 MIN_BPM, MAX_BPM = 20.0, 400.0
 KINDS = ("beat", "fill")
 
-#: Short names, in the order the writer draws rows (cymbals on top, kick at the bottom, as in drum tab).
+#: Short names, in the order the writer draws rows: cymbals, snare, toms high to low, kick (drum tab order).
 VOICE_ALIASES = {
     "CR": "crash",
     "RD": "ride",
     "OH": "open_hat",
     "HH": "closed_hat",
+    "SD": "snare",
     "HT": "high_tom",
     "MT": "mid_tom",
     "LT": "low_tom",
-    "SD": "snare",
     "BD": "kick",
 }
 EXTRA_VOICE_ALIASES = {"FT": "low_tom"}  # floor tom, accepted on input
@@ -353,7 +353,6 @@ def _build_groove(block: _Block, origin: str, source: str) -> Groove:
         raise GrooveError(f"{origin}:{block.line}: {prefix} has no grid rows; add rows like 'BD |o.......o.......|'")
     grid: dict[int, np.ndarray] = {}
     row_lines: dict[int, int] = {}
-    grid_bars = None
     for voice_name, grid_text, line_no in block.rows:
         try:
             voice = voice_index(voice_name)
@@ -391,16 +390,19 @@ def _build_groove(block: _Block, origin: str, source: str) -> Groove:
                         f"{char_index + 1}: {char!r} is not a grid character; use '.' for a rest, 1-9, "
                         "g (ghost), o/x (normal) or O/X (accent)"
                     ) from None
-        if grid_bars is None:
-            grid_bars = len(bars)
-        elif len(bars) != grid_bars:
-            raise GrooveError(
-                f"{origin}:{line_no}: {prefix}: row {voice_name} has {len(bars)} bars but the rows above "
-                f"have {grid_bars}; give every row the same number of bars"
-            )
         grid[voice] = levels
         row_lines[voice] = line_no
-    assert grid_bars is not None
+    # a row shorter than the longest repeats, as long as it divides it
+    grid_bars = max(len(row) for row in grid.values()) // per_bar
+    for voice, row in grid.items():
+        row_bars = len(row) // per_bar
+        if grid_bars % row_bars:
+            raise GrooveError(
+                f"{origin}:{row_lines[voice]}: {prefix}: row {DRUM_VOICES[voice]} has {row_bars} bars, which "
+                f"does not divide the {grid_bars} bars of the longest row; a shorter row repeats, so give it "
+                f"{' or '.join(str(d) for d in range(1, grid_bars + 1) if grid_bars % d == 0)} bars"
+            )
+        grid[voice] = np.tile(row, grid_bars // row_bars)
 
     bars_text, _ = _header(block, "bars", str(default_bars(grid_bars, kind)), origin)
     if not bars_text.isdigit() or int(bars_text) < 1:
