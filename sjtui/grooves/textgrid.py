@@ -434,10 +434,13 @@ def _build_groove(block: _Block, origin: str, source: str) -> Groove:
     for voice, amount in shifts.items():
         offsets[:, voice] += amount
     offsets = np.where(hits, offsets, 0.0)
-    if hits.any() and not (offsets[hits].min() >= -0.5 and offsets[hits].max() < 0.5):
-        worst = offsets[hits][np.argmax(np.abs(offsets[hits]))]
+    outside = hits & ((offsets < -0.5) | (offsets >= 0.5))
+    if outside.any():
+        step, voice = map(int, np.argwhere(outside)[0])
+        bar, cell = divmod(step // steps_per_char, per_bar)
         raise GrooveError(
-            f"{where('swing' if swing else 'shift')}: swing and shift move a hit by {worst:+.3f} steps, "
+            f"{where('swing' if swing else 'shift')}: swing and shift move the {ALIAS_OF_VOICE[DRUM_VOICES[voice]]} "
+            f"hit at bar {bar + 1} position {cell + 1} by {offsets[step, voice]:+.3f} steps, "
             "outside the -0.5 .. 0.5 a grid step allows; use less swing (at most 58% on 16ths, 54% on 8ths) "
             "or write the swung notes on a triplet grid (resolution 3 or 6)"
         )
