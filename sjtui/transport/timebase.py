@@ -227,7 +227,7 @@ class TempoMap:
         )
 
     def _kept_before(self, at_sample: float) -> tuple[TempoSegment, ...]:
-        return tuple(s for s in self.segments if s.start_sample < at_sample)
+        return self.segments[: int(np.searchsorted(self._start_sample, at_sample, side="left"))]
 
     def with_tempo(self, at_sample: float, bpm: float) -> "TempoMap":
         """The tempo becomes ``bpm`` at ``at_sample``; the musical position stays continuous."""
