@@ -1,0 +1,371 @@
+"""Guitar analysis: band energy, band spectral flux and causal onsets, offline and streaming.
+
+``analyze(signal, rate)`` analyses a whole recording (the path training
+uses); :class:`OnlineAnalyzer` does the same block by block for the live
+input. Both run the same pure kernels (:mod:`sjtui.dsp.spectral`,
+:mod:`sjtui.dsp.onsets`) on batches of frames, so their results are
+identical bit for bit, whatever the block sizes (tested for every block size
+from 1 to 4096 samples).
+
+Time is an absolute sample index. Frame ``k`` covers samples
+``[(k+1)*hop - frame_size, (k+1)*hop)``; ``Features.frame_sample[k]`` is its
+**end**, ``(k+1)*hop``: the sample count at which the frame exists. An
+onset found in frame ``k`` is decided at that same sample (``decided_at``:
+no look-ahead); its ``sample`` is the estimated moment the note was played,
+``decided_at - onset_lag_samples``, where the lag was calibrated on rendered
+guitar against the MIDI note times (see ``bench/analysis.py``).
+
+Bad input gets a defined result: NaN and +-Inf samples become 0 and are
+counted (``Features.nonfinite_samples``); samples at or beyond the clip
+level are counted (``Features.clipped_samples``) and analysed as they are;
+silence gives ``ENERGY_FLOOR_DB`` (-120 dB) energy, zero flux and no onsets; a
+DC offset does not reach any band (bins 0 and 1 are not used).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sjtui.constants import BAND_EDGES_HZ, BAND_NAMES, FRAME_SIZE, HOP_SIZE
+from sjtui.dsp.onsets import ONSET_DTYPE, OnsetPicker, empty_onsets
+from sjtui.dsp.spectral import (
+    ENERGY_FLOOR_DB,
+    FLUX_QUANTUM,
+    SpectralKernel,
+    check_sample_rate,
+    frame_view,
+)
+from sjtui.errors import AudioError
+
+__all__ = [
+    "AnalysisConfig",
+    "BAND_NAMES",
+    "ENERGY_FLOOR_DB",
+    "Features",
+    "ONSET_DTYPE",
+    "OnlineAnalyzer",
+    "analyze",
+]
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """Analysis parameters. Defaults come from :mod:`sjtui.constants` and the tuning in ``bench/analysis.py``.
+
+    - ``frame_size``/``hop_size``: STFT frame and hop in samples.
+    - ``band_edges_hz``: ((lo, hi), ...) contiguous bands in Hz.
+    - ``compression``: lambda in ``log(1 + lambda * |X|)`` (|X| of a full-scale sine = 1).
+    - ``threshold_ms``: length of the past-flux window whose mean sets the adaptive threshold.
+    - ``threshold_ratio``/``delta``: onset when flux >= ratio * past mean + delta (flux units).
+    - ``rise_ms``: the flux must exceed every value of this many ms before.
+    - ``min_interval_ms``: minimum time between two onsets of one band.
+    - ``min_energy_db``: no onset in a band quieter than this.
+    - ``onset_lag_hops``: ``sample = decided_at - onset_lag_hops * hop_size``.
+    - ``clip_level``: samples with ``|x| >= clip_level`` count as clipped.
+    - ``max_batch_frames``: frames per kernel call (bounds the scratch memory).
+    """
+
+    frame_size: int = FRAME_SIZE
+    hop_size: int = HOP_SIZE
+    band_edges_hz: tuple = BAND_EDGES_HZ
+    compression: float = 1000.0
+    threshold_ms: float = 100.0
+    threshold_ratio: float = 1.0
+    delta: float = 0.05
+    rise_ms: float = 20.0
+    min_interval_ms: float = 50.0
+    min_energy_db: float = -70.0
+    onset_lag_hops: float = 1.0
+    clip_level: float = 0.999
+    max_batch_frames: int = 128
+
+    def validate(self) -> None:
+        if int(self.frame_size) != self.frame_size or self.frame_size < 64 or self.frame_size % 2:
+            raise AudioError(f"frame size {self.frame_size} is not usable; give an even number of samples >= 64 (e.g. 1024)")
+        if int(self.hop_size) != self.hop_size or not 1 <= self.hop_size <= self.frame_size:
+            raise AudioError(f"hop size {self.hop_size} is not usable; give 1..frame size samples (e.g. 256)")
+        if self.max_batch_frames < 2:
+            raise AudioError(f"max_batch_frames {self.max_batch_frames} is too small; use at least 2")
+        if self.compression <= 0:
+            raise AudioError(f"compression {self.compression} must be positive")
+
+    def frames(self, ms: float, sample_rate_hz: int) -> int:
+        """``ms`` as a whole number of hops (at least 1)."""
+        return max(1, int(round(ms * 1e-3 * sample_rate_hz / self.hop_size)))
+
+
+@dataclass
+class Features:
+    """Analysis output for a run of consecutive frames.
+
+    - ``first_frame``: absolute index of the first frame of this batch.
+    - ``frame_sample``: (n_frames,) int64, absolute sample index of each
+      frame's **end** (exclusive): ``(k + 1) * hop`` for frame ``k``, the
+      moment the frame can be computed.
+    - ``energy_db``: (n_bands, n_frames) float32 band energy in dB, 0 dB = a
+      full-scale sine, floor -120 dB.
+    - ``flux``: (n_bands, n_frames) float32, mean over the band's bins of the
+      half-wave-rectified frame-to-frame increase of ``log(1 + lambda |X|)``
+      (a multiple of 1/4096).
+    - ``onsets``: structured array ``ONSET_DTYPE`` (``sample`` int64 estimated
+      play time, ``band`` int8 index into ``BAND_NAMES``, ``strength`` float32
+      flux at the onset, ``decided_at`` int64 sample at which it was decided),
+      in time order.
+    - ``nonfinite_samples``/``clipped_samples``: counts in this batch's input.
+    """
+
+    first_frame: int
+    frame_sample: np.ndarray
+    energy_db: np.ndarray
+    flux: np.ndarray
+    onsets: np.ndarray = field(default_factory=empty_onsets)
+    nonfinite_samples: int = 0
+    clipped_samples: int = 0
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.frame_sample.shape[0])
+
+    @staticmethod
+    def empty(n_bands: int = len(BAND_NAMES), first_frame: int = 0) -> Features:
+        return Features(
+            first_frame,
+            np.empty(0, dtype=np.int64),
+            np.empty((n_bands, 0), dtype=np.float32),
+            np.empty((n_bands, 0), dtype=np.float32),
+            empty_onsets(),
+        )
+
+    @staticmethod
+    def concat(parts) -> Features:
+        """Join consecutive batches (in order) into one."""
+        parts = list(parts)
+        if not parts:
+            return Features.empty()
+        if len(parts) == 1:
+            return parts[0]
+        return Features(
+            parts[0].first_frame,
+            np.concatenate([p.frame_sample for p in parts]),
+            np.concatenate([p.energy_db for p in parts], axis=1),
+            np.concatenate([p.flux for p in parts], axis=1),
+            np.concatenate([p.onsets for p in parts]),
+            sum(p.nonfinite_samples for p in parts),
+            sum(p.clipped_samples for p in parts),
+        )
+
+
+def merge_band_onsets(onsets: np.ndarray, min_gap_samples: int) -> np.ndarray:
+    """One onset stream from the per-band onsets: the earliest of every group closer than ``min_gap_samples``.
+
+    ``onsets`` is an ``ONSET_DTYPE`` array; the result keeps the fields of
+    the onset that opens each group (its strength is the group's maximum).
+    """
+    if onsets.size == 0:
+        return onsets.copy()
+    order = np.argsort(onsets["sample"], kind="stable")
+    ordered = onsets[order]
+    starts = [0]
+    samples = ordered["sample"].tolist()
+    group_start = samples[0]
+    for i in range(1, len(samples)):
+        if samples[i] - group_start >= min_gap_samples:
+            starts.append(i)
+            group_start = samples[i]
+    merged = ordered[starts].copy()
+    merged["strength"] = np.maximum.reduceat(ordered["strength"], starts)
+    return merged
+
+
+class _Core:
+    """Kernel + picker + bookkeeping shared by :func:`analyze` and :class:`OnlineAnalyzer`."""
+
+    def __init__(self, sample_rate_hz: int, config: AnalysisConfig | None):
+        config = config or AnalysisConfig()
+        config.validate()
+        self.config = config
+        self.sample_rate_hz = check_sample_rate(sample_rate_hz, config.band_edges_hz)
+        self.frame_size = int(config.frame_size)
+        self.hop_size = int(config.hop_size)
+        self.kernel = SpectralKernel(
+            self.sample_rate_hz, self.frame_size, config.band_edges_hz, config.compression, config.max_batch_frames
+        )
+        self.n_bands = self.kernel.layout.n_bands
+        rate = self.sample_rate_hz
+        self.picker = OnsetPicker(
+            self.n_bands,
+            threshold_frames=config.frames(config.threshold_ms, rate),
+            threshold_ratio=config.threshold_ratio,
+            delta_quanta=config.delta * FLUX_QUANTUM,
+            rise_frames=min(config.frames(config.rise_ms, rate), config.frames(config.threshold_ms, rate)),
+            min_interval_frames=config.frames(config.min_interval_ms, rate),
+            min_energy_db=config.min_energy_db,
+        )
+        self.onset_lag_samples = int(round(config.onset_lag_hops * self.hop_size))
+        self.clip_level = np.float32(config.clip_level)
+        self.prev_log = np.zeros(self.kernel.layout.n_bins, dtype=np.float32)
+        self.next_frame = 0
+
+    def reset(self) -> None:
+        self.picker.reset()
+        self.prev_log[...] = 0.0
+        self.next_frame = 0
+
+    def sanitize(self, x: np.ndarray) -> tuple[int, int]:
+        """Replace NaN/Inf in ``x`` (in place) by 0; returns (non-finite count, clipped count)."""
+        lo = np.minimum.reduce(x) if x.size else 0.0
+        hi = np.maximum.reduce(x) if x.size else 0.0
+        if -self.clip_level < lo and hi < self.clip_level:  # also False for NaN
+            return 0, 0
+        bad = ~np.isfinite(x)
+        nonfinite = int(np.count_nonzero(bad))
+        if nonfinite:
+            x[bad] = 0.0
+        clipped = int(np.count_nonzero(np.abs(x) >= self.clip_level))
+        return nonfinite, clipped
+
+    def frames(self, frames: np.ndarray) -> Features:
+        """Analyse ``frames`` (n, frame_size), n <= max_batch_frames, the next frames of the stream."""
+        n = frames.shape[0]
+        first = self.next_frame
+        energy, flux_q = self.kernel.compute(frames, self.prev_log)
+        onset_frame, onset_band = self.picker.process(flux_q, energy)
+        self.next_frame += n
+        hop = self.hop_size
+        frame_sample = np.arange(first + 1, first + n + 1, dtype=np.int64) * hop
+        if onset_frame.size:
+            onsets = np.empty(onset_frame.size, dtype=ONSET_DTYPE)
+            decided = (onset_frame + 1) * hop
+            onsets["decided_at"] = decided
+            onsets["sample"] = decided - self.onset_lag_samples
+            onsets["band"] = onset_band
+            onsets["strength"] = flux_q[onset_frame - first, onset_band] * np.float32(1.0 / FLUX_QUANTUM)
+        else:
+            onsets = empty_onsets()
+        return Features(
+            first,
+            frame_sample,
+            energy.T.copy(),
+            (flux_q.T * np.float32(1.0 / FLUX_QUANTUM)).astype(np.float32),
+            onsets,
+        )
+
+
+def _as_mono_float32(signal, what: str) -> np.ndarray:
+    x = np.asarray(signal)
+    if x.ndim != 1:
+        raise AudioError(f"{what} has shape {x.shape}; analysis takes mono audio, shape (n_samples,): mix down or pick a channel")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise AudioError(f"{what} has dtype {x.dtype}; give float samples in -1..1 (e.g. soundfile.read(..., dtype='float32'))")
+    return x.astype(np.float32, copy=False)
+
+
+def analyze(signal: np.ndarray, sample_rate_hz: int, config: AnalysisConfig | None = None) -> Features:
+    """Analyse a whole mono recording ``signal`` (n_samples,) float; frames ``0 .. n_samples // hop - 1``.
+
+    Gives exactly what :class:`OnlineAnalyzer` gives for the same samples fed
+    in any blocks.
+    """
+    core = _Core(sample_rate_hz, config)
+    x = _as_mono_float32(signal, "signal")
+    hop, size = core.hop_size, core.frame_size
+    n_frames = x.size // hop
+    padded = np.zeros(size - hop + n_frames * hop, dtype=np.float32)
+    padded[size - hop :] = x[: n_frames * hop]
+    nonfinite, clipped = core.sanitize(padded[size - hop :])
+    # the tail that does not fill a hop is never analysed but is still checked
+    tail = x[n_frames * hop :].copy()
+    tail_bad = core.sanitize(tail)
+    parts = []
+    batch = core.config.max_batch_frames
+    for start in range(0, n_frames, batch):
+        n = min(batch, n_frames - start)
+        parts.append(core.frames(frame_view(padded, size, hop, n, start * hop)))
+    result = Features.concat(parts) if parts else Features.empty(core.n_bands)
+    result.nonfinite_samples = nonfinite + tail_bad[0]
+    result.clipped_samples = clipped + tail_bad[1]
+    return result
+
+
+class OnlineAnalyzer:
+    """Streaming :func:`analyze`: feed blocks of any length, get the frames each block completes.
+
+    All buffers are allocated here; ``process`` copies each block once into
+    a linear buffer and analyses every complete hop in batches of strided
+    frame views.
+    """
+
+    def __init__(self, sample_rate_hz: int, config: AnalysisConfig | None = None):
+        self._core = _Core(sample_rate_hz, config)
+        self.config = self._core.config
+        self.sample_rate_hz = self._core.sample_rate_hz
+        self.frame_size = self._core.frame_size
+        self.hop_size = self._core.hop_size
+        self.n_bands = self._core.n_bands
+        self._capacity = self.frame_size - self.hop_size + self.config.max_batch_frames * self.hop_size
+        self._buffer = np.zeros(self._capacity, dtype=np.float32)
+        self.nonfinite_samples = 0
+        self.clipped_samples = 0
+        self.reset()
+
+    @property
+    def samples_seen(self) -> int:
+        return self._base + self._length
+
+    @property
+    def latency_samples(self) -> int:
+        """Worst-case delay from a sample's arrival to the frame that ends with it being analysed (< 1 hop)."""
+        return self.hop_size - 1
+
+    def reset(self) -> None:
+        """Forget everything: the next sample is sample 0 again."""
+        self._core.reset()
+        self._buffer[...] = 0.0
+        # the buffer starts with the zeros that precede sample 0
+        self._base = -(self.frame_size - self.hop_size)
+        self._length = self.frame_size - self.hop_size
+        self.nonfinite_samples = 0
+        self.clipped_samples = 0
+
+    def process(self, block: np.ndarray) -> Features:
+        """Analyse mono ``block`` (n_samples,) float; returns the frames it completed (possibly none)."""
+        x = _as_mono_float32(block, "audio block")
+        core = self._core
+        hop, size = self.hop_size, self.frame_size
+        buf = self._buffer
+        parts = []
+        nonfinite = clipped = 0
+        pos = 0
+        total = x.size
+        while pos < total:
+            space = self._capacity - self._length
+            if space < hop:
+                # drop the samples no future frame needs
+                keep_from = (core.next_frame + 1) * hop - size - self._base
+                buf[: self._length - keep_from] = buf[keep_from : self._length]
+                self._length -= keep_from
+                self._base += keep_from
+                space = self._capacity - self._length
+            m = min(space, total - pos)
+            dest = buf[self._length : self._length + m]
+            dest[...] = x[pos : pos + m]
+            bad = core.sanitize(dest)
+            nonfinite += bad[0]
+            clipped += bad[1]
+            self._length += m
+            pos += m
+            available = (self._base + self._length) // hop - core.next_frame
+            if available > 0:
+                start = (core.next_frame + 1) * hop - size - self._base
+                parts.append(core.frames(frame_view(buf, size, hop, available, start)))
+        self.nonfinite_samples += nonfinite
+        self.clipped_samples += clipped
+        if not parts:
+            result = Features.empty(self.n_bands, core.next_frame)
+        else:
+            result = parts[0] if len(parts) == 1 else Features.concat(parts)
+        result.nonfinite_samples = nonfinite
+        result.clipped_samples = clipped
+        return result

@@ -1,0 +1,240 @@
+"""Pure spectral maths: causal framing, band layout, band energy and spectral flux.
+
+Framing convention (used everywhere in sjtui): frame ``k`` covers the samples
+``[(k + 1) * hop - frame_size, (k + 1) * hop)`` of the stream, with zeros
+before sample 0. A frame is therefore complete as soon as sample
+``(k + 1) * hop - 1`` has arrived, and ``frame_end_sample(k) = (k + 1) * hop``
+is the sample count at which it can be computed: nothing looks ahead.
+
+Band layout: a bin belongs to band ``b`` when its centre frequency ``f`` lies in
+``[lo_b, hi_b)``. Bins 0 and 1 are never used: a Hann window spreads a DC
+offset over exactly those two bins (bin 2 and up see none of it), so an
+interface with a DC offset does not read as low-band energy. The lowest guitar
+fundamental (E2, 82 Hz) falls in bin 2 at 44.1 and 48 kHz with 1024-sample
+frames.
+
+Scaling: the window is scaled so that a full-scale sine (amplitude 1) in the
+middle of a band reads 0 dB of band energy, whatever the frame size; the
+magnitudes that feed the flux are ``compression * |X|`` with the same scaling
+(a full-scale sine has magnitude ``compression``).
+
+All functions work on batches of frames, shape ``(n_frames, ...)``, and each
+frame's result depends only on that frame's samples (and on the previous
+frame for the flux), bit for bit whatever the batch size: this is what lets
+the online wrapper agree exactly with the offline analysis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sjtui.errors import AudioError
+
+try:  # pocketfft's direct binding skips ~3 us of argument checking per call
+    from scipy.fft._pocketfft import pypocketfft as _pypocketfft
+except ImportError:  # pragma: no cover - depends on the installed SciPy
+    _pypocketfft = None
+
+ENERGY_FLOOR_DB = -120.0
+ENERGY_FLOOR = 10.0 ** (ENERGY_FLOOR_DB / 10.0)
+# Flux is quantised to multiples of 1/FLUX_QUANTUM so that moving sums of it
+# are exact integers, identical in any summation order (online vs offline).
+FLUX_QUANTUM = 4096
+FIRST_USABLE_BIN = 2
+MIN_SAMPLE_RATE_HZ = 22050
+MAX_SAMPLE_RATE_HZ = 192000
+
+
+def periodic_hann(frame_size: int) -> np.ndarray:
+    """Periodic Hann window, shape ``(frame_size,)`` float64 (exact DFT leakage into bins 0 and 1 only)."""
+    n = np.arange(frame_size, dtype=np.float64)
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * n / frame_size)
+
+
+@dataclass(frozen=True)
+class BandLayout:
+    """Which FFT bins make up each band.
+
+    ``bin_start``/``bin_stop``: the slice of rfft bins used (all bands are
+    contiguous, low to high); ``offsets``: (n_bands,) start of each band
+    relative to ``bin_start`` (the ``np.add.reduceat`` indices, equivalent to a
+    rectangular band matrix); ``counts``: (n_bands,) bins per band;
+    ``edges_hz``: the requested edges; ``bin_hz``: bin spacing.
+    """
+
+    bin_start: int
+    bin_stop: int
+    offsets: np.ndarray
+    counts: np.ndarray
+    edges_hz: tuple
+    bin_hz: float
+
+    @property
+    def n_bins(self) -> int:
+        return self.bin_stop - self.bin_start
+
+    @property
+    def n_bands(self) -> int:
+        return len(self.counts)
+
+    def band_matrix(self) -> np.ndarray:
+        """The same layout as a dense ``(n_bands, n_rfft_bins)`` 0/1 matrix (for reference and plots)."""
+        matrix = np.zeros((self.n_bands, self.bin_stop), dtype=np.float32)
+        for b, (offset, count) in enumerate(zip(self.offsets, self.counts)):
+            matrix[b, self.bin_start + offset : self.bin_start + offset + count] = 1.0
+        return matrix
+
+
+def check_sample_rate(sample_rate_hz: int, band_edges_hz) -> int:
+    """Validate a sample rate for analysis; returns it as int or raises :class:`AudioError`."""
+    try:
+        rate = int(sample_rate_hz)
+    except (TypeError, ValueError):
+        raise AudioError(f"sample rate {sample_rate_hz!r} is not a number of Hz; use 44100 or 48000") from None
+    top_hz = max(hi for _, hi in band_edges_hz)
+    if rate != sample_rate_hz or not MIN_SAMPLE_RATE_HZ <= rate <= MAX_SAMPLE_RATE_HZ or rate / 2 <= top_hz:
+        raise AudioError(
+            f"sample rate {sample_rate_hz} Hz is not supported for analysis: it needs "
+            f"{MIN_SAMPLE_RATE_HZ}..{MAX_SAMPLE_RATE_HZ} Hz with the top band edge ({top_hz:g} Hz) below "
+            "Nyquist; sjtui is tuned for 44100 and 48000 Hz, so resample the audio to one of those"
+        )
+    return rate
+
+
+def band_layout(sample_rate_hz: int, frame_size: int, band_edges_hz) -> BandLayout:
+    """Assign rfft bins to bands (see the module docstring); raises if a band gets no bin."""
+    bin_hz = sample_rate_hz / frame_size
+    freqs = np.arange(frame_size // 2 + 1) * bin_hz
+    starts, counts = [], []
+    previous_stop = None
+    for lo, hi in band_edges_hz:
+        if not lo < hi:
+            raise AudioError(f"band edges ({lo}, {hi}) Hz are not increasing; give (low, high) pairs in Hz")
+        idx = np.flatnonzero((freqs >= lo) & (freqs < hi) & (np.arange(freqs.size) >= FIRST_USABLE_BIN))
+        if idx.size == 0:
+            raise AudioError(
+                f"band {lo:g}-{hi:g} Hz holds no FFT bin at {sample_rate_hz} Hz with frame size {frame_size} "
+                f"(bins are {bin_hz:.1f} Hz apart); use a larger frame size or wider bands"
+            )
+        if previous_stop is not None and idx[0] != previous_stop:
+            raise AudioError(f"band edges {band_edges_hz} leave a gap or overlap; bands must be contiguous")
+        starts.append(int(idx[0]))
+        counts.append(int(idx.size))
+        previous_stop = int(idx[-1]) + 1
+    bin_start = starts[0]
+    return BandLayout(
+        bin_start=bin_start,
+        bin_stop=previous_stop,
+        offsets=np.asarray(starts, dtype=np.intp) - bin_start,
+        counts=np.asarray(counts, dtype=np.int64),
+        edges_hz=tuple(tuple(map(float, e)) for e in band_edges_hz),
+        bin_hz=bin_hz,
+    )
+
+
+def frame_view(buffer: np.ndarray, frame_size: int, hop_size: int, n_frames: int, start: int = 0) -> np.ndarray:
+    """Strided read-only view ``(n_frames, frame_size)`` of ``buffer`` with frames ``hop_size`` apart, from ``start``."""
+    if n_frames <= 0:
+        return np.empty((0, frame_size), dtype=buffer.dtype)
+    base = buffer[start : start + (n_frames - 1) * hop_size + frame_size]
+    return np.lib.stride_tricks.as_strided(
+        base, shape=(n_frames, frame_size), strides=(hop_size * base.strides[0], base.strides[0]), writeable=False
+    )
+
+
+def _rfft_into(frames: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """rfft of each row of ``frames`` (n, N) float32 into ``out`` (n, N//2+1) complex64."""
+    if _pypocketfft is not None:
+        return _pypocketfft.r2c(frames, (1,), True, 0, out, 1)
+    out[...] = np.fft.rfft(frames, axis=1)
+    return out
+
+
+def _check_fast_rfft() -> None:
+    """Disable the direct pocketfft binding if it does not behave like ``np.fft.rfft`` here."""
+    global _pypocketfft
+    if _pypocketfft is None:
+        return
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 64)).astype(np.float32)
+    out = np.empty((2, 33), dtype=np.complex64)
+    try:
+        _pypocketfft.r2c(x, (1,), True, 0, out, 1)
+        ok = np.allclose(out, np.fft.rfft(x, axis=1), atol=1e-4)
+    except Exception:  # noqa: BLE001 - any failure means: use the public API
+        ok = False
+    if not ok:
+        _pypocketfft = None
+
+
+_check_fast_rfft()
+
+
+class SpectralKernel:
+    """Band energy and band flux for batches of frames, with all buffers preallocated.
+
+    ``compute(frames, prev_log)`` is a pure function of its inputs (the
+    scratch buffers carry nothing from call to call): ``frames`` (n, N) with
+    ``n <= max_frames``; ``prev_log`` (n_bins,) log-magnitudes of the frame
+    before the first one (zeros before the stream starts), updated in place to
+    the last frame's. Returns views into the kernel's buffers, valid until the
+    next call: ``energy_db`` (n, n_bands) float32 and ``flux_q`` (n, n_bands)
+    float32 holding integers (flux * FLUX_QUANTUM).
+    """
+
+    def __init__(self, sample_rate_hz: int, frame_size: int, band_edges_hz, compression: float, max_frames: int):
+        self.frame_size = frame_size
+        self.max_frames = max_frames
+        self.layout = band_layout(sample_rate_hz, frame_size, band_edges_hz)
+        window = periodic_hann(frame_size)
+        # |X| of a full-scale sine at a bin centre = compression.
+        self.window = (window * (2.0 * compression / window.sum())).astype(np.float32)
+        # Mean square of a frame from its one-sided spectrum, referenced to a
+        # full-scale sine (0 dB): sum(w)^2 / (N sum(w^2)) / compression^2.
+        self.power_scale = np.float32(window.sum() ** 2 / (frame_size * np.sum(window**2)) / compression**2)
+        k = self.layout.n_bins
+        n_bands = self.layout.n_bands
+        self._windowed = np.empty((max_frames, frame_size), dtype=np.float32)
+        self._spectrum = np.empty((max_frames, frame_size // 2 + 1), dtype=np.complex64)
+        self._magnitude = np.empty((max_frames, k), dtype=np.float32)
+        self._log = np.empty((max_frames + 1, k), dtype=np.float32)
+        # power | rectified log difference, side by side: one reduceat gives both.
+        self._power_diff = np.empty((max_frames, 2 * k), dtype=np.float32)
+        self._reduce_idx = np.concatenate([self.layout.offsets, self.layout.offsets + k]).astype(np.intp)
+        self._sums = np.empty((max_frames, 2 * n_bands), dtype=np.float32)
+        # Per-column scale: power -> linear energy; diff sum -> mean per bin, in flux quanta.
+        self._scale = np.concatenate(
+            [np.full(n_bands, self.power_scale), FLUX_QUANTUM / self.layout.counts.astype(np.float64)]
+        ).astype(np.float32)
+        self._n_bands = n_bands
+
+    def compute(self, frames: np.ndarray, prev_log: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = frames.shape[0]
+        k = self.layout.n_bins
+        nb = self._n_bands
+        windowed = self._windowed[:n]
+        np.multiply(frames, self.window, out=windowed)
+        spectrum = _rfft_into(windowed, self._spectrum[:n])
+        magnitude = self._magnitude[:n]
+        np.abs(spectrum[:, self.layout.bin_start : self.layout.bin_stop], out=magnitude)
+        log = self._log[: n + 1]
+        log[0] = prev_log
+        np.log1p(magnitude, out=log[1:])
+        power_diff = self._power_diff[:n]
+        np.square(magnitude, out=power_diff[:, :k])
+        diff = power_diff[:, k:]
+        np.subtract(log[1:], log[:-1], out=diff)
+        np.maximum(diff, 0.0, out=diff)
+        prev_log[...] = log[n]
+        sums = self._sums[:n]
+        np.add.reduceat(power_diff, self._reduce_idx, axis=1, out=sums)
+        np.multiply(sums, self._scale, out=sums)
+        energy = sums[:, :nb]
+        np.maximum(energy, np.float32(ENERGY_FLOOR), out=energy)
+        np.log10(energy, out=energy)
+        np.multiply(energy, np.float32(10.0), out=energy)
+        flux_q = sums[:, nb:]
+        np.rint(flux_q, out=flux_q)
+        return energy, flux_q
