@@ -222,7 +222,7 @@ def read_drum_performance(
 
     if tempo_events:
         tempo_events.sort()
-        bpm = float(mido.tempo2bpm(tempo_events[0][1]))
+        bpm = round(float(mido.tempo2bpm(tempo_events[0][1])), 2)  # 769230 us -> 78.00003 -> 78.0
         tempo_from_file = True
         if not MIN_BPM <= bpm <= MAX_BPM:
             if fallback_bpm is None:
