@@ -294,3 +294,25 @@ def estimate_tempo(
         state=state,
         message=message,
     )
+
+
+def estimate_from_features(features, sample_rate_hz: float, meter: Meter | str | None = None) -> TempoEstimate:
+    """:func:`estimate_tempo` on a :class:`sjtui.dsp.analysis.Features` (duck-typed).
+
+    Uses ``onsets['sample'|'strength'|'band']`` and the flux summed over
+    bands as the envelope, placed at the centre of each frame
+    (``frame_sample`` is a frame's end).
+    """
+    from sjtui.constants import FRAME_SIZE
+
+    onsets = features.onsets
+    frame_sample = np.asarray(features.frame_sample, dtype=np.float64) - FRAME_SIZE / 2
+    return estimate_tempo(
+        onsets["sample"],
+        onsets["strength"],
+        sample_rate_hz,
+        meter=meter,
+        bands=onsets["band"],
+        envelope=np.asarray(features.flux, dtype=np.float64),
+        envelope_sample=frame_sample,
+    )
