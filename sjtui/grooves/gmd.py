@@ -263,10 +263,12 @@ def download_gmd(
     console = console or Console(stderr=True)
     digest = hashlib.sha256()
     received = 0
+    announced: int | None = None
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as response:
             length_header = response.headers.get("Content-Length")
-            total = int(length_header) if length_header and length_header.isdigit() else size_bytes
+            announced = int(length_header) if length_header and length_header.isdigit() else None
+            total = announced if announced is not None else size_bytes
             columns = (
                 TextColumn("[bold]GMD[/]"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn()
             )  # fmt: skip
@@ -286,6 +288,11 @@ def download_gmd(
     except Exception as error:  # http.client.IncompleteRead and friends
         part.unlink(missing_ok=True)
         raise GrooveError(f"download of {url} broke off after {received} bytes ({error!r}); retry") from None
+    if announced is not None and received != announced:
+        part.unlink(missing_ok=True)
+        raise GrooveError(
+            f"download of {url} broke off after {received} of {announced} bytes; retry (the partial file was deleted)"
+        )
     if size_bytes is not None and received != size_bytes:
         part.unlink(missing_ok=True)
         raise GrooveError(
