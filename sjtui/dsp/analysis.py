@@ -59,6 +59,7 @@ class AnalysisConfig:
     - ``compression``: lambda in ``log(1 + lambda * |X|)`` (|X| of a full-scale sine = 1).
     - ``threshold_ms``: length of the past-flux window whose mean sets the adaptive threshold.
     - ``threshold_ratio``/``delta``: onset when flux >= ratio * past mean + delta (flux units).
+    - ``reference_ms``: the flux of a bin is its rise above its maximum over this many ms before.
     - ``rise_ms``: the flux must exceed every value of this many ms before.
     - ``min_interval_ms``: minimum time between two onsets of one band.
     - ``min_energy_db``: no onset in a band quieter than this.
@@ -73,9 +74,10 @@ class AnalysisConfig:
     compression: float = 1000.0
     threshold_ms: float = 100.0
     threshold_ratio: float = 1.0
-    delta: float = 0.05
+    delta: float = 0.15
     rise_ms: float = 20.0
-    min_interval_ms: float = 50.0
+    reference_ms: float = 45.0
+    min_interval_ms: float = 60.0
     min_energy_db: float = -70.0
     onset_lag_hops: float = 1.0
     clip_level: float = 0.999
@@ -190,7 +192,8 @@ class _Core:
         self.frame_size = int(config.frame_size)
         self.hop_size = int(config.hop_size)
         self.kernel = SpectralKernel(
-            self.sample_rate_hz, self.frame_size, config.band_edges_hz, config.compression, config.max_batch_frames
+            self.sample_rate_hz, self.frame_size, config.band_edges_hz, config.compression, config.max_batch_frames,
+            reference_frames=config.frames(config.reference_ms, sample_rate_hz),
         )
         self.n_bands = self.kernel.layout.n_bands
         rate = self.sample_rate_hz
@@ -205,12 +208,12 @@ class _Core:
         )
         self.onset_lag_samples = int(round(config.onset_lag_hops * self.hop_size))
         self.clip_level = np.float32(config.clip_level)
-        self.prev_log = np.zeros(self.kernel.layout.n_bins, dtype=np.float32)
+        self.log_history = np.zeros((self.kernel.reference_frames, self.kernel.layout.n_bins), dtype=np.float32)
         self.next_frame = 0
 
     def reset(self) -> None:
         self.picker.reset()
-        self.prev_log[...] = 0.0
+        self.log_history[...] = 0.0
         self.next_frame = 0
 
     def sanitize(self, x: np.ndarray) -> tuple[int, int]:
@@ -230,7 +233,7 @@ class _Core:
         """Analyse ``frames`` (n, frame_size), n <= max_batch_frames, the next frames of the stream."""
         n = frames.shape[0]
         first = self.next_frame
-        energy, flux_q = self.kernel.compute(frames, self.prev_log)
+        energy, flux_q = self.kernel.compute(frames, self.log_history)
         onset_frame, onset_band = self.picker.process(flux_q, energy)
         self.next_frame += n
         hop = self.hop_size

@@ -175,18 +175,31 @@ _check_fast_rfft()
 class SpectralKernel:
     """Band energy and band flux for batches of frames, with all buffers preallocated.
 
-    ``compute(frames, prev_log)`` is a pure function of its inputs (the
+    ``compute(frames, log_history)`` is a pure function of its inputs (the
     scratch buffers carry nothing from call to call): ``frames`` (n, N) with
-    ``n <= max_frames``; ``prev_log`` (n_bins,) log-magnitudes of the frame
-    before the first one (zeros before the stream starts), updated in place to
-    the last frame's. Returns views into the kernel's buffers, valid until the
+    ``n <= max_frames``; ``log_history`` (reference_frames, n_bins) the
+    log-magnitudes of the frames before the first one, oldest first (zeros
+    before the stream starts), updated in place. The flux of a frame is the
+    rise of each bin's log-magnitude above its maximum over the previous
+    ``reference_frames`` frames (1 = the classic frame-to-frame flux; more
+    frames ignore the amplitude beating of neighbouring low partials, which
+    repeats faster than that, while a new note still rises above it). Returns views into the kernel's buffers, valid until the
     next call: ``energy_db`` (n, n_bands) float32 and ``flux_q`` (n, n_bands)
     float32 holding integers (flux * FLUX_QUANTUM).
     """
 
-    def __init__(self, sample_rate_hz: int, frame_size: int, band_edges_hz, compression: float, max_frames: int):
+    def __init__(
+        self,
+        sample_rate_hz: int,
+        frame_size: int,
+        band_edges_hz,
+        compression: float,
+        max_frames: int,
+        reference_frames: int = 1,
+    ):
         self.frame_size = frame_size
         self.max_frames = max_frames
+        self.reference_frames = int(reference_frames)
         self.layout = band_layout(sample_rate_hz, frame_size, band_edges_hz)
         window = periodic_hann(frame_size)
         # |X| of a full-scale sine at a bin centre = compression.
@@ -199,7 +212,8 @@ class SpectralKernel:
         self._windowed = np.empty((max_frames, frame_size), dtype=np.float32)
         self._spectrum = np.empty((max_frames, frame_size // 2 + 1), dtype=np.complex64)
         self._magnitude = np.empty((max_frames, k), dtype=np.float32)
-        self._log = np.empty((max_frames + 1, k), dtype=np.float32)
+        self._log = np.empty((max_frames + self.reference_frames, k), dtype=np.float32)
+        self._reference = np.empty((max_frames, k), dtype=np.float32)
         # power | rectified log difference, side by side: one reduceat gives both.
         self._power_diff = np.empty((max_frames, 2 * k), dtype=np.float32)
         self._reduce_idx = np.concatenate([self.layout.offsets, self.layout.offsets + k]).astype(np.intp)
@@ -210,24 +224,32 @@ class SpectralKernel:
         ).astype(np.float32)
         self._n_bands = n_bands
 
-    def compute(self, frames: np.ndarray, prev_log: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def compute(self, frames: np.ndarray, log_history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = frames.shape[0]
         k = self.layout.n_bins
         nb = self._n_bands
+        mu = self.reference_frames
         windowed = self._windowed[:n]
         np.multiply(frames, self.window, out=windowed)
         spectrum = _rfft_into(windowed, self._spectrum[:n])
         magnitude = self._magnitude[:n]
         np.abs(spectrum[:, self.layout.bin_start : self.layout.bin_stop], out=magnitude)
-        log = self._log[: n + 1]
-        log[0] = prev_log
-        np.log1p(magnitude, out=log[1:])
+        log = self._log[: n + mu]
+        log[:mu] = log_history
+        np.log1p(magnitude, out=log[mu:])
         power_diff = self._power_diff[:n]
         np.square(magnitude, out=power_diff[:, :k])
         diff = power_diff[:, k:]
-        np.subtract(log[1:], log[:-1], out=diff)
+        if mu == 1:
+            reference = log[:n]
+        else:
+            reference = self._reference[:n]
+            np.maximum(log[:n], log[1 : n + 1], out=reference)
+            for j in range(2, mu):
+                np.maximum(reference, log[j : j + n], out=reference)
+        np.subtract(log[mu:], reference, out=diff)
         np.maximum(diff, 0.0, out=diff)
-        prev_log[...] = log[n]
+        log_history[...] = log[n:]
         sums = self._sums[:n]
         np.add.reduceat(power_diff, self._reduce_idx, axis=1, out=sums)
         np.multiply(sums, self._scale, out=sums)
