@@ -204,3 +204,41 @@ def test_every_block_size_from_64_to_1024_delivers_contiguous_samples(portaudio_
         offset = _aligned(received, ramp)
         np.testing.assert_array_equal(received[offset : offset + ramp.shape[0]], ramp)
         assert live.ring.error_count == 0
+
+
+def test_live_onsets_match_offline_analysis_of_the_file(portaudio_jack, guitar_audio_dir):
+    """Recording -> JACK -> PortAudio -> ring -> analysis thread: the onsets offline analyze() finds."""
+    from sjtui.audio.analysis_thread import AnalysisThread
+    from sjtui.dsp.analysis import Features, OnlineAnalyzer, analyze
+
+    signal, _ = sf.read(guitar_audio_dir / RECORDING, dtype="float32")
+    updates = []
+    with DeviceInput(device="system", sample_rate_hz=48000, block_size=256, ring_seconds=10) as live:
+        # The analysis runs live, from the stream's first sample, while the file plays.
+        with AnalysisThread(live.ring, OnlineAnalyzer(48000), on_update=updates.append, start_index=0) as thread:
+            feeder = JackFeeder([signal])
+            try:
+                feeder.connect_to_portaudio()
+                feeder.play()
+            finally:
+                feeder.close()
+            assert thread.wait_for(live.ring.write_index // 256 * 256, 10)
+    assert thread.overrun_count == 0 and live.ring.error_count == 0
+    received = live.ring.read(0, live.ring.write_index)
+    offset = _aligned(received, signal)
+    np.testing.assert_array_equal(received[offset : offset + signal.shape[0]], signal)
+    # PortAudio's callbacks coincide with JACK periods (256 = the hop), and the feeder
+    # starts at a period boundary, so the file lands on the hop grid: frames line up.
+    assert offset % 256 == 0
+    live_onsets = Features.concat([u.features for u in updates]).onsets
+    assert all(u.segment_start_index == 0 for u in updates)
+    offline = analyze(signal, 48000).onsets
+    # Only onsets whose frames lie wholly inside the file are comparable (the live
+    # stream has silence, not the offline zero padding, around it: the same thing).
+    end = offset + signal.shape[0]
+    inside = live_onsets[(live_onsets["decided_at"] > offset) & (live_onsets["decided_at"] <= end)]
+    shifted = inside.copy()
+    shifted["sample"] -= offset
+    shifted["decided_at"] -= offset
+    assert len(offline) > 10
+    np.testing.assert_array_equal(shifted, offline[offline["decided_at"] <= signal.shape[0]])
