@@ -574,7 +574,14 @@ def _grid_period_bars(groove: Groove) -> int:
 
 
 def _infer_timing(groove: Groove) -> tuple[tuple[float, int] | None, dict[int, float]] | None:
-    """Swing and per-voice shift that give exactly ``groove.offsets``, or None if none does."""
+    """Swing and per-voice shift that give exactly ``groove.offsets``, or None if none does.
+
+    A voice's shift is read from its hits off the swung positions; the swing
+    from a swung hit of a voice whose shift is known (or, failing that, from
+    the swing the groove was parsed with); a voice playing only swung notes
+    gets the rest as its shift. The answer is checked by recomputing every
+    offset.
+    """
     hits = groove.hits
     if not np.any(groove.offsets[hits]):
         return None, {}
@@ -589,23 +596,38 @@ def _infer_timing(groove: Groove) -> tuple[tuple[float, int] | None, dict[int, f
             pair_steps, swung_step = SWING_UNITS[unit]
             swung = step_in_beat % pair_steps == swung_step
         shifts: dict[int, float] = {}
+        plain_voices = set()
         for voice in range(N_VOICES):
             plain = hits[:, voice] & ~swung
             if plain.any():
-                value = float(groove.offsets[plain, voice][0])
-                rounded = float(_fmt_number(value))
-                if rounded:
-                    shifts[voice] = rounded
+                plain_voices.add(voice)
+                shifts[voice] = float(_fmt_number(float(groove.offsets[plain, voice][0])))
         swing = None
         if unit is not None:
             swung_hits = hits & swung[:, None]
-            if not swung_hits.any():
+            swung_voices = [int(v) for v in np.flatnonzero(swung_hits.any(axis=0))]
+            if not swung_voices:
                 continue
-            voice = int(np.flatnonzero(swung_hits.any(axis=0))[0])
-            step = int(np.flatnonzero(swung_hits[:, voice])[0])
-            delay = float(groove.offsets[step, voice]) - shifts.get(voice, 0.0)
+            known = [v for v in swung_voices if v in plain_voices]
             pair_steps, swung_step = SWING_UNITS[unit]
-            swing = (float(_fmt_number((delay + swung_step) / pair_steps * 100.0, 3)), unit)
+            if known:
+                voice = known[0]
+                step = int(np.flatnonzero(swung_hits[:, voice])[0])
+                delay = float(groove.offsets[step, voice]) - shifts[voice]
+                percent = (delay + swung_step) / pair_steps * 100.0
+            elif hinted and hinted[1] == unit:
+                percent = hinted[0]
+            else:
+                voice = swung_voices[0]
+                step = int(np.flatnonzero(swung_hits[:, voice])[0])
+                percent = (float(groove.offsets[step, voice]) + swung_step) / pair_steps * 100.0
+            swing = (float(_fmt_number(percent, 3)), unit)
+            delay = float(swing_offset_steps(swung_step, *swing))
+            for voice in swung_voices:
+                if voice not in plain_voices:
+                    step = int(np.flatnonzero(swung_hits[:, voice])[0])
+                    shifts[voice] = float(_fmt_number(float(groove.offsets[step, voice]) - delay))
+        shifts = {v: a for v, a in shifts.items() if a}
         expected = np.zeros(groove.offsets.shape)
         if swing is not None:
             expected += swing_offset_steps(step_in_beat, *swing)[:, None]
