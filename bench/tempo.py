@@ -104,6 +104,12 @@ def main(argv=None) -> int:
             "estimate_meter_unknown": est44.bpm,
         }
         row["acc1"], row["acc2"] = hit(est.bpm, bpm)
+        if est.downbeat_sample is not None and row["acc1"]:
+            bar_s = 60.0 / bpm * float(riff.meter.beats_per_bar)
+            phase = (est.downbeat_sample / SAMPLE_RATE_HZ / bar_s) % 1.0
+            row["downbeat_ok"] = bool(min(phase, 1 - phase) * bar_s < 60.0 / bpm / 4)  # within a 16th
+        else:
+            row["downbeat_ok"] = False
         row["acc1_meter_unknown"], row["acc2_meter_unknown"] = hit(est44.bpm, bpm)
         if not args.no_peer:
             import librosa
@@ -123,6 +129,7 @@ def main(argv=None) -> int:
         "acc1_meter_unknown": round(sum(r["acc1_meter_unknown"] for r in rows) / n, 4),
         "acc2_meter_unknown": round(sum(r["acc2_meter_unknown"] for r in rows) / n, 4),
         "listen_s": args.listen_s,
+        "downbeat_acc": round(sum(r["downbeat_ok"] for r in rows) / n, 4),
         "ambiguous_flagged": sum(r["ambiguous"] for r in rows),
         "wrong_but_flagged_ambiguous": sum((not r["acc1"]) and r["ambiguous"] for r in rows),
         "ours_s_per_riff": round(t_ours / n / 2, 5),
