@@ -49,7 +49,7 @@ def format_audio_inputs(devices: list[dict]) -> str:
     if not devices:
         lines.append(
             "  (none found: plug in the interface, start the audio server (JACK/PulseAudio/PipeWire), "
-            "or play a file with --input FILE)"
+            "or analyse a recording with `sjtui analyze FILE`)"
         )
     for d in devices:
         mark = "  (default)" if d["default"] else ""
