@@ -266,3 +266,21 @@ def test_auto_source_too_short_then_locks():
     assert snap.state.startswith("locked") and snap.bpm == pytest.approx(132, rel=0.02)
     assert snap.confidence > 0
     assert snap.epoch == 1
+
+
+def test_song_position_while_running_is_a_locate():
+    """A clock that jumps in position (SPP while running): the map restarts there, epoch grows."""
+    transport = Transport(RATE, bpm=120, source="midi_clock")
+    transport.submit(MidiMessage((START,), 0))
+    stamps = clock_ticks(120.0, 24 * 4)
+    for s in stamps:
+        transport.submit(MidiMessage((CLOCK,), s))
+    epoch = transport.apply_pending(stamps[-1]).epoch
+    transport.submit(MidiMessage((SONG_POSITION, 64, 0), stamps[-1] + 10))  # bar 4 in 4/4
+    later = clock_ticks(120.0, 24, start_sample=stamps[-1] + 1000, seed=5)
+    for s in later:
+        transport.submit(MidiMessage((CLOCK,), s))
+    snap = transport.apply_pending(later[-1])
+    assert snap.epoch == epoch + 1 and snap.state == "running"
+    assert transport.tempo_map.sample_to_bar(later[0]) == pytest.approx(4.0)
+    assert snap.position.bar == 4 and snap.position.beat_in_bar == pytest.approx(23 / 24, abs=0.01)
