@@ -242,3 +242,47 @@ def test_live_onsets_match_offline_analysis_of_the_file(portaudio_jack, guitar_a
     shifted["decided_at"] -= offset
     assert len(offline) > 10
     np.testing.assert_array_equal(shifted, offline[offline["decided_at"] <= signal.shape[0]])
+
+
+def test_callback_counts_overflows_and_never_raises(portaudio_jack):
+    """The real callback, called as PortAudio calls it, with an overflow flag and with garbage."""
+    import types
+
+    import sounddevice as sd
+
+    live = DeviceInput(device="system", channel=2, block_size=64, ring_seconds=1)
+    indata = np.stack([np.zeros(64, np.float32), np.arange(64, dtype=np.float32)], axis=1)
+    time_info = types.SimpleNamespace(inputBufferAdcTime=12.5, currentTime=12.51)
+    live._callback(indata, 64, time_info, sd.CallbackFlags(0))
+    live._callback(indata, 64, time_info, sd.CallbackFlags(2))  # paInputOverflow
+    assert (live.ring.overflow_count, live.ring.last_overflow_index) == (1, 128)
+    np.testing.assert_array_equal(live.ring.read(0, 128), np.tile(np.arange(64, dtype=np.float32), 2))
+    assert live.ring.latest_anchor().sample_index == 64 and live.ring.latest_anchor().adc_time_s == 12.5
+    live._callback(np.zeros((64, 1), np.float32), 64, time_info, sd.CallbackFlags(0))  # no column 2
+    live._callback(None, 64, None, None)
+    assert live.ring.error_count == 2 and live.ring.write_index == 128
+    assert live.callback_count == 2
+
+
+def test_callback_path_allocates_no_sample_buffers(portaudio_jack):
+    import tracemalloc
+    import types
+
+    import sounddevice as sd
+
+    live = DeviceInput(device="system", channel=1, block_size=1024, ring_seconds=1)
+    indata = np.random.default_rng(0).standard_normal((1024, 2)).astype(np.float32)
+    time_info = types.SimpleNamespace(inputBufferAdcTime=1.0, currentTime=1.0)
+    flags = sd.CallbackFlags(0)
+    live._callback(indata, 1024, time_info, flags)  # warm up
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        for _ in range(200):
+            live._callback(indata, 1024, time_info, flags)
+        peak_bytes = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # A copy of one block would be 4096 bytes; only small view objects may appear.
+    assert peak_bytes < 4096, peak_bytes
+    assert live.ring.error_count == 0
