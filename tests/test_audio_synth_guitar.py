@@ -179,3 +179,21 @@ def test_bad_notes_and_timbres_are_refused():
         render_notes([N(0, 0.0, 40, 100)], SR)
     with pytest.raises(AudioError, match="too high"):
         render_notes([N(0, 0.5, 140, 100)], SR)
+
+
+@pytest.mark.parametrize("pitch", [40, 57, 84])
+@pytest.mark.parametrize("voice", ["clean", "muted"])
+def test_period_at_a_time_recursion_equals_lfilter(pitch, voice):
+    from scipy.signal import lfilter
+
+    from sjtui.audio.synth_guitar import VOICES, excitation, loop_filter, string_loop
+
+    hz = midi_to_hz(pitch)
+    n, taps = loop_filter(hz, SR, VOICES[voice])
+    burst = excitation(hz, SR, 0.8, VOICES[voice], np.random.default_rng(1))
+    a = np.zeros(n + taps.shape[0])
+    a[0] = 1.0
+    a[n:] -= taps
+    x = np.zeros(20000)
+    x[: burst.shape[0]] = burst
+    np.testing.assert_allclose(string_loop(burst, n, taps, 20000), lfilter([1.0], a, x), atol=1e-12)

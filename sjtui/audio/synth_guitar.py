@@ -121,6 +121,38 @@ def loop_filter(pitch_hz: float, sample_rate_hz: int, voice: Voice) -> tuple[int
     return n, taps * gain
 
 
+def excitation(pitch_hz: float, sample_rate_hz: int, velocity: float, voice: Voice, rng: np.random.Generator) -> np.ndarray:
+    """The pluck: one period of noise, dynamics low-pass, pick-position comb, no DC; shape ``(period,)``."""
+    from scipy.signal import butter, sosfilt
+
+    n_burst = int(round(sample_rate_hz / pitch_hz))
+    burst = rng.uniform(-1.0, 1.0, n_burst)
+    cutoff_hz = voice.excitation_cutoff_hz * (0.25 + 0.75 * velocity)
+    burst = sosfilt(butter(2, min(cutoff_hz, 0.45 * sample_rate_hz), fs=sample_rate_hz, output="sos"), burst)
+    pick = max(1, int(round(voice.pick_position * n_burst)))
+    burst[pick:] -= burst[:-pick].copy()
+    burst -= burst.mean()
+    burst *= velocity / max(np.abs(burst).max(), 1e-12)
+    return burst
+
+
+def string_loop(burst: np.ndarray, n: int, taps: np.ndarray, n_samples: int) -> np.ndarray:
+    """``y[i] = x[i] + sum_j taps[j] y[i - n - j]`` with ``x`` = ``burst`` then zeros; shape ``(n_samples,)``.
+
+    Every feedback tap is at least ``n`` samples back, so the recursion runs
+    ``n`` samples at a time, each step one 'valid' convolution.
+    """
+    n_taps = taps.shape[0]
+    pad = n + n_taps
+    y = np.zeros(pad + n_samples)
+    head = min(burst.shape[0], n_samples)
+    y[pad : pad + head] = burst[:head]
+    for start in range(pad, pad + n_samples, n):
+        stop = min(start + n, pad + n_samples)
+        y[start:stop] += np.convolve(y[start - n - n_taps + 1 : stop - n], taps, mode="valid")
+    return y[pad:]
+
+
 def pluck(
     pitch_hz: float,
     n_samples: int,
@@ -133,29 +165,7 @@ def pluck(
     if sample_rate_hz / pitch_hz < 8:
         raise AudioError(f"pitch {pitch_hz:.0f} Hz is too high for a string at {sample_rate_hz} Hz")
     n, taps = loop_filter(pitch_hz, sample_rate_hz, voice)
-    # Excitation: one period of noise, dynamics low-pass, pick-position comb, no DC.
-    n_burst = int(round(sample_rate_hz / pitch_hz))
-    burst = rng.uniform(-1.0, 1.0, n_burst)
-    cutoff_hz = voice.excitation_cutoff_hz * (0.25 + 0.75 * velocity)
-    from scipy.signal import butter, sosfilt
-
-    burst = sosfilt(butter(2, min(cutoff_hz, 0.45 * sample_rate_hz), fs=sample_rate_hz, output="sos"), burst)
-    pick = max(1, int(round(voice.pick_position * n_burst)))
-    burst[pick:] -= burst[:-pick].copy()
-    burst -= burst.mean()
-    burst *= velocity / max(np.abs(burst).max(), 1e-12)
-    # The string: every feedback tap is at least n samples back, so the
-    # recursion runs n samples at a time as vector operations.
-    pad = n + taps.shape[0]
-    y = np.zeros(pad + n_samples)
-    head = min(n_burst, n_samples)
-    y[pad : pad + head] = burst[:head]
-    n_taps = taps.shape[0]
-    for start in range(pad, pad + n_samples, n):
-        stop = min(start + n, pad + n_samples)
-        # sum_j taps[j] * y[i - n - j] for i in [start, stop): one 'valid' convolution.
-        y[start:stop] += np.convolve(y[start - n - n_taps + 1 : stop - n], taps, mode="valid")
-    return y[pad:]
+    return string_loop(excitation(pitch_hz, sample_rate_hz, velocity, voice, rng), n, taps, n_samples)
 
 
 def _note_fields(note) -> tuple[float, float, float, float, str]:
