@@ -44,11 +44,14 @@ def default_audio_dir() -> Path:
     return base / "datasets" / "guitar-audio"
 
 
-def cases(n: int, seed0: int = 1000):
+def cases(n: int, seed0: int = 1000, only: list[str] | None = None):
     rng = np.random.default_rng(seed0)
     styles = list(STYLES)
     for i in range(n):
         style = styles[i % len(styles)]
+        if only and style not in only:
+            rng.uniform()
+            continue
         meter, _feel, (lo, hi), _builder = STYLES[style]
         lo, hi = max(lo, 70), min(hi, 180)
         bpm = round(float(rng.uniform(lo, hi)), 1)
@@ -82,13 +85,15 @@ def main(argv=None) -> int:
     parser.add_argument("--audio-dir", type=Path, default=default_audio_dir())
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "sjtui-bench-tempo")
     parser.add_argument("--no-peer", action="store_true", help="skip librosa")
+    parser.add_argument("--styles", nargs="*", help="only these riff styles (default: all)")
+    parser.add_argument("--no-recordings", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     args.cache.mkdir(parents=True, exist_ok=True)
 
     rows = []
     t_ours = t_peer = 0.0
-    for style, bpm, seed, program in cases(args.n):
+    for style, bpm, seed, program in cases(args.n, only=args.styles):
         riff = generate_riff(style, bpm, bars=args.bars, seed=seed, humanize_ms=5.0)
         audio = rendered(riff, program, args.cache)
         if args.listen_s > 0:
@@ -152,7 +157,9 @@ def main(argv=None) -> int:
     ]
 
     recordings = []
-    if args.audio_dir.is_dir():
+    if args.no_recordings:
+        pass
+    elif args.audio_dir.is_dir():
         import soundfile as sf
 
         for path in sorted(args.audio_dir.glob("*.wav")):
