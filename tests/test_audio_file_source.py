@@ -258,3 +258,19 @@ def test_source_stops_promptly_while_paced_and_while_waiting_for_room():
         stopper.join(5)
         assert not stopper.is_alive()
         assert not source.finished.is_set() and source.blocks_written < long_signal.shape[0] // 256
+
+
+def test_flac_and_mp3_are_read(guitar_audio_dir, tmp_path):
+    samples, rate = _file(guitar_audio_dir)
+    flac = tmp_path / "riff.flac"
+    sf.write(flac, samples, rate, subtype="PCM_16")
+    np.testing.assert_array_equal(load_audio(flac).samples, samples)  # lossless: bit-exact
+    mp3 = tmp_path / "riff.mp3"
+    sf.write(mp3, samples, rate, format="MP3")
+    decoded = load_audio(mp3).samples
+    # Lossy: same length within the codec's padding, and the same signal once aligned.
+    assert abs(decoded.shape[0] - samples.shape[0]) < 2 * 1152
+    lag = int(np.argmax(np.correlate(decoded[:20000], samples[:10000], mode="valid")))
+    n = min(samples.shape[0], decoded.shape[0] - lag)
+    residual = decoded[lag : lag + n] - samples[:n]
+    assert 10 * np.log10(np.sum(samples[:n] ** 2) / np.sum(residual**2)) > 15  # dB SNR
