@@ -136,7 +136,7 @@ def test_six_eight_grooves_pulse_in_two_dotted_quarters(library):
             # the two dotted-quarter pulses (steps 0 and 18) are played in every bar
             pulses = groove.hits.any(axis=1).reshape(groove.bars, 2, 18)[:, :, 0]
             assert pulses.all(), groove.name
-            # every hit is on an 8th or a 16th of the bar (a multiple of 3 steps), never on a quarter-note triplet
+            # every hit is on an 8th or a 16th (a multiple of 3 steps), never on a quarter-note triplet
             steps = np.flatnonzero(groove.hits.any(axis=1)) % 36
             assert np.all(steps % 3 == 0), groove.name
 

@@ -107,7 +107,8 @@ def test_aliases_and_full_voice_names():
         kind="fill",
     )
     (groove,) = parse_text(text)
-    expected = {CRASH: 0, RIDE: 0, OPEN_HAT: 6, HAT: 0, SNARE: 12, HIGH_TOM: 24, MID_TOM: 27, LOW_TOM: 30, KICK: 0}
+    expected = {CRASH: 0, RIDE: 0, OPEN_HAT: 6, HAT: 0, SNARE: 12,
+                HIGH_TOM: 24, MID_TOM: 27, LOW_TOM: 30, KICK: 0}
     for voice, step in expected.items():
         assert np.flatnonzero(groove.hits[:, voice]).tolist() == [step], DRUM_VOICES[voice]
     assert groove.velocities[0, CRASH] == np.float32(1.0)
@@ -172,7 +173,8 @@ def test_shift_moves_one_voice_and_adds_to_swing():
 @pytest.mark.parametrize(
     ("headers", "pattern"),
     [
-        ({"swing": "60% 16ths"}, r"^t\.groove:6: groove 'g': swing and shift move the SD hit at bar 1 position 2 by \+0\.600"),
+        ({"swing": "60% 16ths"},
+         r"^t\.groove:6: groove 'g': swing and shift move the SD hit at bar 1 position 2 by \+0\.600"),
         ({"swing": "56% 16ths", "shift": "SD +0.2"}, r"by \+0\.560 steps.*triplet grid"),
         ({"swing": "45% 16ths"}, r"below 50%"),
         ({"swing": "lots"}, r"swing 'lots' does not parse"),
@@ -185,7 +187,7 @@ def test_timing_errors(headers, pattern):
         parse_text(groove_text("SD |.o..............|\n", **headers), origin="t.groove")
 
 
-# --------------------------------------------------------------------- errors name file, line, groove, row, bar
+# --------------------------------------------------------------- errors name file, line, groove, row, bar
 
 
 def test_bar_too_long_names_file_line_groove_row_and_bar():
@@ -201,23 +203,28 @@ def test_bar_too_long_names_file_line_groove_row_and_bar():
 
 
 def test_bar_too_short():
-    with pytest.raises(GrooveError, match=r"^x\.groove:6: groove 'g': row BD bar 1 has 15 .* needs 16; add 1$"):
+    pattern = r"^x\.groove:6: groove 'g': row BD bar 1 has 15 .* needs 16; add 1$"
+    with pytest.raises(GrooveError, match=pattern):
         parse_text(groove_text("BD |o..............|\n"), origin="x.groove")
 
 
 @pytest.mark.parametrize(
     ("text", "pattern"),
     [
-        (groove_text("SD |....o...z.......|\n"), r":6: .*row SD bar 1 position 9: 'z' is not a grid character"),
+        (groove_text("SD |....o...z.......|\n"),
+         r":6: .*row SD bar 1 position 9: 'z' is not a grid character"),
         (groove_text("XY |....o...........|\n"), r":6: .*unknown voice 'XY'"),
-        (groove_text("SD |....o...........|\nsnare |o...............|\n"), r":7: .*second row for snare .*line 6"),
+        (groove_text("SD |....o...........|\nsnare |o...............|\n"),
+         r":7: .*second row for snare .*line 6"),
         (groove_text("SD |....o...........\n"), r":6: .*must end with '\|'"),
-        (groove_text("SD |....o...........|\n").replace("style: rock\n", ""), r":1: groove 'g' has no 'style:'"),
+        (groove_text("SD |....o...........|\n").replace("style: rock\n", ""),
+         r":1: groove 'g' has no 'style:'"),
         (groove_text("SD |....o...........|\n", bpm="fast"), r":3: .*bpm 'fast' is not a number"),
         (groove_text("SD |....o...........|\n", bpm="1000"), r":3: .*outside 20 \.\. 400"),
         (groove_text("SD |....o...........|\n", meter="4/5"), r":4: .*the lower number must be"),
         (groove_text("SD |....o...........|\n", resolution="5"), r":5: .*must be one of 1, 2, 3, 4, 6, 12"),
-        (groove_text("SD |.......|\n", meter="7/8", resolution="3"), r":5: .*use resolution 2 or 4 or 6 or 12"),
+        (groove_text("SD |.......|\n", meter="7/8", resolution="3"),
+         r":5: .*use resolution 2 or 4 or 6 or 12"),
         (groove_text("SD |....o...........|\n", kind="groovy"), r"kind 'groovy' is neither"),
         (groove_text("SD |....o...........|\n", colour="red"), r":6: .*unknown header 'colour'"),
         (groove_text("") + "\n", r":1: groove 'g' has no grid rows"),
@@ -229,7 +236,8 @@ def test_bar_too_short():
         (groove_text("SD |....o...........|\n", bpm="90\nbpm: 100"), r":4: .*'bpm' is given twice"),
         ("groove: has space\n", r":1: groove name 'has space' is not usable"),
         (groove_text("SD |....o...........|\n", style="Hip Hop"), r"style 'Hip Hop' should be lower case"),
-        (groove_text("SD |....o...........|\n", fill_for="x"), r"fill_for is only for grooves of kind 'fill'"),
+        (groove_text("SD |....o...........|\n", fill_for="x"),
+         r"fill_for is only for grooves of kind 'fill'"),
     ],
 )
 def test_parse_errors_say_where_and_what(text, pattern):
@@ -254,7 +262,8 @@ def test_load_file_and_directory(tmp_path: Path):
     sub.mkdir()
     (sub / "a.groove").write_text(
         groove_text("SD |....o...........|\n").replace("groove: g", "groove: a1")
-        + groove_text("SD |oooo............|\n", kind="fill", fill_for="basic").replace("groove: g", "groove: a2")
+        + groove_text("SD |oooo............|\n", kind="fill", fill_for="basic").replace(
+            "groove: g", "groove: a2")
     )
     (tmp_path / "notes.txt").write_text("not a groove file")
     grooves = load_directory(tmp_path)
@@ -336,7 +345,8 @@ def test_dump_of_an_arbitrary_groove():
     velocities[13, SNARE] = 1.0
     offsets[13, SNARE] = 0.13  # not a swing or a shift of the kick's timing
     offsets[0, KICK] = -0.31
-    groove = Groove(hits, velocities, offsets, Meter(4, 4), 100.0, "gmd-thing", "gmd", style="funk", kind="fill")
+    groove = Groove(hits, velocities, offsets, Meter(4, 4), 100.0, "gmd-thing", "gmd",
+                    style="funk", kind="fill")
     with pytest.raises(GrooveError, match=r"falls between the characters"):
         dump_groove(groove, resolution=4)
     text = dump_groove(groove, resolution=4, exact=False)
@@ -383,7 +393,7 @@ _LEVEL_CHARS = ".123456789goxOX"
     kind=st.sampled_from(["beat", "fill"]),
 )
 def test_text_round_trip_property(meter_res, n_bars, rows, swing, shift, kind):
-    """Any grid text -> Groove -> text -> Groove gives the same arrays, and the canonical text is a fixed point."""
+    """Grid text -> Groove -> text -> Groove gives the same arrays; the canonical text is a fixed point."""
     meter, resolution = meter_res
     per_bar = int(Meter(*map(int, meter.split("/"))).beats_per_bar * resolution)
     lines = []

@@ -131,7 +131,7 @@ def level_char(level: int, voice: str) -> str:
 
 
 def voice_index(name: str) -> int:
-    """Column of a voice given by alias (``SD``), floor tom ``FT`` or full name (``snare``); case-insensitive."""
+    """Column of a voice given by alias (``SD``), ``FT`` or full name (``snare``); any case."""
     upper = name.upper()
     if upper in VOICE_ALIASES:
         return DRUM_VOICES.index(VOICE_ALIASES[upper])
@@ -316,7 +316,9 @@ def _build_groove(block: _Block, origin: str, source: str) -> Groove:
 
     style, _ = _header(block, "style", None, origin)
     if not _STYLE_RE.match(style):
-        raise GrooveError(f"{where('style')}: style {style!r} should be lower case words joined by '-', like 'hip-hop'")
+        raise GrooveError(
+            f"{where('style')}: style {style!r} should be lower case words joined by '-', like 'hip-hop'"
+        )
     kind, _ = _header(block, "kind", "beat", origin)
     if kind not in KINDS:
         raise GrooveError(f"{where('kind')}: kind {kind!r} is neither 'beat' nor 'fill'")
@@ -324,9 +326,13 @@ def _build_groove(block: _Block, origin: str, source: str) -> Groove:
     try:
         bpm = float(bpm_text)
     except ValueError:
-        raise GrooveError(f"{where('bpm')}: bpm {bpm_text!r} is not a number; write for example 'bpm: 96'") from None
+        raise GrooveError(
+            f"{where('bpm')}: bpm {bpm_text!r} is not a number; write for example 'bpm: 96'"
+        ) from None
     if not (MIN_BPM <= bpm <= MAX_BPM) or math.isnan(bpm):
-        raise GrooveError(f"{where('bpm')}: bpm {bpm_text} is outside {MIN_BPM:g} .. {MAX_BPM:g} quarter notes per minute")
+        raise GrooveError(
+            f"{where('bpm')}: bpm {bpm_text} is outside {MIN_BPM:g} .. {MAX_BPM:g} quarter notes per minute"
+        )
     meter_text, _ = _header(block, "meter", "4/4", origin)
     try:
         meter = parse_meter(meter_text)
@@ -350,7 +356,9 @@ def _build_groove(block: _Block, origin: str, source: str) -> Groove:
     steps_per_char = STEPS_PER_BEAT // resolution
 
     if not block.rows:
-        raise GrooveError(f"{origin}:{block.line}: {prefix} has no grid rows; add rows like 'BD |o.......o.......|'")
+        raise GrooveError(
+            f"{origin}:{block.line}: {prefix} has no grid rows; add rows like 'BD |o.......o.......|'"
+        )
     grid: dict[int, np.ndarray] = {}
     row_lines: dict[int, int] = {}
     for voice_name, grid_text, line_no in block.rows:
@@ -439,8 +447,9 @@ def _build_groove(block: _Block, origin: str, source: str) -> Groove:
         step, voice = map(int, np.argwhere(outside)[0])
         bar, cell = divmod(step // steps_per_char, per_bar)
         raise GrooveError(
-            f"{where('swing' if swing else 'shift')}: swing and shift move the {ALIAS_OF_VOICE[DRUM_VOICES[voice]]} "
-            f"hit at bar {bar + 1} position {cell + 1} by {offsets[step, voice]:+.3f} steps, "
+            f"{where('swing' if swing else 'shift')}: swing and shift move the "
+            f"{ALIAS_OF_VOICE[DRUM_VOICES[voice]]} hit at bar {bar + 1} position {cell + 1} "
+            f"by {offsets[step, voice]:+.3f} steps, "
             "outside the -0.5 .. 0.5 a grid step allows; use less swing (at most 58% on 16ths, 54% on 8ths) "
             "or write the swung notes on a triplet grid (resolution 3 or 6)"
         )
@@ -453,7 +462,9 @@ def _build_groove(block: _Block, origin: str, source: str) -> Groove:
     if "fill_for" in block.headers:
         target = block.headers["fill_for"][0]
         if kind != "fill":
-            raise GrooveError(f"{where('fill_for')}: fill_for is only for grooves of kind 'fill'; add 'kind: fill'")
+            raise GrooveError(
+                f"{where('fill_for')}: fill_for is only for grooves of kind 'fill'; add 'kind: fill'"
+            )
         extra["fill_for"] = target
     if "tags" in block.headers:
         extra["tags"] = [t.strip() for t in block.headers["tags"][0].split(",") if t.strip()]
@@ -488,7 +499,9 @@ def load_file(path: str | Path, root: str | Path | None = None, source: str = "b
     except FileNotFoundError:
         raise GrooveError(f"groove file {path} does not exist; check the path") from None
     except (OSError, UnicodeDecodeError) as error:
-        raise GrooveError(f"groove file {path} cannot be read ({error}); check its permissions and encoding") from None
+        raise GrooveError(
+            f"groove file {path} cannot be read ({error}); check its permissions and encoding"
+        ) from None
     origin = path.relative_to(root).as_posix() if root is not None else path.name
     return parse_text(text, origin=origin, source=source)
 
@@ -523,7 +536,9 @@ def load_directory(path: str | Path, source: str = "builtin") -> list[Groove]:
             continue
         here = f"{groove.source_path}:{groove.extra['line']}"
         if target not in by_name:
-            raise GrooveError(f"{here}: fill {groove.name!r} is for {target!r}, which is not in {root}; fix the name")
+            raise GrooveError(
+                f"{here}: fill {groove.name!r} is for {target!r}, which is not in {root}; fix the name"
+            )
         if by_name[target].kind != "beat":
             raise GrooveError(f"{here}: fill {groove.name!r} is for {target!r}, which is a fill, not a beat")
         if by_name[target].meter != groove.meter:
@@ -675,7 +690,8 @@ def dump_groove(groove: Groove, resolution: int | None = None, exact: bool = Tru
             step, voice = map(int, np.argwhere(off_grid)[0])
             raise GrooveError(
                 f"groove {groove.name!r}: {DRUM_VOICES[voice]} at step {step} falls between the characters "
-                f"of resolution {resolution}; use resolution {_smallest_resolution(groove, meter)} or exact=False"
+                f"of resolution {resolution}; use resolution {_smallest_resolution(groove, meter)} "
+                "or exact=False"
             )
         on_levels = (levels / N_LEVELS).astype(np.float32)
         if not np.array_equal(np.where(groove.hits, on_levels, 0), groove.velocities):
@@ -717,7 +733,8 @@ def dump_groove(groove: Groove, resolution: int | None = None, exact: bool = Tru
         lines.append(f"swing: {_fmt_number(swing[0], 3)}% {swing[1]}ths")
     if shifts:
         ordered = [v for v in ROW_ORDER if v in shifts]
-        lines.append("shift: " + ", ".join(f"{ALIAS_OF_VOICE[DRUM_VOICES[v]]} {shifts[v]:+g}" for v in ordered))
+        parts = [f"{ALIAS_OF_VOICE[DRUM_VOICES[v]]} {shifts[v]:+g}" for v in ordered]
+        lines.append("shift: " + ", ".join(parts))
     if groove.extra.get("fill_for"):
         lines.append(f"fill_for: {groove.extra['fill_for']}")
     if groove.extra.get("tags"):
