@@ -181,6 +181,12 @@ def merge_band_onsets(onsets: np.ndarray, min_gap_samples: int) -> np.ndarray:
     return merged
 
 
+_EMPTY_I64 = np.empty(0, dtype=np.int64)
+_EMPTY_I64.flags.writeable = False
+_EMPTY_ONSETS = empty_onsets()
+_EMPTY_ONSETS.flags.writeable = False
+
+
 class _Core:
     """Kernel + picker + bookkeeping shared by :func:`analyze` and :class:`OnlineAnalyzer`."""
 
@@ -309,6 +315,8 @@ class OnlineAnalyzer:
         self.n_bands = self._core.n_bands
         self._capacity = self.frame_size - self.hop_size + self.config.max_batch_frames * self.hop_size
         self._buffer = np.zeros(self._capacity, dtype=np.float32)
+        self._empty_2d = np.empty((self.n_bands, 0), dtype=np.float32)
+        self._empty_2d.flags.writeable = False
         self.nonfinite_samples = 0
         self.clipped_samples = 0
         self.reset()
@@ -334,14 +342,29 @@ class OnlineAnalyzer:
 
     def process(self, block: np.ndarray) -> Features:
         """Analyse mono ``block`` (n_samples,) float; returns the frames it completed (possibly none)."""
-        x = _as_mono_float32(block, "audio block")
+        x = block
+        if type(x) is not np.ndarray or x.dtype != np.float32 or x.ndim != 1:
+            x = _as_mono_float32(block, "audio block")
         core = self._core
+        total = x.size
+        end = self._length + total
+        if end <= self._capacity and (self._base + end) // self.hop_size == core.next_frame:
+            # fast path: the block completes no frame (small live blocks)
+            dest = self._buffer[self._length : end]
+            dest[...] = x
+            nonfinite, clipped = core.sanitize(dest)
+            self._length = end
+            if nonfinite or clipped:
+                self.nonfinite_samples += nonfinite
+                self.clipped_samples += clipped
+            return Features(
+                core.next_frame, _EMPTY_I64, self._empty_2d, self._empty_2d, _EMPTY_ONSETS, nonfinite, clipped
+            )
         hop, size = self.hop_size, self.frame_size
         buf = self._buffer
         parts = []
         nonfinite = clipped = 0
         pos = 0
-        total = x.size
         while pos < total:
             space = self._capacity - self._length
             if space < hop:

@@ -257,6 +257,7 @@ class SpectralKernel:
         np.maximum(energy, np.float32(ENERGY_FLOOR), out=energy)
         np.log10(energy, out=energy)
         np.multiply(energy, np.float32(10.0), out=energy)
+        np.maximum(energy, np.float32(ENERGY_FLOOR_DB), out=energy)  # exactly the floor, not float32's -120.00001
         flux_q = sums[:, nb:]
         np.rint(flux_q, out=flux_q)
         return energy, flux_q

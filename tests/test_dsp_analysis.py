@@ -1,0 +1,197 @@
+"""Analysis: online == offline for every block size, calibrated energy, bad input, decision latency."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from sjtui.constants import BAND_NAMES, HOP_SIZE
+from sjtui.dsp.analysis import (
+    ENERGY_FLOOR_DB,
+    AnalysisConfig,
+    Features,
+    OnlineAnalyzer,
+    analyze,
+    merge_band_onsets,
+)
+from sjtui.errors import AudioError
+
+
+@pytest.fixture(scope="module")
+def guitar(guitar_audio_dir):
+    """1.2 s of a real guitar riff (44.1 kHz), with onsets in every band."""
+    x, rate = sf.read(guitar_audio_dir / "berklee_guitar_riff_cutup4.wav", dtype="float32")
+    return x[: int(1.2 * rate)].copy(), rate
+
+
+def _same(a: Features, b: Features) -> bool:
+    return (
+        a.first_frame == b.first_frame
+        and np.array_equal(a.frame_sample, b.frame_sample)
+        and np.array_equal(a.energy_db, b.energy_db)
+        and np.array_equal(a.flux, b.flux)
+        and np.array_equal(a.onsets, b.onsets)
+    )
+
+
+def _blockwise(analyzer: OnlineAnalyzer, x: np.ndarray, block_size: int) -> Features:
+    return Features.concat([analyzer.process(x[i : i + block_size]) for i in range(0, x.size, block_size)])
+
+
+def test_offline_result_has_documented_shapes(guitar):
+    x, rate = guitar
+    f = analyze(x, rate)
+    n = x.size // HOP_SIZE
+    assert f.first_frame == 0
+    assert f.frame_sample.dtype == np.int64 and np.array_equal(f.frame_sample, (np.arange(n) + 1) * HOP_SIZE)
+    assert f.energy_db.shape == f.flux.shape == (len(BAND_NAMES), n)
+    assert f.energy_db.dtype == f.flux.dtype == np.float32
+    assert (f.flux >= 0).all()
+    # a riff with chords and single notes: onsets in every band, in time order
+    assert set(f.onsets["band"].tolist()) == {0, 1, 2}
+    assert np.all(np.diff(f.onsets["decided_at"]) >= 0)
+    assert np.all(f.onsets["decided_at"] - f.onsets["sample"] == AnalysisConfig().onset_lag_hops * HOP_SIZE)
+
+
+def test_every_block_size_from_1_to_4096_gives_the_offline_result(guitar):
+    """madmom's test_process_online: one call, block by block, and after reset() agree exactly."""
+    x, rate = guitar
+    reference = analyze(x, rate)
+    assert reference.onsets.size > 5
+    analyzer = OnlineAnalyzer(rate)
+    whole = analyzer.process(x)
+    assert _same(whole, reference)
+    failures = []
+    for block_size in range(1, 4097):
+        analyzer.reset()
+        if not _same(_blockwise(analyzer, x, block_size), reference):
+            failures.append(block_size)
+    assert failures == []
+    # irregular blocks, as a real callback may deliver
+    analyzer.reset()
+    rng = np.random.default_rng(7)
+    cuts = np.unique(rng.integers(0, x.size, size=300))
+    parts = [analyzer.process(chunk) for chunk in np.split(x, cuts)]
+    assert _same(Features.concat(parts), reference)
+
+
+def test_reset_forgets_everything(guitar):
+    x, rate = guitar
+    analyzer = OnlineAnalyzer(rate)
+    first = _blockwise(analyzer, x, 300)
+    analyzer.process(np.ones(1000, dtype=np.float32))  # leave state behind
+    analyzer.reset()
+    assert _same(_blockwise(analyzer, x, 300), first)
+
+
+@pytest.mark.parametrize("frame_size,hop_size", [(512, 128), (1024, 256), (2048, 512)])
+@pytest.mark.parametrize("rate", [44100, 48000])
+def test_full_scale_sine_reads_0_db_whatever_the_frame_size(frame_size, hop_size, rate):
+    t = np.arange(rate) / rate
+    config = AnalysisConfig(frame_size=frame_size, hop_size=hop_size)
+    for level_db in (0.0, -20.0):
+        amplitude = 10 ** (level_db / 20)
+        f = analyze((amplitude * np.sin(2 * np.pi * 1000.0 * t)).astype(np.float32), rate, config)
+        steady = f.energy_db[:, f.n_frames // 2 :]
+        assert np.allclose(steady[1], level_db, atol=0.2)  # 1 kHz is in the mid band
+        assert (steady[0] < level_db - 40).all() and (steady[2] < level_db - 40).all()
+
+
+def test_silence_gives_the_energy_floor_and_no_onsets():
+    f = analyze(np.zeros(48000, dtype=np.float32), 48000)
+    assert (f.energy_db == ENERGY_FLOOR_DB).all()
+    assert (f.flux == 0).all()
+    assert f.onsets.size == 0
+
+
+def test_dc_offset_reaches_no_band(guitar):
+    x, rate = guitar
+    clean = analyze(x, rate)
+    offset = analyze(x + np.float32(0.25), rate)
+    # after the first frame_size samples (where the DC steps up from the silence before
+    # the stream), only float32 rounding of the shifted samples differs
+    settled = slice(16, None)  # frame + flux reference window
+    assert np.allclose(offset.energy_db[:, settled], clean.energy_db[:, settled], atol=0.05)
+    assert np.allclose(offset.flux[:, settled], clean.flux[:, settled], atol=2e-3)
+    late = offset.onsets[offset.onsets["decided_at"] > 16 * HOP_SIZE]
+    assert np.array_equal(late[["sample", "band"]], clean.onsets[clean.onsets["decided_at"] > 16 * HOP_SIZE][["sample", "band"]])
+    dc_only = analyze(np.full(48000, 0.5, dtype=np.float32), 48000)
+    assert (dc_only.energy_db[:, 4:] <= ENERGY_FLOOR_DB + 1e-3).all() and dc_only.onsets.size <= 3
+
+
+def test_nan_and_inf_become_silence_and_are_counted(guitar):
+    x, rate = guitar
+    bad = x.copy()
+    bad[1000:1010] = np.nan
+    bad[20000] = np.inf
+    bad[30000] = -np.inf
+    zeroed = x.copy()
+    zeroed[1000:1010] = 0
+    zeroed[[20000, 30000]] = 0
+    expected = analyze(zeroed, rate)
+    got = analyze(bad, rate)
+    assert got.nonfinite_samples == 12
+    assert _same(got, expected)
+    analyzer = OnlineAnalyzer(rate)
+    online = _blockwise(analyzer, bad, 256)
+    assert _same(online, expected) and online.nonfinite_samples == 12 == analyzer.nonfinite_samples
+    assert np.isfinite(online.energy_db).all() and np.isfinite(online.flux).all()
+
+
+def test_clipping_is_counted_and_analysed():
+    rate = 48000
+    t = np.arange(rate) / rate
+    x = np.clip(1.5 * np.sin(2 * np.pi * 220 * t), -1, 1).astype(np.float32)
+    f = analyze(x, rate)
+    assert f.clipped_samples == np.count_nonzero(np.abs(x) >= 0.999) > 1000
+    assert np.isfinite(f.energy_db).all()
+    analyzer = OnlineAnalyzer(rate)
+    assert _blockwise(analyzer, x, 64).clipped_samples == f.clipped_samples
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 11025, 500000])
+def test_unsupported_sample_rate_is_a_clear_error(rate):
+    with pytest.raises(AudioError, match=r"44100 and 48000"):
+        analyze(np.zeros(1000, dtype=np.float32), rate)
+    with pytest.raises(AudioError, match=str(rate)):
+        OnlineAnalyzer(rate)
+
+
+def test_bad_shapes_and_configs_are_clear_errors():
+    with pytest.raises(AudioError, match="mono"):
+        analyze(np.zeros((100, 2), dtype=np.float32), 48000)
+    with pytest.raises(AudioError, match="float"):
+        analyze(np.zeros(100, dtype=np.int16), 48000)
+    with pytest.raises(AudioError, match="hop size"):
+        AnalysisConfig(hop_size=2048).validate()
+    with pytest.raises(AudioError, match="frame size"):
+        OnlineAnalyzer(48000, AnalysisConfig(frame_size=1001))
+
+
+def test_empty_and_short_input():
+    f = analyze(np.zeros(0, dtype=np.float32), 48000)
+    assert f.n_frames == 0 and f.energy_db.shape == (3, 0) and f.onsets.size == 0
+    analyzer = OnlineAnalyzer(48000)
+    assert analyzer.process(np.zeros(0, dtype=np.float32)).n_frames == 0
+    assert analyzer.process(np.zeros(HOP_SIZE - 1, dtype=np.float32)).n_frames == 0
+    assert analyzer.process(np.zeros(1, dtype=np.float32)).n_frames == 1
+
+
+def test_onsets_are_decided_within_two_hops_of_an_attack():
+    """Plucks (decaying noise bursts) at known samples: every one is found, decided <= 2 hops after it."""
+    rate = 48000
+    rng = np.random.default_rng(3)
+    x = np.zeros(4 * rate, dtype=np.float32)
+    attacks = np.arange(rate // 4, x.size - rate // 4, rate // 3) + rng.integers(0, HOP_SIZE, 11)
+    decay = np.exp(-np.arange(6000) / 1200.0)
+    for a in attacks:
+        x[a : a + decay.size] += (0.3 * rng.standard_normal(decay.size) * decay).astype(np.float32)
+    f = analyze(x, rate)
+    merged = merge_band_onsets(f.onsets, int(0.05 * rate))
+    assert merged.size == attacks.size
+    latency = merged["decided_at"] - attacks
+    assert (latency > 0).all() and (latency <= 2 * HOP_SIZE).all()
+    assert np.abs(merged["sample"] - attacks).max() <= HOP_SIZE
+    # every band hears a broadband pluck
+    assert set(f.onsets["band"].tolist()) == {0, 1, 2}
