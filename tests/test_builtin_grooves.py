@@ -363,3 +363,14 @@ def test_midi_export_plays_the_grid(tmp_path, by_name):
             checked_swung += 1
             assert any(time != step for time, _, _, step in expected)
     assert checked_swung >= 3
+
+
+def test_readme_counts_match_the_library(library):
+    readme = (BUILTIN_GROOVES_DIR / "README.md").read_text()
+    match = re.search(r"(\d+) grooves \((\d+) beats,\s+(\d+) fills\) in (\d+) styles", readme)
+    assert match, "grooves/README.md states the library's size"
+    kinds = Counter(g.kind for g in library)
+    assert tuple(map(int, match.groups())) == (
+        len(library), kinds["beat"], kinds["fill"], len({g.style for g in library}))
+    for path in FILES:
+        assert f"`{path.name}`" in readme, f"{path.name} is listed in grooves/README.md"
