@@ -104,3 +104,45 @@ def test_real_recordings_give_defined_estimates(guitar_audio_dir):
         else:
             assert 40 <= estimate.bpm <= 250 and estimate.downbeat_sample is not None
             assert estimate.alternatives and 0 <= estimate.confidence <= 1
+
+
+@pytest.mark.parametrize("style, bpm, meter", [("shuffle", 96.0, "4/4"), ("odd78", 131.0, "7/8"), ("straight8", 152.0, "4/4")])
+def test_transport_listens_locks_and_places_onsets_on_the_grid(style, bpm, meter):
+    """Live path: blocks -> OnlineAnalyzer -> Transport(auto) locks -> onsets on the right steps.
+
+    The captured stream is the played one delayed by 7 ms of input latency and 0.3 s of
+    silence; the transport is told the latency and places onsets where they were played.
+    """
+    from sjtui.dsp.analysis import OnlineAnalyzer
+    from sjtui.transport.transport import SetLatency, Transport
+
+    riff = generate_riff(style, bpm, bars=8, seed=21, humanize_ms=3.0)
+    played = render_riff(riff, program="clean", sample_rate_hz=RATE)
+    lead, latency = int(0.3 * RATE), int(0.007 * RATE)
+    captured = np.concatenate([np.zeros(lead + latency, np.float32), played])
+    transport = Transport(RATE, bpm=100, meter=meter, source="auto", listen_s=8.0)
+    transport.submit(SetLatency(7.0))
+    analyzer = OnlineAnalyzer(RATE)
+    onsets = []
+    for start in range(0, captured.size, 256):
+        features = analyzer.process(captured[start : start + 256])
+        if features.onsets.size:
+            onsets.append(features.onsets)
+            transport.feed_onsets(features.onsets["sample"], features.onsets["strength"], features.onsets["band"])
+        transport.apply_pending(start + 256)
+    snap = transport.snapshot
+    assert snap.state.startswith("locked"), snap.message
+    assert snap.bpm == pytest.approx(bpm, rel=0.01)
+    all_onsets = np.concatenate(onsets)
+    grid = transport.onsets_to_grid(all_onsets["sample"])
+    # expected step in bar of the nearest riff note, the riff's bar 0 starting after the silence
+    note_samples = lead + riff.onset_times_s() * RATE
+    steps_per_bar = riff.meter.steps_per_bar
+    expected = riff.onset_steps() % steps_per_bar
+    played_at = all_onsets["sample"] - latency
+    nearest = np.abs(played_at[:, None] - note_samples[None, :]).argmin(axis=1)
+    close = np.abs(played_at - note_samples[nearest]) < 0.03 * RATE  # onsets the analysis found near a note
+    diff = (grid["step"][close] - expected[nearest[close]]) % steps_per_bar
+    diff = np.minimum(diff, steps_per_bar - diff)
+    assert close.sum() >= 0.8 * len(note_samples)
+    assert np.mean(diff <= 1) >= 0.95, np.bincount(diff)

@@ -260,25 +260,26 @@ def estimate_tempo(
     confidence = float(np.clip(strength * (0.5 + 0.5 * margin), 0.0, 1.0))
     ambiguous = top_alt >= AMBIGUOUS_RATIO
 
-    # downbeat: the beat of the bar whose beats carry the strongest onsets
+    # downbeat: the bar position (on a beat, or on an 8th when bars hold a half beat as 7/8
+    # does) whose onsets are the strongest
     beat_s = 60.0 / bpm
     beats_per_bar = float(meter.beats_per_bar)
+    units_per_beat = 1 if beats_per_bar == int(beats_per_bar) else 2
+    unit_s = beat_s / units_per_beat
+    units_per_bar = int(round(beats_per_bar * units_per_beat))
     first_s = onset_s[0]
     first_beat = phase_s + np.ceil((first_s - phase_s) / beat_s - 0.5) * beat_s  # beat nearest the first onset
     downbeat_weights = weights * (1.5 if band_index is None else np.where(band_index == 0, 2.0, 1.0))
-    beat_index = (onset_s - first_beat) / beat_s
-    near = np.abs(beat_index - np.rint(beat_index)) < 0.15
-    n_candidates = int(np.ceil(beats_per_bar))
-    bar_scores = np.zeros(n_candidates)
-    for k in range(n_candidates):
-        in_bar = np.mod(np.rint(beat_index) - k, beats_per_bar)
-        on_one = near & (np.abs(in_bar) < 1e-6)
-        bar_scores[k] = downbeat_weights[on_one].sum()
-    # players usually start on the one: the beat of the first onset wins unless another beat
-    # of the bar carries clearly (half the best score) stronger onsets
+    unit_index = (onset_s - first_beat) / unit_s
+    rounded = np.rint(unit_index).astype(np.int64)
+    near = np.abs(unit_index - rounded) < 0.15 * units_per_beat
+    bar_scores = np.zeros(units_per_bar)
+    np.add.at(bar_scores, np.mod(rounded[near], units_per_bar), downbeat_weights[near])
+    # players usually start on the one: the beat of the first onset wins unless another
+    # position carries clearly (half the best score) stronger onsets
     bar_scores[0] += 0.5 * bar_scores.max()
     k_best = int(np.argmax(bar_scores))
-    downbeat_s = first_beat + k_best * beat_s
+    downbeat_s = first_beat + k_best * unit_s
     if downbeat_s - first_s > 0.5 * beat_s + beats_per_bar * beat_s * 0.5:
         downbeat_s -= beats_per_bar * beat_s
     state = "locked" if confidence >= MIN_CONFIDENCE and not ambiguous else "unsure"
