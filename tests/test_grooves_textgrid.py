@@ -227,6 +227,7 @@ def test_bar_too_short():
          r":5: .*use resolution 2 or 4 or 6 or 12"),
         (groove_text("SD |....o...........|\n", kind="groovy"), r"kind 'groovy' is neither"),
         (groove_text("SD |....o...........|\n", colour="red"), r":6: .*unknown header 'colour'"),
+        (groove_text("SD: |....o...........|\n"), r":6: .*grid row .* has a ':'; write it as 'SD \|"),
         (groove_text("") + "\n", r":1: groove 'g' has no grid rows"),
         ("style: rock\ngroove: a\n", r":1: 'style' comes before any 'groove: NAME' line"),
         ("SD |o...|\n", r":1: grid row before any 'groove: NAME'"),
@@ -287,6 +288,13 @@ def test_directory_checks_names_and_fills(tmp_path: Path):
         groove_text("SD |oooooo|\n", kind="fill", fill_for="basic", meter="3/4", resolution=2))
     with pytest.raises(GrooveError, match=r"in 3/4 but its beat 'basic' is in 4/4"):
         load_directory(tmp_path)
+
+
+def test_windows_line_endings_and_byte_order_mark(tmp_path: Path):
+    (tmp_path / "win.groove").write_bytes(b"\xef\xbb\xbf" + BASIC.replace("\n", "\r\n").encode())
+    (groove,) = load_file(tmp_path / "win.groove")
+    (unix,) = parse_text(BASIC)
+    assert groove.name == "basic" and np.array_equal(groove.velocities, unix.velocities)
 
 
 def test_file_errors(tmp_path: Path):

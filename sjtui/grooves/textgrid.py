@@ -215,6 +215,11 @@ def parse_text(text: str, origin: str = "<text>", source: str = "builtin") -> li
                     f"{origin}:{line_no}: {key!r} comes before any 'groove: NAME' line; "
                     "start each groove with 'groove: NAME'"
                 )
+            if key not in HEADER_KEYS and value.startswith("|"):
+                raise GrooveError(
+                    f"{origin}:{line_no}: groove {blocks[-1].name!r}: grid row {line!r} has a ':'; "
+                    f"write it as '{key_match.group(1)} {value}'"
+                )
             if key not in HEADER_KEYS:
                 raise GrooveError(
                     f"{origin}:{line_no}: groove {blocks[-1].name!r}: unknown header {key!r}; "
@@ -495,7 +500,7 @@ def load_file(path: str | Path, root: str | Path | None = None, source: str = "b
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark from a Windows editor is fine
     except FileNotFoundError:
         raise GrooveError(f"groove file {path} does not exist; check the path") from None
     except (OSError, UnicodeDecodeError) as error:
