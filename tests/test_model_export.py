@@ -73,7 +73,11 @@ def exported(tmp_path_factory, real_inputs):
 def test_export_writes_two_versioned_single_files_and_a_manifest(exported):
     model, manifest, out = exported
     guitar_file, groove_file = f"guitar_encoder-{VERSION}.onnx", f"groove_encoder-{VERSION}.onnx"
-    assert sorted(os.listdir(out)) == sorted(["manifest.json", guitar_file, groove_file])
+    reference_file = f"reference-{VERSION}.npz"
+    assert sorted(os.listdir(out)) == sorted(["manifest.json", guitar_file, groove_file, reference_file])
+    assert manifest["reference"]["file"] == reference_file
+    assert manifest["reference"]["sha256"] == sha256_of(out / reference_file)
+    assert manifest["reference"]["atol"] == 1e-4 and len(manifest["reference"]["meters"]) >= 3
     assert json.loads((out / "manifest.json").read_text()) == manifest
     for kind, name, tower in (("guitar", guitar_file, model.guitar), ("groove", groove_file, model.groove)):
         entry = manifest["encoders"][kind]
@@ -172,7 +176,7 @@ def test_reexport_keeps_the_replaced_files_as_backups(tmp_path):
     second = export.export_model(build_two_tower(seed=2), tmp_path, version="0.2.0", training=export.untrained_summary(2))
     names = sorted(os.listdir(tmp_path))
     backups = [n for n in names if ".bak-" in n]
-    assert len(backups) == 3, names  # both encoders and the manifest
+    assert len(backups) == 4, names  # both encoders, the reference file and the manifest
     old_manifest = json.loads((tmp_path / next(n for n in backups if n.startswith("manifest"))).read_text())
     assert old_manifest["encoders"]["guitar"]["sha256"] == first["encoders"]["guitar"]["sha256"]
     assert EncoderPair(tmp_path).manifest["encoders"]["guitar"]["sha256"] == second["encoders"]["guitar"]["sha256"]

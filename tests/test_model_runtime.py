@@ -245,3 +245,31 @@ def test_layout_constants_the_model_was_exported_with(model_dir):
         "descriptors": (layout.DESCRIPTOR_DIM,),
         "context": (layout.CONTEXT_DIM,),
     }
+
+
+def test_reference_windows_are_reproduced_and_a_silent_input_change_is_caught(copy_of, monkeypatch):
+    good = copy_of("reference")
+    pair = EncoderPair(good)
+    result = pair.check_reference()
+    assert result["guitar_max_abs_diff"] <= 1e-5 and result["groove_max_abs_diff"] <= 1e-5 and result["atol"] == 1e-4
+
+    # someone rescales a descriptor without a new model or layout version: the grooves drift
+    monkeypatch.setattr(layout, "DESCRIPTOR_SCALE", layout.DESCRIPTOR_SCALE * 2.0)
+    with pytest.raises(ModelError, match=r"groove embeddings of the reference windows .* differ by .* \(> 0.0001\)"):
+        pair.check_reference()
+    monkeypatch.undo()
+    # ... or the tempo reference of the context: the guitar side drifts first
+    monkeypatch.setattr(layout, "REFERENCE_BPM", 100.0)
+    with pytest.raises(ModelError, match="guitar embeddings of the reference windows"):
+        pair.check_reference()
+    monkeypatch.undo()
+
+    reference = good / f"reference-{VERSION}.npz"
+    data = bytearray(reference.read_bytes())
+    data[-30] ^= 0xFF
+    reference.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="reference file .* the file was altered"):
+        pair.check_reference()
+    _edit_manifest(good, lambda m: m.pop("reference"))
+    with pytest.raises(ModelError, match="stores no reference outputs"):
+        EncoderPair(good).check_reference()

@@ -21,9 +21,13 @@ Steps (:func:`export_model`):
 4. the manifest (see :mod:`sjtui.model.manifest`) records name, version,
    files, sha256, input shapes, the feature constants and input layout,
    the parity figures, the training summary and evaluation figures;
-5. the staged directory must load through the runtime
-   (:class:`sjtui.model.runtime.EncoderPair`) before its files are moved
-   into place; files it replaces are kept as ``NAME.bak-YYYYmmddTHHMMSS``.
+5. reference windows (synthetic fingerprints and grooves of several meters)
+   are stored with their torch embeddings (:mod:`sjtui.model.reference`), so
+   a later silent change of the input code is caught;
+6. the staged directory must load through the runtime
+   (:class:`sjtui.model.runtime.EncoderPair`) and pass its reference check
+   before its files are moved into place; files it replaces are kept as
+   ``NAME.bak-YYYYmmddTHHMMSS``.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from sjtui.model.manifest import (
     sha256_of,
     write_manifest,
 )
+from sjtui.model.reference import REFERENCE_ATOL, reference_file_name, save_reference
 from sjtui.model.runtime import SHIPPED_MODEL_DIR, EncoderPair, session_options
 from training.features import groove_batch, guitar_batch, random_inputs, synthetic_fingerprints, synthetic_grooves
 from training.towers import TwoTower, build_two_tower, load_checkpoint
@@ -142,6 +147,27 @@ def check_parity(tower: torch.nn.Module, kind: str, path: Path, input_sets: dict
             f"{max(diffs, key=diffs.get)}; per set: {diffs}"
         )
     return {"max_abs_diff": worst, "tolerance": PARITY_TOLERANCE, "per_input_set": diffs, "n_input_sets": len(diffs)}
+
+
+def write_reference(model: TwoTower, directory: Path, version: str, seed: int, n: int = 8) -> dict:
+    """Store ``n`` synthetic fingerprints and grooves with their torch embeddings; returns the manifest entry."""
+    rng = np.random.default_rng(10_000 + seed)
+    fingerprints, grooves = synthetic_fingerprints(n, rng), synthetic_grooves(n, rng)
+    with torch.no_grad():
+        g, d = guitar_batch(fingerprints), groove_batch(grooves)
+        guitar_embedding = model.guitar(g["grid"], g["context"]).numpy()
+        groove_embedding = model.groove(d["grid"], d["descriptors"], d["context"]).numpy()
+    path = directory / reference_file_name(version)
+    save_reference(path, fingerprints, grooves, guitar_embedding, groove_embedding)
+    return {
+        "file": path.name,
+        "sha256": sha256_of(path),
+        "size_bytes": path.stat().st_size,
+        "atol": REFERENCE_ATOL,
+        "n_guitar": n,
+        "n_groove": n,
+        "meters": sorted({str(fp.meter) for fp in fingerprints} | {str(gr.meter) for gr in grooves}),
+    }
 
 
 def _io_spec(tower: torch.nn.Module, kind: str, embedding_dim: int) -> tuple[list, list]:
@@ -241,9 +267,10 @@ def export_model(
             "evaluation": evaluation or {"status": "not evaluated", "summary": "no evaluation figures"},
             "encoders": encoders,
         }
+        manifest["reference"] = write_reference(model, staging, version, seed)
         write_manifest(staging, manifest)
-        EncoderPair(staging)  # the runtime accepts what we are about to install
-        files = [MANIFEST_FILE, encoders["guitar"]["file"], encoders["groove"]["file"]]
+        EncoderPair(staging).check_reference()  # the runtime accepts what we are about to install
+        files = [MANIFEST_FILE, encoders["guitar"]["file"], encoders["groove"]["file"], manifest["reference"]["file"]]
         leftovers = sorted(set(os.listdir(staging)) - set(files))
         if leftovers:
             raise ExportError(f"export left unexpected files {leftovers}: the encoders must be single files")

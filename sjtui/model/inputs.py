@@ -167,7 +167,8 @@ def context_vector(bpm: float, meter: Meter, out: np.ndarray | None = None) -> n
     return out
 
 
-def _as_list(items, kind: str) -> list:
+def as_list(items, kind: str) -> list:
+    """One object or a sequence of them -> a non-empty list (``kind`` names them in the error)."""
     if isinstance(items, Sequence) and not isinstance(items, (str, bytes)):
         items = list(items)
     else:
@@ -229,7 +230,7 @@ def guitar_inputs(fingerprints) -> dict[str, np.ndarray]:
 
     Returns ``{"grid": (n, 13, 4, 60), "context": (n, CONTEXT_DIM)}``, float32.
     """
-    items = _as_list(fingerprints, "fingerprint")
+    items = as_list(fingerprints, "fingerprint")
     grid = np.zeros((len(items), *GUITAR_GRID_SHAPE), dtype=np.float32)
     context = np.zeros((len(items), CONTEXT_DIM), dtype=np.float32)
     for i, fingerprint in enumerate(items):
@@ -282,7 +283,7 @@ def groove_inputs(grooves, descriptors: np.ndarray | None = None) -> dict[str, n
     Returns ``{"grid": (n, 28, 4, 60), "descriptors": (n, DESCRIPTOR_DIM),
     "context": (n, CONTEXT_DIM)}``, float32.
     """
-    items = _as_list(grooves, "groove")
+    items = as_list(grooves, "groove")
     n = len(items)
     grid = np.empty((n, *GROOVE_GRID_SHAPE), dtype=np.float32)
     context = np.zeros((n, CONTEXT_DIM), dtype=np.float32)

@@ -20,7 +20,9 @@ version (``guitar_encoder-0.1.0.onnx``, ``groove_encoder-0.1.0.onnx``) and
                    "outputs": [{"name": "embedding", "shape": ["batch", 128], "dtype": "float32"}],
                    "parity": {"max_abs_diff": x, "tolerance": 1e-05, "n_inputs": n}},
         "groove": {...}
-      }
+      },
+      "reference": {"file": "reference-0.1.0.npz", "sha256": "...", "size_bytes": n,
+                    "atol": 0.0001, "n_guitar": 8, "n_groove": 8}   # optional, see sjtui.model.reference
     }
 
 Both towers live in one manifest because their embeddings only mean
@@ -147,23 +149,27 @@ def verify_encoder_file(directory: str | Path, manifest: dict, kind: str) -> Pat
     Raises :class:`ModelError` naming the file for a missing, truncated or
     altered file.
     """
-    entry = manifest["encoders"][kind]
+    return verify_file(directory, manifest["encoders"][kind], f"{kind} encoder")
+
+
+def verify_file(directory: str | Path, entry: dict, what: str) -> Path:
+    """Path of the file a manifest ``entry`` (file, size_bytes, sha256) describes, after checking it."""
     name = str(entry["file"])
     if Path(name).name != name:
-        raise ModelError(f"model manifest names encoder file {name!r}; it must be a bare file name inside the model directory")
+        raise ModelError(f"model manifest names {what} file {name!r}; it must be a bare file name inside the model directory")
     path = Path(directory) / name
     if not path.is_file():
-        raise ModelError(f"{kind} encoder {path} is missing; restore the model directory or export the model again")
+        raise ModelError(f"{what} {path} is missing; restore the model directory or export the model again")
     size = path.stat().st_size
     if size != entry["size_bytes"]:
         raise ModelError(
-            f"{kind} encoder {path} has {size} bytes, the manifest says {entry['size_bytes']}: the file is truncated "
+            f"{what} {path} has {size} bytes, the manifest says {entry['size_bytes']}: the file is truncated "
             "or replaced; restore it or export the model again"
         )
     digest = sha256_of(path)
     if digest != entry["sha256"]:
         raise ModelError(
-            f"{kind} encoder {path} has sha256 {digest[:16]}..., the manifest says {str(entry['sha256'])[:16]}...: "
+            f"{what} {path} has sha256 {digest[:16]}..., the manifest says {str(entry['sha256'])[:16]}...: "
             "the file was altered; restore it or export the model again"
         )
     return path

@@ -29,6 +29,7 @@ from sjtui.model.manifest import (
     check_compatible,
     read_manifest,
     verify_encoder_file,
+    verify_file,
 )
 
 SHIPPED_MODEL_DIR = Path(__file__).resolve().parents[2] / "models"
@@ -152,6 +153,38 @@ class EncoderPair:
         status = "trained" if self.trained else "UNTRAINED (random initialisation)"
         return f"{self.name} {self.version} ({status}) from {self.directory}"
 
+    def check_reference(self) -> dict:
+        """Recompute the stored reference windows with the running code and compare.
+
+        The export stored a few fingerprints and grooves with the embeddings
+        torch gave them (:mod:`sjtui.model.reference`). A difference above the
+        stored ``atol`` means something on the way changed without a new
+        model (input layout, descriptors, analysis constants, onnxruntime):
+        raises :class:`ModelError` naming the tower. Returns the differences.
+        """
+        from sjtui.model.reference import load_reference
+
+        entry = self.manifest.get("reference")
+        if not isinstance(entry, dict):
+            raise ModelError(f"model {self.directory} stores no reference outputs; export it again with this sjtui")
+        path = verify_file(self.directory, entry, "reference file")
+        fingerprints, grooves, guitar_expected, groove_expected = load_reference(path)
+        atol = float(entry.get("atol", 1e-4))
+        result = {
+            "guitar_max_abs_diff": float(np.max(np.abs(self.embed_guitar(fingerprints) - guitar_expected))),
+            "groove_max_abs_diff": float(np.max(np.abs(self.embed_grooves(grooves) - groove_expected))),
+            "atol": atol,
+        }
+        for kind in ("guitar", "groove"):
+            diff = result[f"{kind}_max_abs_diff"]
+            if not diff <= atol:
+                raise ModelError(
+                    f"{kind} embeddings of the reference windows stored with model {self.directory} differ by "
+                    f"{diff:.3g} (> {atol:g}) from what it gave at export: the input layout, descriptors or "
+                    "runtime changed without a new model; retrain and export, or bump the input layout version"
+                )
+        return result
+
     def embed_guitar_inputs(self, grid: np.ndarray, context: np.ndarray) -> np.ndarray:
         """``(n, 128)`` from prepared inputs ``grid`` ``(n, 13, 4, 60)`` and ``context`` ``(n, 10)``."""
         return self.guitar.run({"grid": grid, "context": context})
@@ -170,7 +203,7 @@ class EncoderPair:
         ``descriptors``: optional ``(n, 16)`` raw descriptor vectors already
         computed by the library; computed here when omitted.
         """
-        items = model_inputs._as_list(grooves, "groove")
+        items = model_inputs.as_list(grooves, "groove")
         if descriptors is not None:
             descriptors = np.asarray(descriptors, dtype=np.float32)
             if descriptors.shape != (len(items), model_inputs.DESCRIPTOR_DIM):
