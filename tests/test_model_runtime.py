@@ -273,3 +273,19 @@ def test_reference_windows_are_reproduced_and_a_silent_input_change_is_caught(co
     _edit_manifest(good, lambda m: m.pop("reference"))
     with pytest.raises(ModelError, match="stores no reference outputs"):
         EncoderPair(good).check_reference()
+
+
+def test_tempo_and_meter_filters_feed_best_grooves():
+    from sjtui.model.fit import allowed_grooves, meter_fits, tempo_fits
+
+    bpm = np.array([100.0, 107.9, 108.1, 200.0, 215.0, 50.0, 46.5, 150.0, 92.6])
+    np.testing.assert_array_equal(
+        tempo_fits(100.0, bpm), [True, True, False, True, True, True, True, False, True]
+    )
+    meters = ["4/4", "3/4", "6/8", "4/4", Meter(4, 4), "7/8", "4/4", "4/4", "4/4"]
+    np.testing.assert_array_equal(meter_fits("4/4", meters), [True, False, False, True, True, False, True, True, True])
+    allowed = allowed_grooves(100.0, "4/4", bpm, meters)
+    library = np.eye(9, 128, dtype=np.float32)
+    query = np.linspace(1.0, 0.1, 128).astype(np.float32)  # prefers low indices
+    indices, _ = best_grooves(query, library, top_k=3, allowed=allowed)
+    assert indices.tolist() == [0, 3, 4]
