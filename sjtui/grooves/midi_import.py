@@ -2,7 +2,8 @@
 
 Reading goes in three pure steps:
 
-1. :func:`read_drum_performance` parses the file with mido and returns the
+1. :func:`read_drum_performance` scans the file (:mod:`sjtui.grooves.smf`, a
+   lean reader checked against mido) and returns the
    drum hits of one channel as arrays (tick positions are converted to grid
    steps through the file's ticks per quarter note, so tempo changes do not
    move notes on the grid; the tempo is metadata);
@@ -35,6 +36,7 @@ import numpy as np
 from sjtui.constants import BARS_PER_WINDOW, STEPS_PER_BEAT
 from sjtui.errors import GrooveError, MeterError
 from sjtui.grooves.drum_map import NOTE_TO_VOICE
+from sjtui.grooves.smf import SmfError, scan_smf
 from sjtui.grooves.vho import N_VOICES, Groove
 from sjtui.meter import Meter
 
@@ -134,21 +136,6 @@ def quantise_hits(
     )
 
 
-def _parse(data: bytes, path: str):
-    import mido
-
-    if len(data) == 0:
-        raise MidiImportError(path, "empty file (0 bytes)")
-    if data[:4] != b"MThd":
-        raise MidiImportError(path, f"not a MIDI file: starts with {data[:4]!r}, not b'MThd'")
-    try:
-        return mido.MidiFile(file=io.BytesIO(data))
-    except EOFError:
-        raise MidiImportError(path, f"truncated MIDI file: data ends early ({len(data)} bytes)") from None
-    except Exception as error:  # mido raises OSError, ValueError, KeyError, IndexError... on bad bytes
-        raise MidiImportError(path, f"corrupted MIDI file: {type(error).__name__}: {error}") from None
-
-
 def read_drum_performance(
     source: str | Path | bytes,
     *,
@@ -166,8 +153,6 @@ def read_drum_performance(
     meter is the first ``time_signature``, else ``fallback_meter``, else 4/4
     (the MIDI default). Raises :class:`MidiImportError` with the reason.
     """
-    import mido
-
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         label = path_label or "<bytes>"
@@ -177,42 +162,28 @@ def read_drum_performance(
             data = Path(source).read_bytes()
         except OSError as error:
             raise MidiImportError(label, f"cannot read: {error.strerror or error}") from None
-    midi = _parse(data, label)
-    if midi.type == 2:
+    if len(data) == 0:
+        raise MidiImportError(label, "empty file (0 bytes)")
+    try:
+        scan = scan_smf(data, channel)
+    except SmfError as error:
+        raise MidiImportError(label, str(error)) from None
+    if scan.midi_format == 2:
         raise MidiImportError(
             label, "MIDI type 2 (independent sequential patterns) is not supported: save it as type 0 or 1"
         )
-    ticks_per_beat = int(midi.ticks_per_beat)
+    if scan.midi_format > 2:
+        raise MidiImportError(label, f"corrupted MIDI file: unknown format {scan.midi_format} (0, 1 or 2)")
+    ticks_per_beat = scan.ticks_per_beat
     if ticks_per_beat <= 0 or ticks_per_beat >= 0x8000:
         raise MidiImportError(
             label, f"time division {ticks_per_beat} is SMPTE or invalid: sjtui needs ticks per quarter note"
         )
+    tempo_events, meter_events = scan.tempo_events, scan.meter_events
+    note_ticks, note_numbers, note_velocities = scan.note_ticks, scan.note_numbers, scan.note_velocities
+    other_channel_notes = scan.other_channel_notes
 
-    tempo_events: list[tuple[int, int]] = []
-    meter_events: list[tuple[int, int, int]] = []
-    note_ticks: list[int] = []
-    note_numbers: list[int] = []
-    note_velocities: list[int] = []
-    other_channel_notes = 0
-    for track in midi.tracks:
-        tick = 0
-        for message in track:
-            tick += message.time
-            kind = message.type
-            if kind == "note_on":
-                if message.velocity > 0:
-                    if message.channel == channel:
-                        note_ticks.append(tick)
-                        note_numbers.append(message.note)
-                        note_velocities.append(message.velocity)
-                    else:
-                        other_channel_notes += 1
-            elif kind == "set_tempo":
-                tempo_events.append((tick, message.tempo))
-            elif kind == "time_signature":
-                meter_events.append((tick, message.numerator, message.denominator))
-
-    if not note_ticks:
+    if note_ticks.size == 0:
         hint = (
             f" ({other_channel_notes} notes are on other channels: choose the drum channel with --channel)"
             if other_channel_notes
@@ -221,8 +192,9 @@ def read_drum_performance(
         raise MidiImportError(label, f"no drum notes on MIDI channel {channel + 1}{hint}")
 
     if tempo_events:
-        tempo_events.sort()
-        bpm = round(float(mido.tempo2bpm(tempo_events[0][1])), 2)  # 769230 us -> 78.00003 -> 78.0
+        first_tempo_us = min(tempo_events, key=lambda event: event[0])[1]  # earliest; file order on ties
+        # 769230 us per beat -> 78.00003 BPM -> 78.0
+        bpm = round(60_000_000 / first_tempo_us, 2) if first_tempo_us > 0 else float("inf")
         tempo_from_file = True
         if not MIN_BPM <= bpm <= MAX_BPM:
             if fallback_bpm is None:
@@ -236,8 +208,7 @@ def read_drum_performance(
         raise MidiImportError(label, "no tempo (no set_tempo event): the file does not say how fast it goes")
 
     if meter_events:
-        meter_events.sort()
-        _, numerator, denominator = meter_events[0]
+        _, numerator, denominator = min(meter_events, key=lambda event: event[0])
         try:
             meter = Meter(int(numerator), int(denominator))
             _ = meter.steps_per_bar
@@ -246,18 +217,18 @@ def read_drum_performance(
     else:
         meter = fallback_meter or Meter(4, 4)
 
-    numbers = np.asarray(note_numbers, dtype=np.int64)
+    numbers = note_numbers
     voices = NOTE_TO_VOICE[numbers]
     mapped = voices >= 0
     unmapped = int(numbers.size - np.count_nonzero(mapped))
     if not mapped.any():
         raise MidiImportError(
-            label, f"no kit drum notes on channel {channel + 1}: notes {sorted(set(note_numbers))[:8]} are not drums"
+            label, f"no kit drum notes on channel {channel + 1}: notes {sorted(set(note_numbers.tolist()))[:8]} are not drums"
         )
     steps, voices_q, velocities, offsets, duplicates = quantise_hits(
-        np.asarray(note_ticks, dtype=np.int64)[mapped],
+        note_ticks[mapped],
         voices[mapped],
-        np.asarray(note_velocities, dtype=np.int64)[mapped],
+        note_velocities[mapped],
         ticks_per_beat,
     )
     return DrumPerformance(
