@@ -105,7 +105,7 @@ def test_bars_longer_than_the_model_bar_are_refused(meter_text):
     meter = parse_meter(meter_text)
     with pytest.raises(ModelInputError, match=rf"meter {meter_text}: 72 steps per bar .* 60-step bar"):
         layout.guitar_inputs(_fingerprint(meter))
-    with pytest.raises(ModelInputError, match="72 steps per bar"):
+    with pytest.raises(ModelInputError, match="groove 'g': meter .* 72 steps per bar"):
         layout.groove_inputs(_groove(meter))
 
 

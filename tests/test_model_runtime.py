@@ -289,3 +289,10 @@ def test_tempo_and_meter_filters_feed_best_grooves():
     query = np.linspace(1.0, 0.1, 128).astype(np.float32)  # prefers low indices
     indices, _ = best_grooves(query, library, top_k=3, allowed=allowed)
     assert indices.tolist() == [0, 3, 4]
+
+
+def test_a_hand_broken_manifest_is_a_model_error_not_a_crash(copy_of):
+    broken = copy_of("broken")
+    _edit_manifest(broken, lambda m: m["encoders"]["guitar"].update(inputs=[{"name": "grid", "dtype": "float32"}]))
+    with pytest.raises(ModelError, match=r"malformed \(KeyError"):
+        EncoderPair(broken)

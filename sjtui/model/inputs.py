@@ -257,7 +257,10 @@ def fill_groove_input(groove, grid: np.ndarray, context: np.ndarray) -> None:
     ``groove`` is a :class:`sjtui.grooves.vho.Groove` of at most 4 bars;
     shorter grooves are repeated bar by bar to fill the window.
     """
-    steps = model_steps_per_bar(groove.meter)
+    try:
+        steps = model_steps_per_bar(groove.meter)
+    except ModelInputError as error:
+        raise ModelInputError(f"groove {groove.name!r}: {error}") from None
     bars = groove.n_steps // steps
     if bars > MODEL_BARS or bars < 1:
         raise ModelInputError(

@@ -122,9 +122,15 @@ class EncoderPair:
         check_compatible(
             self.manifest, feature_constants(), model_inputs.input_layout(), where=f"model {self.directory}"
         )
-        self.guitar = Encoder(verify_encoder_file(self.directory, self.manifest, "guitar"), self.manifest["encoders"]["guitar"], "guitar")
-        self.groove = Encoder(verify_encoder_file(self.directory, self.manifest, "groove"), self.manifest["encoders"]["groove"], "groove")
-        self.embedding_dim = int(self.manifest["embedding_dim"])
+        try:
+            self.guitar = Encoder(verify_encoder_file(self.directory, self.manifest, "guitar"), self.manifest["encoders"]["guitar"], "guitar")
+            self.groove = Encoder(verify_encoder_file(self.directory, self.manifest, "groove"), self.manifest["encoders"]["groove"], "groove")
+            self.embedding_dim = int(self.manifest["embedding_dim"])
+        except (KeyError, IndexError, TypeError, ValueError) as error:
+            raise ModelError(
+                f"model manifest {self.directory / MANIFEST_FILE} is malformed ({type(error).__name__}: {error}); "
+                "export the model again"
+            ) from error
         for encoder in (self.guitar, self.groove):
             if encoder.embedding_dim != self.embedding_dim:
                 raise ModelError(
