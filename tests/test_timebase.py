@@ -208,3 +208,18 @@ def test_sample_clock_maps_times_with_jitter():
     t = 1000.0 + 60_000 / true_rate
     assert abs(float(clock.time_to_sample(t)) - 60_000) < 3.0
     assert float(clock.sample_to_time(clock.time_to_sample(t))) == pytest.approx(t)
+
+
+def test_max_segments_drops_the_oldest_and_stays_consistent():
+    tempo_map = TempoMap.constant(48000, 120, max_segments=8)
+    full = TempoMap.constant(48000, 120, max_segments=10_000)
+    for k in range(1, 30):
+        tempo_map = tempo_map.with_tempo(k * 10_000, 100 + k)
+        full = full.with_tempo(k * 10_000, 100 + k)
+    assert len(tempo_map.segments) == 8 and tempo_map.segments[0].start_sample == 22 * 10_000
+    rebuilt = TempoMap(48000, tempo_map.segments, 8)
+    samples = np.arange(220_000, 400_000, 777)
+    np.testing.assert_array_equal(tempo_map.sample_to_beat(samples), rebuilt.sample_to_beat(samples))
+    np.testing.assert_allclose(tempo_map.sample_to_beat(samples), full.sample_to_beat(samples), rtol=1e-12)
+    with pytest.raises(TransportError, match="finite"):
+        tempo_map.with_tempo(float("nan"), 120)

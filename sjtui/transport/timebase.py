@@ -184,6 +184,24 @@ class TempoMap:
         )
         self._beats_per_bar = np.array([float(s.meter.beats_per_bar) for s in segments], dtype=np.float64)
 
+    def _appended(self, n_kept: int, segment: TempoSegment) -> "TempoMap":
+        """This map's first ``n_kept`` segments plus ``segment`` (already checked), in O(n) numpy copies."""
+        out = object.__new__(TempoMap)
+        out.sample_rate_hz = self.sample_rate_hz
+        out.max_segments = self.max_segments
+        drop = max(n_kept + 1 - self.max_segments, 0)
+        out.segments = self.segments[drop:n_kept] + (segment,)
+
+        def extend(array: np.ndarray, value: float) -> np.ndarray:
+            return np.concatenate([array[drop:n_kept], [value]])
+
+        out._start_sample = extend(self._start_sample, segment.start_sample)
+        out._start_beat = extend(self._start_beat, segment.start_beat)
+        out._start_bar = extend(self._start_bar, segment.start_bar)
+        out._samples_per_beat = extend(self._samples_per_beat, samples_per_beat(segment.bpm, self.sample_rate_hz))
+        out._beats_per_bar = extend(self._beats_per_bar, float(segment.meter.beats_per_bar))
+        return out
+
     # -- construction ----------------------------------------------------------
 
     @classmethod
@@ -226,21 +244,24 @@ class TempoMap:
             max_segments=self.max_segments,
         )
 
-    def _kept_before(self, at_sample: float) -> tuple[TempoSegment, ...]:
-        return self.segments[: int(np.searchsorted(self._start_sample, at_sample, side="left"))]
+    def _n_before(self, at_sample: float) -> int:
+        return int(np.searchsorted(self._start_sample, at_sample, side="left"))
 
     def with_tempo(self, at_sample: float, bpm: float) -> "TempoMap":
         """The tempo becomes ``bpm`` at ``at_sample``; the musical position stays continuous."""
         bpm = check_bpm(bpm)
         at_sample = float(at_sample)
+        if not np.isfinite(at_sample):
+            raise TransportError(f"tempo change at sample {at_sample!r}: give a finite sample index")
         beat = float(self.sample_to_beat(at_sample))
         bar = float(self.beat_to_bar(beat))
         meter = self.meter_at(at_sample)
-        kept = self._kept_before(at_sample)
-        if kept and kept[-1].bpm == bpm and kept[-1].meter == meter:
-            return self if len(kept) == len(self.segments) else TempoMap(self.sample_rate_hz, kept, self.max_segments)
-        segment = TempoSegment(at_sample, beat, bar, bpm, meter)
-        return TempoMap(self.sample_rate_hz, (*kept, segment), self.max_segments)
+        n_kept = self._n_before(at_sample)
+        if n_kept and self.segments[n_kept - 1].bpm == bpm and self.segments[n_kept - 1].meter == meter:
+            if n_kept == len(self.segments):
+                return self
+            return TempoMap(self.sample_rate_hz, self.segments[:n_kept], self.max_segments)
+        return self._appended(n_kept, TempoSegment(at_sample, beat, bar, bpm, meter))
 
     def with_meter(self, at_sample: float, meter: Meter | str) -> "TempoMap":
         """The meter becomes ``meter`` from the first bar line at or after ``at_sample``."""
@@ -250,10 +271,8 @@ class TempoMap:
         bar_line = float(nearest) if abs(bar_now - nearest) < _BAR_EPS else float(np.ceil(bar_now))
         beat = float(self.bar_to_beat(bar_line))
         sample = float(self.beat_to_sample(beat))
-        kept = self._kept_before(sample)
         bpm = self.bpm_at(sample)
-        segment = TempoSegment(sample, beat, bar_line, bpm, meter)
-        return TempoMap(self.sample_rate_hz, (*kept, segment), self.max_segments)
+        return self._appended(self._n_before(sample), TempoSegment(sample, beat, bar_line, bpm, meter))
 
     # -- lookups -----------------------------------------------------------------
 
