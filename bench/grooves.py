@@ -5,6 +5,9 @@ by default) imported into a fresh store in a temporary folder:
 
 - ``mido_parse_s``: mido parsing every MIDI file and walking its messages
   (the floor of any import built on mido; peer of the import);
+- ``scan_parse_s``: :func:`sjtui.grooves.smf.scan_smf` on the same files
+  (what the import uses instead), and ``scan_agrees_with_mido``: whether it
+  found the same drum notes, tempi and meters as mido in every file;
 - ``import_s``: the full import (parse, quantise, window, descriptors, SQLite);
 - ``reimport_s``: importing the same folder again (nothing added);
 - ``load_s``: :meth:`GrooveStore.load_library` (every groove into contiguous
@@ -41,18 +44,41 @@ def default_gmd_dir() -> Path:
     return base / "datasets" / "groove-midi"
 
 
-def mido_parse_s(root: Path) -> tuple[float, int]:
+def parse_peers(root: Path) -> dict:
+    """mido vs the lean scanner on every file of info.csv: time, and whether they agree."""
+    import io
+
     import mido
 
+    from sjtui.grooves.smf import scan_smf
+
     with open(root / "info.csv", newline="") as handle:
-        files = [root / row["midi_filename"] for row in csv.DictReader(handle)]
+        blobs = [(root / row["midi_filename"]).read_bytes() for row in csv.DictReader(handle)]
     start = time.perf_counter()
-    messages = 0
-    for file in files:
-        for track in mido.MidiFile(file).tracks:
+    by_mido = []
+    for data in blobs:
+        notes, tempi, meters, tick = [], [], [], 0
+        for track in mido.MidiFile(file=io.BytesIO(data)).tracks:
+            tick = 0
             for message in track:
-                messages += message.time >= 0
-    return time.perf_counter() - start, messages
+                tick += message.time
+                if message.type == "note_on" and message.velocity > 0 and message.channel == 9:
+                    notes.append((tick, message.note, message.velocity))
+                elif message.type == "set_tempo":
+                    tempi.append((tick, message.tempo))
+                elif message.type == "time_signature":
+                    meters.append((tick, message.numerator, message.denominator))
+        by_mido.append((notes, tempi, meters))
+    mido_s = time.perf_counter() - start
+    start = time.perf_counter()
+    scans = [scan_smf(data, 9) for data in blobs]
+    scan_s = time.perf_counter() - start
+    agree = all(
+        (list(zip(s.note_ticks.tolist(), s.note_numbers.tolist(), s.note_velocities.tolist())), s.tempo_events,
+         s.meter_events) == m
+        for s, m in zip(scans, by_mido)
+    )  # fmt: skip
+    return {"files": len(blobs), "mido_parse_s": mido_s, "scan_parse_s": scan_s, "agree": agree}
 
 
 def main() -> int:
@@ -62,7 +88,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    parse_s, n_messages = mido_parse_s(args.gmd)
+    peers = parse_peers(args.gmd)
     with tempfile.TemporaryDirectory() as tmp:
         store = GrooveStore(Path(tmp), builtin=False)
         start = time.perf_counter()
@@ -104,10 +130,12 @@ def main() -> int:
         "windows_by_split": {str(k): v for k, v in sorted(report.count_by(1).items())},
         "windows_by_style": dict(sorted(report.count_by(0).items())),
         "builtin_grooves": builtin_count,
-        "mido_parse_s": round(parse_s, 3),
-        "mido_messages": n_messages,
+        "mido_parse_s": round(peers["mido_parse_s"], 3),
+        "scan_parse_s": round(peers["scan_parse_s"], 3),
+        "mido_over_scan": round(peers["mido_parse_s"] / peers["scan_parse_s"], 1),
+        "scan_agrees_with_mido": peers["agree"],
         "import_s": round(import_s, 3),
-        "import_over_mido_parse": round(import_s / parse_s, 2),
+        "import_over_mido_parse": round(import_s / peers["mido_parse_s"], 2),
         "reimport_s": round(reimport_s, 3),
         "reimport_added": again.grooves_added,
         "load_s": round(load_s, 4),
