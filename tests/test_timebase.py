@@ -223,3 +223,19 @@ def test_max_segments_drops_the_oldest_and_stays_consistent():
     np.testing.assert_allclose(tempo_map.sample_to_beat(samples), full.sample_to_beat(samples), rtol=1e-12)
     with pytest.raises(TransportError, match="finite"):
         tempo_map.with_tempo(float("nan"), 120)
+
+
+def test_sample_clock_takes_the_ring_anchors():
+    from sjtui.audio.ring import RingBuffer
+
+    ring = RingBuffer(48000, max_write_samples=256)
+    clock = SampleClock(48000)
+    for block in range(40):
+        ring.write(np.zeros(256, np.float32))
+        ring.record_anchor(block * 256, 500.0 + block * 256 / 48000, monotonic_s=500.01 + block * 256 / 48000)
+    assert clock.add_anchors(ring.anchors()) == 40
+    assert clock.add_anchors(ring.anchors()) == 0  # nothing new
+    assert float(clock.time_to_sample(500.0 + 1.0)) == pytest.approx(48000, abs=1e-6)
+    late = SampleClock(48000)
+    late.add_anchors(ring.anchors(), time_field="monotonic_s")
+    assert float(late.time_to_sample(500.0 + 1.0)) == pytest.approx(48000 - 480, abs=1e-6)

@@ -471,9 +471,11 @@ class SampleClock:
         self._slope = self.sample_rate_hz  # samples per second
         self._offset_sample = 0.0
         self._offset_time = 0.0
+        self._last_anchor_sample = None
 
     def reset(self) -> None:
         self._count = 0
+        self._last_anchor_sample = None
         self._slope = self.sample_rate_hz
         self._offset_sample = 0.0
         self._offset_time = 0.0
@@ -503,6 +505,26 @@ class SampleClock:
                 # a fit far from the nominal rate means bad anchors: keep the nominal rate
                 if 0.9 * self.sample_rate_hz < slope < 1.1 * self.sample_rate_hz:
                     self._slope = slope
+
+    def add_anchors(self, anchors, time_field: str = "adc_time_s") -> int:
+        """Add the ring's anchors (``sjtui.audio.ring.Anchor``) newer than the last one added.
+
+        ``time_field`` ``"adc_time_s"`` (default) is the capture time of the
+        anchor's sample in the stream clock, which PortAudio on ALSA and JACK
+        takes from the monotonic clock, the clock MIDI receive times use;
+        ``"monotonic_s"`` (block arrival) is later by a block and the driver
+        latency. Returns how many were added.
+        """
+        added = 0
+        last = self._last_anchor_sample
+        for anchor in anchors:
+            if last is not None and anchor.sample_index <= last:
+                continue
+            self.add_anchor(anchor.sample_index, getattr(anchor, time_field))
+            last = anchor.sample_index
+            added += 1
+        self._last_anchor_sample = last
+        return added
 
     def time_to_sample(self, time_s: ArrayLike) -> np.ndarray:
         """Sample index (float64) for clock times in seconds; needs one anchor."""
