@@ -34,13 +34,13 @@ from pathlib import Path
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sjtui.model import inputs as layout  # noqa: E402
-from sjtui.model.runtime import EncoderPair, best_grooves  # noqa: E402
+from sjtui.model import inputs as layout
+from sjtui.model.runtime import EncoderPair, best_grooves
 
 
 def shared_dir() -> Path:
@@ -57,7 +57,11 @@ def timed(fn, repeats: int, warmup: int = 5) -> dict:
         start = time.perf_counter()
         fn()
         times[i] = time.perf_counter() - start
-    return {"median_ms": float(np.median(times) * 1e3), "p95_ms": float(np.percentile(times, 95) * 1e3), "repeats": repeats}
+    return {
+        "median_ms": float(np.median(times) * 1e3),
+        "p95_ms": float(np.percentile(times, 95) * 1e3),
+        "repeats": repeats,
+    }
 
 
 def real_fingerprint():
@@ -71,7 +75,9 @@ def real_fingerprint():
         from sjtui.transport.timebase import TempoMap
 
         audio, rate = sf.read(path, dtype="float32")
-        return fingerprints_of(analyze(audio, rate), TempoMap.constant(rate, 123.0, "4/4"))[0], f"real: {path.name}"
+        return fingerprints_of(analyze(audio, rate), TempoMap.constant(rate, 123.0, "4/4"))[
+            0
+        ], f"real: {path.name}"
     from training.features import synthetic_fingerprints
 
     return synthetic_fingerprints(1, np.random.default_rng(0))[0], "synthetic"
@@ -100,9 +106,13 @@ def real_grooves(limit: int):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, help="model directory (default: a seeded untrained export in a temp dir)")
+    parser.add_argument(
+        "--model", type=Path, help="model directory (default: a seeded untrained export in a temp dir)"
+    )
     parser.add_argument("--n-grooves", type=int, default=5000, help="library size for top-k scoring")
-    parser.add_argument("--n-embed", type=int, default=512, help="grooves embedded for the library throughput")
+    parser.add_argument(
+        "--n-embed", type=int, default=512, help="grooves embedded for the library throughput"
+    )
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -110,7 +120,7 @@ def main(argv=None) -> int:
     temp = None
     torch = None
     try:
-        import torch  # noqa: F811  (peer; optional)
+        import torch
 
         torch.set_num_threads(1)
     except ImportError:
@@ -144,7 +154,9 @@ def main(argv=None) -> int:
         "threads": {"onnxruntime": 1, "torch": 1, "blas": os.environ["OPENBLAS_NUM_THREADS"]},
     }
     results["guitar_layout"] = timed(lambda: layout.guitar_inputs(fingerprint), args.repeats)
-    results["guitar_ort"] = timed(lambda: pair.embed_guitar_inputs(feeds["grid"], feeds["context"]), args.repeats)
+    results["guitar_ort"] = timed(
+        lambda: pair.embed_guitar_inputs(feeds["grid"], feeds["context"]), args.repeats
+    )
     results["embed_guitar"] = timed(lambda: pair.embed_guitar(fingerprint), args.repeats)
     if torch is not None and tower_model is not None:
         grid, context = torch.from_numpy(feeds["grid"]), torch.from_numpy(feeds["context"])
@@ -154,14 +166,20 @@ def main(argv=None) -> int:
                 tower_model.guitar(grid, context)
 
         results["guitar_torch"] = timed(torch_forward, args.repeats)
-        results["ratio_torch_over_ort"] = results["guitar_torch"]["median_ms"] / results["guitar_ort"]["median_ms"]
+        results["ratio_torch_over_ort"] = (
+            results["guitar_torch"]["median_ms"] / results["guitar_ort"]["median_ms"]
+        )
 
     grooves, groove_source = real_grooves(args.n_embed)
     results["inputs"]["grooves"] = f"{groove_source} ({len(grooves)} windows)"
     start = time.perf_counter()
     pair.embed_grooves(grooves)
     total_s = time.perf_counter() - start
-    results["embed_grooves"] = {"n": len(grooves), "total_s": total_s, "per_groove_ms": total_s * 1e3 / len(grooves)}
+    results["embed_grooves"] = {
+        "n": len(grooves),
+        "total_s": total_s,
+        "per_groove_ms": total_s * 1e3 / len(grooves),
+    }
     prepared = layout.groove_inputs(grooves)
     start = time.perf_counter()
     pair.groove.run(prepared)
@@ -172,9 +190,18 @@ def main(argv=None) -> int:
     library = rng.normal(size=(args.n_grooves, pair.embedding_dim)).astype(np.float32)
     library /= np.linalg.norm(library, axis=1, keepdims=True)
     query = pair.embed_guitar(fingerprint)[0]
-    results["best_grooves"] = {"n": args.n_grooves, "top_k": 10, **timed(lambda: best_grooves(query, library, 10), args.repeats)}
-    results["full_argsort"] = {"n": args.n_grooves, **timed(lambda: np.argsort(-(library @ query))[:10], args.repeats)}
-    results["ratio_argsort_over_best_grooves"] = results["full_argsort"]["median_ms"] / results["best_grooves"]["median_ms"]
+    results["best_grooves"] = {
+        "n": args.n_grooves,
+        "top_k": 10,
+        **timed(lambda: best_grooves(query, library, 10), args.repeats),
+    }
+    results["full_argsort"] = {
+        "n": args.n_grooves,
+        **timed(lambda: np.argsort(-(library @ query))[:10], args.repeats),
+    }
+    results["ratio_argsort_over_best_grooves"] = (
+        results["full_argsort"]["median_ms"] / results["best_grooves"]["median_ms"]
+    )
     if temp is not None:
         temp.cleanup()
 
@@ -182,19 +209,32 @@ def main(argv=None) -> int:
         print(json.dumps(results, indent=2))
         return 0
     m = results["model"]
-    print(f"model: {m['directory']} (trained: {m['trained']}); guitar {m['guitar_bytes'] / 1e6:.3f} MB, "
-          f"groove {m['groove_bytes'] / 1e6:.3f} MB; one thread")
+    print(
+        f"model: {m['directory']} (trained: {m['trained']}); guitar {m['guitar_bytes'] / 1e6:.3f} MB, "
+        f"groove {m['groove_bytes'] / 1e6:.3f} MB; one thread"
+    )
     print(f"inputs: fingerprint {results['inputs']['fingerprint']}; grooves {results['inputs']['grooves']}")
-    for key in ("guitar_layout", "guitar_ort", "guitar_torch", "embed_guitar", "best_grooves", "full_argsort"):
+    for key in (
+        "guitar_layout",
+        "guitar_ort",
+        "guitar_torch",
+        "embed_guitar",
+        "best_grooves",
+        "full_argsort",
+    ):
         if key in results:
             r = results[key]
             print(f"{key:14s} median {r['median_ms']:.3f} ms  p95 {r['p95_ms']:.3f} ms")
     if "ratio_torch_over_ort" in results:
         print(f"torch / onnxruntime (guitar, batch 1): {results['ratio_torch_over_ort']:.2f}x")
-    print(f"full argsort / best_grooves (N={args.n_grooves}): {results['ratio_argsort_over_best_grooves']:.2f}x")
+    print(
+        f"full argsort / best_grooves (N={args.n_grooves}): {results['ratio_argsort_over_best_grooves']:.2f}x"
+    )
     e = results["embed_grooves"]
-    print(f"embed_grooves: {e['n']} grooves in {e['total_s']:.2f} s = {e['per_groove_ms']:.3f} ms/groove "
-          f"(onnxruntime alone {e['ort_only_per_groove_ms']:.3f} ms/groove)")
+    print(
+        f"embed_grooves: {e['n']} grooves in {e['total_s']:.2f} s = {e['per_groove_ms']:.3f} ms/groove "
+        f"(onnxruntime alone {e['ort_only_per_groove_ms']:.3f} ms/groove)"
+    )
     return 0
 
 

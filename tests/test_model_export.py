@@ -11,19 +11,19 @@ import pytest
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
-import soundfile as sf  # noqa: E402
+import soundfile as sf
 
-from sjtui.constants import feature_constants  # noqa: E402
-from sjtui.dsp.analysis import analyze  # noqa: E402
-from sjtui.dsp.fingerprint import fingerprints_of  # noqa: E402
-from sjtui.grooves.midi_import import read_grooves  # noqa: E402
-from sjtui.model import inputs as layout  # noqa: E402
-from sjtui.model.manifest import sha256_of  # noqa: E402
-from sjtui.model.runtime import SHIPPED_MODEL_DIR, EncoderPair  # noqa: E402
-from sjtui.transport.timebase import TempoMap  # noqa: E402
-from training import export  # noqa: E402
-from training.features import groove_batch, guitar_batch  # noqa: E402
-from training.towers import build_two_tower, load_checkpoint, save_checkpoint  # noqa: E402
+from sjtui.constants import feature_constants
+from sjtui.dsp.analysis import analyze
+from sjtui.dsp.fingerprint import fingerprints_of
+from sjtui.grooves.midi_import import read_grooves
+from sjtui.model import inputs as layout
+from sjtui.model.manifest import sha256_of
+from sjtui.model.runtime import SHIPPED_MODEL_DIR, EncoderPair
+from sjtui.transport.timebase import TempoMap
+from training import export
+from training.features import groove_batch, guitar_batch
+from training.towers import build_two_tower, load_checkpoint, save_checkpoint
 
 VERSION = "0.0.1-test"
 
@@ -65,7 +65,10 @@ def exported(tmp_path_factory, real_inputs):
         out,
         version=VERSION,
         training=export.untrained_summary(3),
-        real_inputs={"guitar": {"riff": guitar_batch(fingerprints)}, "groove": {"gmd": groove_batch(grooves)}},
+        real_inputs={
+            "guitar": {"riff": guitar_batch(fingerprints)},
+            "groove": {"gmd": groove_batch(grooves)},
+        },
     )
     return model, manifest, out
 
@@ -94,7 +97,11 @@ def test_export_writes_two_versioned_single_files_and_a_manifest(exported):
         {"name": "grid", "shape": ["batch", 13, 4, 60], "dtype": "float32"},
         {"name": "context", "shape": ["batch", 10], "dtype": "float32"},
     ]
-    assert manifest["encoders"]["groove"]["inputs"][1] == {"name": "descriptors", "shape": ["batch", 16], "dtype": "float32"}
+    assert manifest["encoders"]["groove"]["inputs"][1] == {
+        "name": "descriptors",
+        "shape": ["batch", 16],
+        "dtype": "float32",
+    }
     assert manifest["encoders"]["guitar"]["size_bytes"] < 1_000_000
     assert manifest["feature_constants"] == feature_constants()
     assert manifest["input_layout"] == layout.input_layout()
@@ -156,7 +163,10 @@ def test_same_seed_exports_the_same_bytes_and_another_seed_does_not(tmp_path):
     paths = {}
     for label, seed in (("a", 7), ("b", 7), ("c", 8)):
         manifest = export.export_model(
-            build_two_tower(seed=seed), tmp_path / label, version="1.0.0", training=export.untrained_summary(seed)
+            build_two_tower(seed=seed),
+            tmp_path / label,
+            version="1.0.0",
+            training=export.untrained_summary(seed),
         )
         paths[label] = manifest["encoders"]["guitar"]["sha256"], manifest["encoders"]["groove"]["sha256"]
     assert paths["a"] == paths["b"]
@@ -166,20 +176,29 @@ def test_same_seed_exports_the_same_bytes_and_another_seed_does_not(tmp_path):
 def test_an_untrained_model_is_refused_as_the_shipped_model():
     before = sorted(os.listdir(SHIPPED_MODEL_DIR)) if SHIPPED_MODEL_DIR.exists() else None
     with pytest.raises(export.ExportError, match="refusing to install an untrained model"):
-        export.export_model(build_two_tower(seed=0), SHIPPED_MODEL_DIR, version="0.1.0", training=export.untrained_summary(0))
+        export.export_model(
+            build_two_tower(seed=0), SHIPPED_MODEL_DIR, version="0.1.0", training=export.untrained_summary(0)
+        )
     after = sorted(os.listdir(SHIPPED_MODEL_DIR)) if SHIPPED_MODEL_DIR.exists() else None
     assert before == after
 
 
 def test_reexport_keeps_the_replaced_files_as_backups(tmp_path):
-    first = export.export_model(build_two_tower(seed=1), tmp_path, version="0.2.0", training=export.untrained_summary(1))
-    second = export.export_model(build_two_tower(seed=2), tmp_path, version="0.2.0", training=export.untrained_summary(2))
+    first = export.export_model(
+        build_two_tower(seed=1), tmp_path, version="0.2.0", training=export.untrained_summary(1)
+    )
+    second = export.export_model(
+        build_two_tower(seed=2), tmp_path, version="0.2.0", training=export.untrained_summary(2)
+    )
     names = sorted(os.listdir(tmp_path))
     backups = [n for n in names if ".bak-" in n]
     assert len(backups) == 4, names  # both encoders, the reference file and the manifest
     old_manifest = json.loads((tmp_path / next(n for n in backups if n.startswith("manifest"))).read_text())
     assert old_manifest["encoders"]["guitar"]["sha256"] == first["encoders"]["guitar"]["sha256"]
-    assert EncoderPair(tmp_path).manifest["encoders"]["guitar"]["sha256"] == second["encoders"]["guitar"]["sha256"]
+    assert (
+        EncoderPair(tmp_path).manifest["encoders"]["guitar"]["sha256"]
+        == second["encoders"]["guitar"]["sha256"]
+    )
     assert not [n for n in names if n.startswith(".export-")], "staging directory left behind"
 
 
@@ -206,7 +225,12 @@ def test_checkpoint_round_trip_and_cli_export_of_a_trained_checkpoint(tmp_path, 
         assert torch.equal(model.guitar(g["grid"], g["context"]), loaded.guitar(g["grid"], g["context"]))
     assert meta["training"] == training and meta["feature_constants"] == feature_constants()
 
-    assert export.main(["--out", str(tmp_path / "m"), "--checkpoint", str(checkpoint), "--version", "2.0.0", "--json"]) == 0
+    assert (
+        export.main(
+            ["--out", str(tmp_path / "m"), "--checkpoint", str(checkpoint), "--version", "2.0.0", "--json"]
+        )
+        == 0
+    )
     manifest = json.loads(capsys.readouterr().out)
     assert manifest["training"] == training and manifest["evaluation"]["recall_at_10"] == 0.0
     assert (tmp_path / "m" / "guitar_encoder-2.0.0.onnx").is_file()

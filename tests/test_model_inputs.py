@@ -39,16 +39,27 @@ def _groove(meter: Meter, bars: int = 4, hits=(), bpm: float = 100.0, name: str 
     return Groove(h, v, o, meter, bpm, name=name, source="builtin")
 
 
-@pytest.mark.parametrize("meter_text,steps", [("4/4", 48), ("3/4", 36), ("6/8", 36), ("5/4", 60), ("7/8", 42)])
+@pytest.mark.parametrize(
+    "meter_text,steps", [("4/4", 48), ("3/4", 36), ("6/8", 36), ("5/4", 60), ("7/8", 42)]
+)
 def test_every_meter_is_padded_to_the_model_bar_with_a_mask(meter_text, steps):
     meter = parse_meter(meter_text)
     rng = np.random.default_rng(1)
-    onsets = [(b, bar, s, 1.0, 0.1) for b, bar, s in zip(rng.integers(0, 3, 20), rng.integers(0, 4, 20), rng.integers(0, steps, 20))]
-    hits = [(voice, step, 0.7, -0.1) for voice, step in zip(rng.integers(0, 9, 30), rng.integers(0, 4 * steps, 30))]
+    onsets = [
+        (b, bar, s, 1.0, 0.1)
+        for b, bar, s in zip(rng.integers(0, 3, 20), rng.integers(0, 4, 20), rng.integers(0, steps, 20))
+    ]
+    hits = [
+        (voice, step, 0.7, -0.1)
+        for voice, step in zip(rng.integers(0, 9, 30), rng.integers(0, 4 * steps, 30))
+    ]
     guitar = layout.guitar_inputs(_fingerprint(meter, onsets, rng=rng))
     groove = layout.groove_inputs(_groove(meter, hits=hits))
 
-    for grid, mask_channel in ((guitar["grid"][0], layout.GUITAR_MASK_CHANNEL), (groove["grid"][0], layout.GROOVE_MASK_CHANNEL)):
+    for grid, mask_channel in (
+        (guitar["grid"][0], layout.GUITAR_MASK_CHANNEL),
+        (groove["grid"][0], layout.GROOVE_MASK_CHANNEL),
+    ):
         assert grid.shape[1:] == (4, 60)
         mask = grid[mask_channel]
         assert np.all(mask[:, :steps] == 1.0) and np.all(mask[:, steps:] == 0.0)
@@ -89,7 +100,13 @@ def test_the_strongest_onset_of_a_cell_wins_with_its_offset():
     meter = Meter(4, 4)
     fingerprint = _fingerprint(
         meter,
-        [(1, 0, 6, 0.4, -0.3), (1, 0, 6, 0.9, 0.25), (1, 0, 6, 0.6, 0.1), (2, 3, 47, 1.0, -0.5), (0, 0, 6, 0.5, 0.0)],
+        [
+            (1, 0, 6, 0.4, -0.3),
+            (1, 0, 6, 0.9, 0.25),
+            (1, 0, 6, 0.6, 0.1),
+            (2, 3, 47, 1.0, -0.5),
+            (0, 0, 6, 0.5, 0.0),
+        ],
     )
     grid = layout.guitar_inputs(fingerprint)["grid"][0]
     assert grid[6 + 1, 0, 6] == pytest.approx(0.9) and grid[9 + 1, 0, 6] == pytest.approx(0.25)
@@ -160,7 +177,9 @@ def test_descriptors_come_from_the_groove_library_code_scaled():
     assert out[1, density] == pytest.approx(8 / 16)  # 8 hats per bar
     assert out[0, loudness] == pytest.approx(0.6)
     raw = np.stack([groove_descriptors(swung), groove_descriptors(straight)])
-    np.testing.assert_array_equal(layout.groove_inputs([swung, straight], descriptors=raw)["descriptors"], out)
+    np.testing.assert_array_equal(
+        layout.groove_inputs([swung, straight], descriptors=raw)["descriptors"], out
+    )
     with pytest.raises(ModelInputError, match=r"descriptors have shape \(2, 5\)"):
         layout.groove_inputs([swung, straight], descriptors=np.zeros((2, 5)))
 
@@ -177,8 +196,12 @@ def test_real_drum_midi_windows_keep_every_hit(groove_midi_dir):
     for i, groove in enumerate(grooves):
         spb = groove.meter.steps_per_bar
         np.testing.assert_array_equal(x["grid"][i, :9, :, :spb].sum(axis=(1, 2)), groove.hits.sum(axis=0))
-        np.testing.assert_allclose(x["grid"][i, 9:18, :, :spb].sum(axis=(1, 2)), groove.velocities.sum(axis=0), rtol=1e-5)
-        np.testing.assert_allclose(x["grid"][i, 18:27, :, :spb].sum(axis=(1, 2)), groove.offsets.sum(axis=0), atol=1e-4)
+        np.testing.assert_allclose(
+            x["grid"][i, 9:18, :, :spb].sum(axis=(1, 2)), groove.velocities.sum(axis=0), rtol=1e-5
+        )
+        np.testing.assert_allclose(
+            x["grid"][i, 18:27, :, :spb].sum(axis=(1, 2)), groove.offsets.sum(axis=0), atol=1e-4
+        )
         assert x["context"][i, 0] == pytest.approx(np.log2(groove.bpm / 120.0))
 
 
@@ -187,6 +210,9 @@ def test_layout_description_matches_the_arrays():
     assert len(info["guitar_channels"]) == layout.GUITAR_GRID_SHAPE[0] == 13
     assert len(info["groove_channels"]) == layout.GROOVE_GRID_SHAPE[0] == 28
     assert len(info["context_names"]) == layout.CONTEXT_DIM
-    assert info["descriptor_names"] == list(DESCRIPTOR_NAMES) and len(info["descriptor_scale"]) == layout.DESCRIPTOR_DIM
+    assert (
+        info["descriptor_names"] == list(DESCRIPTOR_NAMES)
+        and len(info["descriptor_scale"]) == layout.DESCRIPTOR_DIM
+    )
     assert info["guitar_channels"][layout.GUITAR_MASK_CHANNEL] == "mask"
     assert info["groove_channels"][layout.GROOVE_MASK_CHANNEL] == "mask"

@@ -12,14 +12,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from sjtui.meter import Meter  # noqa: E402
-from sjtui.model import inputs as layout  # noqa: E402
-from sjtui.model.errors import ModelError, ModelInputError  # noqa: E402
-from sjtui.model.manifest import MANIFEST_FORMAT_VERSION  # noqa: E402
-from sjtui.model.runtime import EncoderPair, best_grooves, load_model  # noqa: E402
-from training.export import export_model, untrained_summary  # noqa: E402
-from training.features import groove_batch, guitar_batch, synthetic_fingerprints, synthetic_grooves  # noqa: E402
-from training.towers import build_two_tower  # noqa: E402
+from sjtui.meter import Meter
+from sjtui.model import inputs as layout
+from sjtui.model.errors import ModelError, ModelInputError
+from sjtui.model.manifest import MANIFEST_FORMAT_VERSION
+from sjtui.model.runtime import EncoderPair, best_grooves, load_model
+from training.export import export_model, untrained_summary
+from training.features import groove_batch, guitar_batch, synthetic_fingerprints, synthetic_grooves
+from training.towers import build_two_tower
 
 VERSION = "0.0.2"
 
@@ -86,7 +86,10 @@ def test_sessions_run_on_one_thread_sequentially(model_dir):
 def test_wrong_input_shapes_are_refused_with_the_expected_shape(model_dir):
     pair = EncoderPair(model_dir[1])
     context = np.zeros((1, 10), np.float32)
-    with pytest.raises(ModelInputError, match=r"guitar encoder input 'grid' has shape \(1, 13, 4, 48\); it takes \(n, 13, 4, 60\)"):
+    with pytest.raises(
+        ModelInputError,
+        match=r"guitar encoder input 'grid' has shape \(1, 13, 4, 48\); it takes \(n, 13, 4, 60\)",
+    ):
         pair.embed_guitar_inputs(np.zeros((1, 13, 4, 48), np.float32), context)
     with pytest.raises(ModelInputError, match=r"input 'grid' has shape \(13, 4, 60\)"):
         pair.embed_guitar_inputs(np.zeros((13, 4, 60), np.float32), context)
@@ -101,7 +104,9 @@ def test_wrong_input_shapes_are_refused_with_the_expected_shape(model_dir):
         fp.meter = Meter(6, 4)
         pair.embed_guitar(fp)
     # an empty batch of prepared inputs is an empty result, not an onnxruntime error
-    assert pair.embed_guitar_inputs(np.zeros((0, 13, 4, 60), np.float32), np.zeros((0, 10), np.float32)).shape == (0, 128)
+    assert pair.embed_guitar_inputs(
+        np.zeros((0, 13, 4, 60), np.float32), np.zeros((0, 10), np.float32)
+    ).shape == (0, 128)
 
 
 def test_tampered_truncated_and_missing_files_are_refused(copy_of):
@@ -110,13 +115,17 @@ def test_tampered_truncated_and_missing_files_are_refused(copy_of):
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01  # one bit in the weights
     path.write_bytes(bytes(data))
-    with pytest.raises(ModelError, match=r"guitar encoder .*guitar_encoder-0\.0\.2\.onnx has sha256 .* the file was altered"):
+    with pytest.raises(
+        ModelError, match=r"guitar encoder .*guitar_encoder-0\.0\.2\.onnx has sha256 .* the file was altered"
+    ):
         EncoderPair(tampered)
 
     truncated = copy_of("truncated")
     path = truncated / f"groove_encoder-{VERSION}.onnx"
     path.write_bytes(path.read_bytes()[:1000])
-    with pytest.raises(ModelError, match=r"groove encoder .* has 1000 bytes, the manifest says \d+: the file is truncated"):
+    with pytest.raises(
+        ModelError, match=r"groove encoder .* has 1000 bytes, the manifest says \d+: the file is truncated"
+    ):
         EncoderPair(truncated)
 
     missing = copy_of("missing")
@@ -154,7 +163,10 @@ def test_a_model_built_for_other_feature_constants_is_refused_naming_them(copy_o
 def test_a_manifest_from_a_newer_format_is_refused(copy_of):
     newer = copy_of("newer")
     _edit_manifest(newer, lambda m: m.update(format_version=MANIFEST_FORMAT_VERSION + 1))
-    with pytest.raises(ModelError, match=rf"format version {MANIFEST_FORMAT_VERSION + 1}, newer than the {MANIFEST_FORMAT_VERSION}"):
+    with pytest.raises(
+        ModelError,
+        match=rf"format version {MANIFEST_FORMAT_VERSION + 1}, newer than the {MANIFEST_FORMAT_VERSION}",
+    ):
         EncoderPair(newer)
 
 
@@ -164,7 +176,10 @@ def test_a_manifest_that_does_not_describe_its_file_is_refused(copy_of):
     def swap(manifest):
         encoders = manifest["encoders"]
         for key in ("file", "sha256", "size_bytes"):
-            encoders["guitar"][key], encoders["groove"][key] = encoders["groove"][key], encoders["guitar"][key]
+            encoders["guitar"][key], encoders["groove"][key] = (
+                encoders["groove"][key],
+                encoders["guitar"][key],
+            )
 
     _edit_manifest(swapped, swap)
     with pytest.raises(ModelError, match="do not belong together"):
@@ -251,11 +266,17 @@ def test_reference_windows_are_reproduced_and_a_silent_input_change_is_caught(co
     good = copy_of("reference")
     pair = EncoderPair(good)
     result = pair.check_reference()
-    assert result["guitar_max_abs_diff"] <= 1e-5 and result["groove_max_abs_diff"] <= 1e-5 and result["atol"] == 1e-4
+    assert (
+        result["guitar_max_abs_diff"] <= 1e-5
+        and result["groove_max_abs_diff"] <= 1e-5
+        and result["atol"] == 1e-4
+    )
 
     # someone rescales a descriptor without a new model or layout version: the grooves drift
     monkeypatch.setattr(layout, "DESCRIPTOR_SCALE", layout.DESCRIPTOR_SCALE * 2.0)
-    with pytest.raises(ModelError, match=r"groove embeddings of the reference windows .* differ by .* \(> 0.0001\)"):
+    with pytest.raises(
+        ModelError, match=r"groove embeddings of the reference windows .* differ by .* \(> 0.0001\)"
+    ):
         pair.check_reference()
     monkeypatch.undo()
     # ... or the tempo reference of the context: the guitar side drifts first
@@ -283,7 +304,9 @@ def test_tempo_and_meter_filters_feed_best_grooves():
         tempo_fits(100.0, bpm), [True, True, False, True, True, True, True, False, True]
     )
     meters = ["4/4", "3/4", "6/8", "4/4", Meter(4, 4), "7/8", "4/4", "4/4", "4/4"]
-    np.testing.assert_array_equal(meter_fits("4/4", meters), [True, False, False, True, True, False, True, True, True])
+    np.testing.assert_array_equal(
+        meter_fits("4/4", meters), [True, False, False, True, True, False, True, True, True]
+    )
     allowed = allowed_grooves(100.0, "4/4", bpm, meters)
     library = np.eye(9, 128, dtype=np.float32)
     query = np.linspace(1.0, 0.1, 128).astype(np.float32)  # prefers low indices
@@ -293,6 +316,8 @@ def test_tempo_and_meter_filters_feed_best_grooves():
 
 def test_a_hand_broken_manifest_is_a_model_error_not_a_crash(copy_of):
     broken = copy_of("broken")
-    _edit_manifest(broken, lambda m: m["encoders"]["guitar"].update(inputs=[{"name": "grid", "dtype": "float32"}]))
+    _edit_manifest(
+        broken, lambda m: m["encoders"]["guitar"].update(inputs=[{"name": "grid", "dtype": "float32"}])
+    )
     with pytest.raises(ModelError, match=r"malformed \(KeyError"):
         EncoderPair(broken)

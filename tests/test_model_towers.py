@@ -18,11 +18,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from sjtui.dsp.fingerprint import ONSET_DTYPE, Fingerprint  # noqa: E402
-from sjtui.grooves.vho import N_VOICES, Groove  # noqa: E402
-from sjtui.meter import Meter  # noqa: E402
-from training.features import groove_batch, guitar_batch  # noqa: E402
-from training.towers import GROOVE_CONFIG, GUITAR_CONFIG, TowerConfig, build_two_tower  # noqa: E402
+from sjtui.dsp.fingerprint import ONSET_DTYPE, Fingerprint
+from sjtui.grooves.vho import N_VOICES, Groove
+from sjtui.meter import Meter
+from training.features import groove_batch, guitar_batch
+from training.towers import GROOVE_CONFIG, GUITAR_CONFIG, TowerConfig, build_two_tower
 
 METER = Meter(4, 4)
 STEPS = 4 * METER.steps_per_bar
@@ -33,7 +33,15 @@ def _groove(onset_steps: np.ndarray) -> Groove:
     hits[::6, 2] = True  # hats on 8ths
     hits[12::24, 1] = True  # snare on 2 and 4
     hits[onset_steps % STEPS, 0] = True  # kick with the guitar
-    return Groove(hits, hits * np.float32(0.8), np.zeros(hits.shape, np.float32), METER, 120.0, name="kick-follows", source="builtin")
+    return Groove(
+        hits,
+        hits * np.float32(0.8),
+        np.zeros(hits.shape, np.float32),
+        METER,
+        120.0,
+        name="kick-follows",
+        source="builtin",
+    )
 
 
 def _case(rng: np.random.Generator) -> tuple[Fingerprint, np.ndarray]:
@@ -64,7 +72,9 @@ def task():
     }
 
 
-def _fit_and_score(task, guitar_config: TowerConfig, groove_config: TowerConfig, steps: int = 120) -> tuple[float, float]:
+def _fit_and_score(
+    task, guitar_config: TowerConfig, groove_config: TowerConfig, steps: int = 120
+) -> tuple[float, float]:
     torch.set_num_threads(1)
     model = build_two_tower(0, guitar_config, groove_config).train()
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -72,16 +82,22 @@ def _fit_and_score(task, guitar_config: TowerConfig, groove_config: TowerConfig,
     n = task["train_guitar"]["grid"].shape[0]
     for _ in range(steps):
         index = torch.randint(0, n, (64,), generator=generator)
-        logits = model.scores(
-            {k: v[index] for k, v in task["train_guitar"].items()}, {k: v[index] for k, v in task["train_groove"].items()}
-        ) * model.log_scale.exp()
+        logits = (
+            model.scores(
+                {k: v[index] for k, v in task["train_guitar"].items()},
+                {k: v[index] for k, v in task["train_groove"].items()},
+            )
+            * model.log_scale.exp()
+        )
         loss = torch.nn.functional.cross_entropy(logits, torch.arange(64))
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
     model.eval()
     with torch.no_grad():
-        scores = model.scores(task["test_guitar"], task["test_groove"])  # (256, 256), own groove on the diagonal
+        scores = model.scores(
+            task["test_guitar"], task["test_groove"]
+        )  # (256, 256), own groove on the diagonal
         recall_at_1 = (scores.argmax(dim=1) == torch.arange(scores.shape[0])).float().mean().item()
         shifted = model.scores(task["test_guitar"], task["test_shifted"]).diagonal()
         aligned_wins = (scores.diagonal() > shifted).float().mean().item()
@@ -91,7 +107,10 @@ def _fit_and_score(task, guitar_config: TowerConfig, groove_config: TowerConfig,
 @pytest.mark.slow
 def test_towers_learn_onset_kick_alignment_that_position_blind_pooling_cannot(task):
     recall, aligned_wins = _fit_and_score(task, GUITAR_CONFIG, GROOVE_CONFIG)
-    blind = TowerConfig(GUITAR_CONFIG.conv_channels, step_pool=60), TowerConfig(GROOVE_CONFIG.conv_channels, step_pool=60)
+    blind = (
+        TowerConfig(GUITAR_CONFIG.conv_channels, step_pool=60),
+        TowerConfig(GROOVE_CONFIG.conv_channels, step_pool=60),
+    )
     blind_recall, _ = _fit_and_score(task, *blind)
     # chance is 1/256 for recall@1 and 0.5 for aligned vs shifted
     assert recall > 0.6, recall

@@ -57,7 +57,13 @@ from sjtui.model.manifest import (
 )
 from sjtui.model.reference import REFERENCE_ATOL, reference_file_name, save_reference
 from sjtui.model.runtime import SHIPPED_MODEL_DIR, EncoderPair, session_options
-from training.features import groove_batch, guitar_batch, random_inputs, synthetic_fingerprints, synthetic_grooves
+from training.features import (
+    groove_batch,
+    guitar_batch,
+    random_inputs,
+    synthetic_fingerprints,
+    synthetic_grooves,
+)
 from training.towers import TwoTower, build_two_tower, load_checkpoint
 
 OPSET = 17
@@ -106,7 +112,9 @@ def export_tower(tower: torch.nn.Module, kind: str, path: Path) -> None:
     onnx.checker.check_model(proto)
     external = [t.name for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
     if external:
-        raise ExportError(f"{kind} encoder {path}: weights stored outside the file ({external[:3]}); it must be one file")
+        raise ExportError(
+            f"{kind} encoder {path}: weights stored outside the file ({external[:3]}); it must be one file"
+        )
     opsets = {entry.domain or "ai.onnx": entry.version for entry in proto.opset_import}
     if opsets.get("ai.onnx") != OPSET:
         raise ExportError(f"{kind} encoder {path}: opset {opsets}, expected {OPSET}")
@@ -118,7 +126,9 @@ def parity_inputs(kind: str, seed: int = 0) -> dict[str, dict[str, torch.Tensor]
     rng = np.random.default_rng(seed)
     sets = {f"random_batch{n}": random_inputs(kind, n, generator) for n in (1, 3, 7)}
     wide = random_inputs(kind, 4, generator)
-    sets["gaussian_batch4"] = {name: 3.0 * torch.randn(t.shape, generator=generator) for name, t in wide.items()}
+    sets["gaussian_batch4"] = {
+        name: 3.0 * torch.randn(t.shape, generator=generator) for name, t in wide.items()
+    }
     if kind == "guitar":
         sets["synthetic_fingerprints16"] = guitar_batch(synthetic_fingerprints(16, rng))
     else:
@@ -126,19 +136,27 @@ def parity_inputs(kind: str, seed: int = 0) -> dict[str, dict[str, torch.Tensor]
     return sets
 
 
-def check_parity(tower: torch.nn.Module, kind: str, path: Path, input_sets: dict[str, dict[str, torch.Tensor]]) -> dict:
+def check_parity(
+    tower: torch.nn.Module, kind: str, path: Path, input_sets: dict[str, dict[str, torch.Tensor]]
+) -> dict:
     """Max abs difference torch vs onnxruntime per input set; raises :class:`ExportError` above the tolerance."""
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(str(path), sess_options=session_options(), providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(
+        str(path), sess_options=session_options(), providers=["CPUExecutionProvider"]
+    )
     names = list(tower.input_names)
     diffs = {}
     with torch.no_grad():
         for label, feeds in input_sets.items():
             expected = tower(*(feeds[name] for name in names)).numpy()
-            got = session.run([OUTPUT_NAME], {name: feeds[name].numpy().astype(np.float32) for name in names})[0]
+            got = session.run(
+                [OUTPUT_NAME], {name: feeds[name].numpy().astype(np.float32) for name in names}
+            )[0]
             if got.shape != expected.shape:
-                raise ExportError(f"{kind} encoder parity on {label}: onnxruntime shape {got.shape}, torch {expected.shape}")
+                raise ExportError(
+                    f"{kind} encoder parity on {label}: onnxruntime shape {got.shape}, torch {expected.shape}"
+                )
             diffs[label] = float(np.max(np.abs(got - expected)))
     worst = max(diffs.values())
     if not worst <= PARITY_TOLERANCE:
@@ -146,7 +164,12 @@ def check_parity(tower: torch.nn.Module, kind: str, path: Path, input_sets: dict
             f"{kind} encoder: onnxruntime differs from torch by {worst:.3g} (> {PARITY_TOLERANCE:g}) on "
             f"{max(diffs, key=diffs.get)}; per set: {diffs}"
         )
-    return {"max_abs_diff": worst, "tolerance": PARITY_TOLERANCE, "per_input_set": diffs, "n_input_sets": len(diffs)}
+    return {
+        "max_abs_diff": worst,
+        "tolerance": PARITY_TOLERANCE,
+        "per_input_set": diffs,
+        "n_input_sets": len(diffs),
+    }
 
 
 def write_reference(model: TwoTower, directory: Path, version: str, seed: int, n: int = 8) -> dict:
@@ -240,7 +263,9 @@ def export_model(
             parity = check_parity(tower, kind, path, input_sets)
             size = path.stat().st_size
             if kind == "guitar" and size >= GUITAR_MAX_BYTES:
-                raise ExportError(f"guitar encoder is {size} bytes; it must stay under {GUITAR_MAX_BYTES} (shrink the tower)")
+                raise ExportError(
+                    f"guitar encoder is {size} bytes; it must stay under {GUITAR_MAX_BYTES} (shrink the tower)"
+                )
             inputs, outputs = _io_spec(tower, kind, model.embedding_dim)
             encoders[kind] = {
                 "file": file_name,
@@ -262,7 +287,11 @@ def export_model(
             "feature_constants": feature_constants(),
             "input_layout": layout.input_layout(),
             "architecture": model.architecture(),
-            "exporter": {"torch": torch.__version__, "method": "torch.onnx.export(dynamo=False)", "opset": OPSET},
+            "exporter": {
+                "torch": torch.__version__,
+                "method": "torch.onnx.export(dynamo=False)",
+                "opset": OPSET,
+            },
             "training": training,
             "evaluation": evaluation or {"status": "not evaluated", "summary": "no evaluation figures"},
             "encoders": encoders,
@@ -270,7 +299,12 @@ def export_model(
         manifest["reference"] = write_reference(model, staging, version, seed)
         write_manifest(staging, manifest)
         EncoderPair(staging).check_reference()  # the runtime accepts what we are about to install
-        files = [MANIFEST_FILE, encoders["guitar"]["file"], encoders["groove"]["file"], manifest["reference"]["file"]]
+        files = [
+            MANIFEST_FILE,
+            encoders["guitar"]["file"],
+            encoders["groove"]["file"],
+            manifest["reference"]["file"],
+        ]
         leftovers = sorted(set(os.listdir(staging)) - set(files))
         if leftovers:
             raise ExportError(f"export left unexpected files {leftovers}: the encoders must be single files")
@@ -301,7 +335,11 @@ def real_groove_inputs(midi_dir: str | Path, limit: int = 32) -> dict[str, dict[
             windows, _ = read_grooves(path, name=path.stem, source_name="midi")
         except SjtuiError:
             continue
-        grooves += [g for g in windows if g.bars <= layout.MODEL_BARS and g.meter.steps_per_bar <= layout.MODEL_STEPS_PER_BAR]
+        grooves += [
+            g
+            for g in windows
+            if g.bars <= layout.MODEL_BARS and g.meter.steps_per_bar <= layout.MODEL_STEPS_PER_BAR
+        ]
         if len(grooves) >= limit:
             break
     if not grooves:
@@ -311,21 +349,32 @@ def real_groove_inputs(midi_dir: str | Path, limit: int = 32) -> dict[str, dict[
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.export", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True, type=Path, help="model directory to write (manifest + ONNX files)")
+    parser.add_argument(
+        "--out", required=True, type=Path, help="model directory to write (manifest + ONNX files)"
+    )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", type=Path, help="trained checkpoint (training.towers.save_checkpoint)")
-    source.add_argument("--random-init", action="store_true", help="a freshly initialised, UNTRAINED model (development)")
+    source.add_argument(
+        "--checkpoint", type=Path, help="trained checkpoint (training.towers.save_checkpoint)"
+    )
+    source.add_argument(
+        "--random-init", action="store_true", help="a freshly initialised, UNTRAINED model (development)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of --random-init and of the parity inputs")
     parser.add_argument("--version", default="0.1.0")
     parser.add_argument("--name", default=MODEL_NAME)
-    parser.add_argument("--groove-midi", type=Path, help="folder of drum MIDI files to add real grooves to the parity check")
+    parser.add_argument(
+        "--groove-midi", type=Path, help="folder of drum MIDI files to add real grooves to the parity check"
+    )
     parser.add_argument("--json", action="store_true", help="print the manifest as JSON")
     args = parser.parse_args(argv)
 
     if args.checkpoint:
         model, meta = load_checkpoint(args.checkpoint)
         if meta["feature_constants"] != feature_constants() or meta["input_layout"] != layout.input_layout():
-            print(f"error: {args.checkpoint} was trained with other feature constants or input layout; retrain", file=sys.stderr)
+            print(
+                f"error: {args.checkpoint} was trained with other feature constants or input layout; retrain",
+                file=sys.stderr,
+            )
             return 2
         training, evaluation = meta["training"], meta["evaluation"]
     else:
@@ -334,8 +383,14 @@ def main(argv: list[str] | None = None) -> int:
     real = {"groove": real_groove_inputs(args.groove_midi)} if args.groove_midi else None
     try:
         manifest = export_model(
-            model, args.out, version=args.version, name=args.name, training=training, evaluation=evaluation,
-            real_inputs=real, seed=args.seed,
+            model,
+            args.out,
+            version=args.version,
+            name=args.name,
+            training=training,
+            evaluation=evaluation,
+            real_inputs=real,
+            seed=args.seed,
         )
     except ExportError as error:
         print(f"error: {error}", file=sys.stderr)

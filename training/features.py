@@ -68,7 +68,11 @@ def synthetic_fingerprints(n: int, rng: np.random.Generator) -> list[Fingerprint
         novelty = (rng.random(shape) ** 4).astype(np.float32)
         unit = int(rng.choice([3, 4, 6]))  # 16ths, 8th triplets, 8ths
         slots = np.arange(0, layout.MODEL_BARS * steps, unit)
-        chosen = np.sort(rng.choice(slots, size=max(1, int(rng.integers(slots.size // 4, slots.size // 2 + 1))), replace=False))
+        chosen = np.sort(
+            rng.choice(
+                slots, size=max(1, int(rng.integers(slots.size // 4, slots.size // 2 + 1))), replace=False
+            )
+        )
         onsets = np.zeros(chosen.size, dtype=ONSET_DTYPE)
         onsets["band"] = rng.integers(0, layout.N_BANDS, chosen.size)
         onsets["bar"] = chosen // steps
@@ -99,8 +103,18 @@ def synthetic_grooves(n: int, rng: np.random.Generator) -> list[Groove]:
         hits[(position % 6 == 0) & (rng.random(total) < 0.1), 0] = True
         hits[0, 7] = rng.random() < 0.3
         velocities = np.where(hits, rng.uniform(0.3, 1.0, hits.shape), 0.0).astype(np.float32)
-        offsets = np.where(hits, np.clip(rng.normal(0.0, 0.1, hits.shape), -0.5, 0.49), 0.0).astype(np.float32)
+        offsets = np.where(hits, np.clip(rng.normal(0.0, 0.1, hits.shape), -0.5, 0.49), 0.0).astype(
+            np.float32
+        )
         out.append(
-            Groove(hits, velocities, offsets, meter, float(rng.uniform(60.0, 200.0)), name=f"synthetic {i}", source="builtin")
+            Groove(
+                hits,
+                velocities,
+                offsets,
+                meter,
+                float(rng.uniform(60.0, 200.0)),
+                name=f"synthetic {i}",
+                source="builtin",
+            )
         )
     return out

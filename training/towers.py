@@ -77,7 +77,10 @@ class _Tower(nn.Module):
         self.config = config
         self.mask_channel = mask_channel
         self.conv = nn.Conv2d(
-            in_channels, config.conv_channels, kernel_size=(1, config.kernel_steps), padding=(0, config.kernel_steps // 2)
+            in_channels,
+            config.conv_channels,
+            kernel_size=(1, config.kernel_steps),
+            padding=(0, config.kernel_steps // 2),
         )
         positions = layout.MODEL_STEPS_PER_BAR // config.step_pool
         self.flat_dim = 2 * config.conv_channels * positions
@@ -118,7 +121,10 @@ class GrooveTower(_Tower):
 
     def __init__(self, config: TowerConfig = GROOVE_CONFIG) -> None:
         super().__init__(
-            layout.GROOVE_GRID_SHAPE[0], layout.GROOVE_MASK_CHANNEL, layout.DESCRIPTOR_DIM + layout.CONTEXT_DIM, config
+            layout.GROOVE_GRID_SHAPE[0],
+            layout.GROOVE_MASK_CHANNEL,
+            layout.DESCRIPTOR_DIM + layout.CONTEXT_DIM,
+            config,
         )
 
     def forward(self, grid: torch.Tensor, descriptors: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
@@ -128,7 +134,9 @@ class GrooveTower(_Tower):
 class TwoTower(nn.Module):
     """Both towers plus a learnable logit scale for contrastive training (not exported)."""
 
-    def __init__(self, guitar_config: TowerConfig = GUITAR_CONFIG, groove_config: TowerConfig = GROOVE_CONFIG) -> None:
+    def __init__(
+        self, guitar_config: TowerConfig = GUITAR_CONFIG, groove_config: TowerConfig = GROOVE_CONFIG
+    ) -> None:
         super().__init__()
         if guitar_config.embedding_dim != groove_config.embedding_dim:
             raise ValueError("both towers must embed into the same dimension")
@@ -155,7 +163,9 @@ class TwoTower(nn.Module):
         }
 
 
-def build_two_tower(seed: int = 0, guitar_config: TowerConfig = GUITAR_CONFIG, groove_config: TowerConfig = GROOVE_CONFIG) -> TwoTower:
+def build_two_tower(
+    seed: int = 0, guitar_config: TowerConfig = GUITAR_CONFIG, groove_config: TowerConfig = GROOVE_CONFIG
+) -> TwoTower:
     """A freshly initialised model; the same ``seed`` gives the same weights."""
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)

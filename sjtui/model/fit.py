@@ -20,7 +20,11 @@ TEMPO_TOLERANCE = 0.08
 def tempo_fits(guitar_bpm: float, groove_bpm: np.ndarray, tolerance: float = TEMPO_TOLERANCE) -> np.ndarray:
     """``(n,)`` bool: groove tempi within ``tolerance`` of ``guitar_bpm``, ``2 * guitar_bpm`` or ``guitar_bpm / 2``."""
     ratio = np.asarray(groove_bpm, dtype=np.float64) / float(guitar_bpm)
-    return (np.abs(ratio - 1.0) <= tolerance) | (np.abs(ratio / 2.0 - 1.0) <= tolerance) | (np.abs(ratio * 2.0 - 1.0) <= tolerance)
+    return (
+        (np.abs(ratio - 1.0) <= tolerance)
+        | (np.abs(ratio / 2.0 - 1.0) <= tolerance)
+        | (np.abs(ratio * 2.0 - 1.0) <= tolerance)
+    )
 
 
 def meter_fits(guitar_meter: Meter | str, groove_meters) -> np.ndarray:
@@ -29,6 +33,8 @@ def meter_fits(guitar_meter: Meter | str, groove_meters) -> np.ndarray:
     return np.array([parse_meter(m) == meter for m in groove_meters], dtype=bool)
 
 
-def allowed_grooves(guitar_bpm: float, guitar_meter: Meter | str, groove_bpm: np.ndarray, groove_meters) -> np.ndarray:
+def allowed_grooves(
+    guitar_bpm: float, guitar_meter: Meter | str, groove_bpm: np.ndarray, groove_meters
+) -> np.ndarray:
     """``(n,)`` bool: grooves that fit both tempo and meter."""
     return tempo_fits(guitar_bpm, groove_bpm) & meter_fits(guitar_meter, groove_meters)

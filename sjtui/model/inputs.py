@@ -151,7 +151,9 @@ def model_steps_per_bar(meter: Meter) -> int:
 def context_vector(bpm: float, meter: Meter, out: np.ndarray | None = None) -> np.ndarray:
     """``(CONTEXT_DIM,)`` float32 context of a window at ``bpm`` in ``meter`` (names in :data:`CONTEXT_NAMES`)."""
     if not np.isfinite(bpm) or bpm <= 0:
-        raise ModelInputError(f"tempo {bpm!r} BPM is not a positive number; give the tempo in quarter notes per minute")
+        raise ModelInputError(
+            f"tempo {bpm!r} BPM is not a positive number; give the tempo in quarter notes per minute"
+        )
     steps = model_steps_per_bar(meter)
     if out is None:
         out = np.zeros(CONTEXT_DIM, dtype=np.float32)
@@ -195,8 +197,8 @@ def fill_guitar_input(fingerprint, grid: np.ndarray, context: np.ndarray) -> Non
                 f"({N_BANDS} bands x {MODEL_BARS} bars x {steps} steps of {fingerprint.meter})"
             )
     grid[:] = 0.0
-    grid[_ENERGY:_ENERGY + N_BANDS, :, :steps] = fingerprint.energy
-    grid[_NOVELTY:_NOVELTY + N_BANDS, :, :steps] = fingerprint.novelty
+    grid[_ENERGY : _ENERGY + N_BANDS, :, :steps] = fingerprint.energy
+    grid[_NOVELTY : _NOVELTY + N_BANDS, :, :steps] = fingerprint.novelty
     grid[GUITAR_MASK_CHANNEL, :, :steps] = 1.0
 
     onsets = fingerprint.onsets
@@ -220,8 +222,8 @@ def fill_guitar_input(fingerprint, grid: np.ndarray, context: np.ndarray) -> Non
         last[:-1] = cell_sorted[1:] != cell_sorted[:-1]
         winners = order[last]
         # channels of a band-major block are contiguous: ravel views of grid[a:b]
-        grid[_STRENGTH:_STRENGTH + N_BANDS].reshape(-1)[cell[winners]] = strength[winners]
-        grid[_ONSET_OFFSET:_ONSET_OFFSET + N_BANDS].reshape(-1)[cell[winners]] = onsets["offset"][winners]
+        grid[_STRENGTH : _STRENGTH + N_BANDS].reshape(-1)[cell[winners]] = strength[winners]
+        grid[_ONSET_OFFSET : _ONSET_OFFSET + N_BANDS].reshape(-1)[cell[winners]] = onsets["offset"][winners]
     context_vector(float(fingerprint.bpm), fingerprint.meter, out=context)
 
 
@@ -269,9 +271,11 @@ def fill_groove_input(groove, grid: np.ndarray, context: np.ndarray) -> None:
         )
     rows = np.arange(MODEL_BARS) % bars  # loop short grooves
     for base, values in ((_HIT, groove.hits), (_VELOCITY, groove.velocities), (_HIT_OFFSET, groove.offsets)):
-        by_bar = np.asarray(values, dtype=np.float32).reshape(bars, steps, N_VOICES)[rows]  # (4, steps, voices)
-        grid[base:base + N_VOICES, :, :steps] = by_bar.transpose(2, 0, 1)
-        grid[base:base + N_VOICES, :, steps:] = 0.0
+        by_bar = np.asarray(values, dtype=np.float32).reshape(bars, steps, N_VOICES)[
+            rows
+        ]  # (4, steps, voices)
+        grid[base : base + N_VOICES, :, :steps] = by_bar.transpose(2, 0, 1)
+        grid[base : base + N_VOICES, :, steps:] = 0.0
     grid[GROOVE_MASK_CHANNEL] = 0.0
     grid[GROOVE_MASK_CHANNEL, :, :steps] = 1.0
     context_vector(float(groove.bpm), groove.meter, out=context)

@@ -44,7 +44,15 @@ from sjtui.model.errors import ModelError
 MANIFEST_FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 ENCODER_KINDS = ("guitar", "groove")
-_REQUIRED_KEYS = ("format_version", "name", "version", "embedding_dim", "feature_constants", "input_layout", "encoders")
+_REQUIRED_KEYS = (
+    "format_version",
+    "name",
+    "version",
+    "embedding_dim",
+    "feature_constants",
+    "input_layout",
+    "encoders",
+)
 _REQUIRED_ENCODER_KEYS = ("file", "sha256", "size_bytes", "inputs", "outputs")
 
 
@@ -92,7 +100,9 @@ def read_manifest(directory: str | Path) -> dict:
         raise ModelError(f"model manifest {path} is not a JSON object; export the model again")
     version = manifest.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool):
-        raise ModelError(f"model manifest {path} has no integer format_version (got {version!r}); export the model again")
+        raise ModelError(
+            f"model manifest {path} has no integer format_version (got {version!r}); export the model again"
+        )
     if version > MANIFEST_FORMAT_VERSION:
         raise ModelError(
             f"model manifest {path} has format version {version}, newer than the {MANIFEST_FORMAT_VERSION} "
@@ -126,14 +136,18 @@ def _differences(recorded: dict, running: dict) -> list[str]:
     return lines
 
 
-def check_compatible(manifest: dict, feature_constants: dict, input_layout: dict, where: str = "model") -> None:
+def check_compatible(
+    manifest: dict, feature_constants: dict, input_layout: dict, where: str = "model"
+) -> None:
     """Refuse a model built for other features.
 
     ``feature_constants`` and ``input_layout`` are the running code's
     (:func:`sjtui.constants.feature_constants`, :func:`sjtui.model.inputs.input_layout`).
     The :class:`ModelError` names every constant that differs, with both values.
     """
-    problems = [f"feature constant {line}" for line in _differences(manifest["feature_constants"], feature_constants)]
+    problems = [
+        f"feature constant {line}" for line in _differences(manifest["feature_constants"], feature_constants)
+    ]
     problems += [f"input layout {line}" for line in _differences(manifest["input_layout"], input_layout)]
     if problems:
         raise ModelError(
@@ -156,7 +170,9 @@ def verify_file(directory: str | Path, entry: dict, what: str) -> Path:
     """Path of the file a manifest ``entry`` (file, size_bytes, sha256) describes, after checking it."""
     name = str(entry["file"])
     if Path(name).name != name:
-        raise ModelError(f"model manifest names {what} file {name!r}; it must be a bare file name inside the model directory")
+        raise ModelError(
+            f"model manifest names {what} file {name!r}; it must be a bare file name inside the model directory"
+        )
     path = Path(directory) / name
     if not path.is_file():
         raise ModelError(f"{what} {path} is missing; restore the model directory or export the model again")

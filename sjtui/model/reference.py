@@ -31,7 +31,9 @@ def reference_file_name(version: str) -> str:
     return f"reference-{version}.npz"
 
 
-def save_reference(path: str | Path, fingerprints, grooves, guitar_embedding: np.ndarray, groove_embedding: np.ndarray) -> None:
+def save_reference(
+    path: str | Path, fingerprints, grooves, guitar_embedding: np.ndarray, groove_embedding: np.ndarray
+) -> None:
     """Write reference windows and their embeddings (``(n, d)`` and ``(m, d)`` float32) to ``path``."""
     arrays: dict[str, np.ndarray] = {}
     for i, fp in enumerate(fingerprints):

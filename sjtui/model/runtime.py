@@ -43,7 +43,9 @@ def _onnxruntime():
     try:
         import onnxruntime
     except ImportError as error:  # pragma: no cover - a dependency of sjtui
-        raise ModelError("onnxruntime is not installed; reinstall sjtui (`make`), which installs it") from error
+        raise ModelError(
+            "onnxruntime is not installed; reinstall sjtui (`make`), which installs it"
+        ) from error
     return onnxruntime
 
 
@@ -70,13 +72,19 @@ class Encoder:
         self.kind = kind
         self.path = Path(path)
         try:
-            self.session = ort.InferenceSession(str(path), sess_options=session_options(), providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(
+                str(path), sess_options=session_options(), providers=["CPUExecutionProvider"]
+            )
         except Exception as error:  # onnxruntime raises its own exception types
-            raise ModelError(f"{kind} encoder {path} cannot be loaded by onnxruntime ({error}); export the model again") from error
+            raise ModelError(
+                f"{kind} encoder {path} cannot be loaded by onnxruntime ({error}); export the model again"
+            ) from error
         self.input_shapes: dict[str, tuple[int, ...]] = {}
         for spec in entry["inputs"]:
             if spec.get("dtype") != "float32":
-                raise ModelError(f"{kind} encoder input {spec.get('name')!r} has dtype {spec.get('dtype')!r}; sjtui feeds float32")
+                raise ModelError(
+                    f"{kind} encoder input {spec.get('name')!r} has dtype {spec.get('dtype')!r}; sjtui feeds float32"
+                )
             self.input_shapes[spec["name"]] = tuple(int(d) for d in spec["shape"][1:])
         actual = {i.name: tuple(i.shape[1:]) for i in self.session.get_inputs()}
         if actual != self.input_shapes:
@@ -123,8 +131,16 @@ class EncoderPair:
             self.manifest, feature_constants(), model_inputs.input_layout(), where=f"model {self.directory}"
         )
         try:
-            self.guitar = Encoder(verify_encoder_file(self.directory, self.manifest, "guitar"), self.manifest["encoders"]["guitar"], "guitar")
-            self.groove = Encoder(verify_encoder_file(self.directory, self.manifest, "groove"), self.manifest["encoders"]["groove"], "groove")
+            self.guitar = Encoder(
+                verify_encoder_file(self.directory, self.manifest, "guitar"),
+                self.manifest["encoders"]["guitar"],
+                "guitar",
+            )
+            self.groove = Encoder(
+                verify_encoder_file(self.directory, self.manifest, "groove"),
+                self.manifest["encoders"]["groove"],
+                "groove",
+            )
             self.embedding_dim = int(self.manifest["embedding_dim"])
         except (KeyError, IndexError, TypeError, ValueError) as error:
             raise ModelError(
@@ -172,7 +188,9 @@ class EncoderPair:
 
         entry = self.manifest.get("reference")
         if not isinstance(entry, dict):
-            raise ModelError(f"model {self.directory} stores no reference outputs; export it again with this sjtui")
+            raise ModelError(
+                f"model {self.directory} stores no reference outputs; export it again with this sjtui"
+            )
         path = verify_file(self.directory, entry, "reference file")
         fingerprints, grooves, guitar_expected, groove_expected = load_reference(path)
         atol = float(entry.get("atol", 1e-4))
@@ -195,7 +213,9 @@ class EncoderPair:
         """``(n, 128)`` from prepared inputs ``grid`` ``(n, 13, 4, 60)`` and ``context`` ``(n, 10)``."""
         return self.guitar.run({"grid": grid, "context": context})
 
-    def embed_groove_inputs(self, grid: np.ndarray, descriptors: np.ndarray, context: np.ndarray) -> np.ndarray:
+    def embed_groove_inputs(
+        self, grid: np.ndarray, descriptors: np.ndarray, context: np.ndarray
+    ) -> np.ndarray:
         """``(n, 128)`` from prepared inputs (see :func:`sjtui.model.inputs.groove_inputs`)."""
         return self.groove.run({"grid": grid, "descriptors": descriptors, "context": context})
 
@@ -203,7 +223,9 @@ class EncoderPair:
         """``(n, 128)`` float32 L2-normalised embeddings of one fingerprint or a sequence of them."""
         return self.guitar.run(model_inputs.guitar_inputs(fingerprints))
 
-    def embed_grooves(self, grooves, descriptors: np.ndarray | None = None, batch_size: int = GROOVE_BATCH) -> np.ndarray:
+    def embed_grooves(
+        self, grooves, descriptors: np.ndarray | None = None, batch_size: int = GROOVE_BATCH
+    ) -> np.ndarray:
         """``(n, 128)`` float32 embeddings of grooves (at most 4 bars each), in batches of ``batch_size``.
 
         ``descriptors``: optional ``(n, 16)`` raw descriptor vectors already
@@ -257,7 +279,9 @@ def best_grooves(
     if allowed is not None:
         allowed = np.asarray(allowed, dtype=bool)
         if allowed.shape != (library.shape[0],):
-            raise ModelInputError(f"allowed has shape {allowed.shape}; give one bool per groove ({library.shape[0]},)")
+            raise ModelInputError(
+                f"allowed has shape {allowed.shape}; give one bool per groove ({library.shape[0]},)"
+            )
         candidates = np.flatnonzero(allowed)
         scores = scores[candidates]
     k = min(int(top_k), scores.shape[0])
