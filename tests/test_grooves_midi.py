@@ -205,7 +205,10 @@ def test_round_trip_groove_midi_groove(tmp_path, seed, meter):
     vel_error = np.abs(velocities[hits] - groove.velocities[: hits.shape[0]][hits])
     off_error = np.abs(offsets[hits] - groove.offsets[: hits.shape[0]][hits])
     assert vel_error.max() <= one_velocity_step / 2 + 1e-6
-    assert off_error.max() <= one_offset_step / 2 + 1e-6 or off_error.max() <= one_offset_step
+    # rounding to ticks costs at most half a tick; offsets in [19.5, 20) ticks are kept at 19 ticks
+    # so the hit stays on its step: at most one tick, one quantisation step of the file
+    assert off_error.max() <= one_offset_step + 1e-6
+    assert np.median(off_error) <= one_offset_step / 2
 
 
 def test_round_trip_of_imported_performance_is_exact(tmp_path):
