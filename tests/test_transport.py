@@ -284,3 +284,13 @@ def test_song_position_while_running_is_a_locate():
     assert snap.epoch == epoch + 1 and snap.state == "running"
     assert transport.tempo_map.sample_to_bar(later[0]) == pytest.approx(4.0)
     assert snap.position.bar == 4 and snap.position.beat_in_bar == pytest.approx(23 / 24, abs=0.01)
+
+
+def test_start_without_ticks_waits_and_says_so():
+    transport = Transport(RATE, bpm=100, source="midi_clock")
+    transport.submit(MidiMessage((START,), RATE))
+    snap = transport.apply_pending(RATE + 100)
+    assert snap.state == "waiting" and not snap.running
+    snap = transport.apply_pending(3 * RATE)
+    assert snap.state == "waiting" and "no clock ticks" in snap.message
+    assert snap.position.beat == pytest.approx(0.0, abs=1e-9)  # held at the song start

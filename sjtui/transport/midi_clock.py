@@ -18,6 +18,8 @@ phase-locked loop with a one-beat time constant), so the map never jumps.
 Defined results for bad clocks:
 
 ========================  ====================================================
+Start, then no tick       state stays ``waiting`` (position held); after
+                          ``lost_after_s`` the message says no ticks came
 clock before any Start    ticks are counted from position 0 as if Start came
                           first (many devices send clock all the time);
                           state ``running``
@@ -117,6 +119,7 @@ class MidiClockFollower:
         self._n = 0  # ticks in the fit buffer (ring)
         self._outliers = 0
         self._relocate_pending = True
+        self._waiting_since = 0.0
         self._fit_slope = 0.0  # samples per tick
         self._fit_intercept = 0.0
 
@@ -148,9 +151,11 @@ class MidiClockFollower:
             self._on_tick(float(sample))
         elif status == START:
             self.next_tick = 0
-            self._begin(WAITING, "MIDI clock: Start, waiting for the first tick")
+            self._begin(WAITING, "MIDI clock: Start, waiting for the first tick", sample)
         elif status == CONTINUE:
-            self._begin(WAITING, f"MIDI clock: Continue from beat {self.stopped_beat:g}, waiting for the first tick")
+            self._begin(
+                WAITING, f"MIDI clock: Continue from beat {self.stopped_beat:g}, waiting for the first tick", sample
+            )
         elif status == STOP:
             self.state = STOPPED
             self.message = f"MIDI clock: stopped at beat {self.stopped_beat:g}; holding {self.held_bpm:.1f} BPM"
@@ -163,6 +168,14 @@ class MidiClockFollower:
 
     def poll(self, now_sample: float) -> None:
         """Detect a clock that stopped arriving (call every block)."""
+        if self.state == WAITING:
+            waited_s = (float(now_sample) - self._waiting_since) / self.sample_rate_hz
+            if waited_s > self.lost_after_s:
+                self.message = (
+                    f"MIDI clock: Start/Continue came {waited_s:.1f} s ago but no clock ticks; "
+                    f"holding beat {self.stopped_beat:g} at {self.held_bpm:.1f} BPM (is the sender sending clock?)"
+                )
+            return
         if self.state not in (RUNNING, OUT_OF_RANGE) or self.last_tick_sample is None:
             return
         gap_s = (float(now_sample) - self.last_tick_sample) / self.sample_rate_hz
@@ -182,7 +195,8 @@ class MidiClockFollower:
 
     # -- internals ------------------------------------------------------------
 
-    def _begin(self, state: str, message: str) -> None:
+    def _begin(self, state: str, message: str, sample: float) -> None:
+        self._waiting_since = float(sample)
         self.state = state
         self.message = message
         self._n = 0
