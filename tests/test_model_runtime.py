@@ -321,3 +321,13 @@ def test_a_hand_broken_manifest_is_a_model_error_not_a_crash(copy_of):
     )
     with pytest.raises(ModelError, match=r"malformed \(KeyError"):
         EncoderPair(broken)
+
+
+def test_the_user_model_lives_in_the_data_folder(monkeypatch, tmp_path, copy_of):
+    from sjtui.model.runtime import user_model_dir
+
+    monkeypatch.setenv("SJTUI_DATA_DIR", str(tmp_path / "data"))
+    assert user_model_dir() == tmp_path / "data" / "model"
+    shutil.copytree(copy_of("mine"), tmp_path / "data" / "model")
+    loaded = load_model(shipped_dir=tmp_path / "nothing-shipped")
+    assert loaded.directory == tmp_path / "data" / "model" and loaded.fallback_reason is None

@@ -297,10 +297,15 @@ def best_grooves(
 
 
 def user_model_dir() -> Path:
-    """Where a user's fine-tuned model lives: ``<user data dir>/sjtui/model``."""
-    import platformdirs
+    """Where a user's fine-tuned model lives: ``model/`` in the data folder.
 
-    return Path(platformdirs.user_data_dir("sjtui")) / "model"
+    The data folder is the groove library's and the labels' own
+    (:func:`sjtui.grooves.store.default_data_dir`: ``$SJTUI_DATA_DIR`` or
+    ``platformdirs.user_data_dir("sjtui")``).
+    """
+    from sjtui.grooves.store import default_data_dir
+
+    return default_data_dir() / "model"
 
 
 @dataclass
