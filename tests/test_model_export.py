@@ -241,3 +241,11 @@ def test_cli_refuses_a_bad_version(tmp_path, capsys):
     assert export.main(["--out", str(tmp_path), "--random-init", "--version", "latest"]) == 2
     assert "is not like 1.2.3" in capsys.readouterr().err
     assert not (tmp_path / "manifest.json").exists()
+
+
+def test_a_model_without_an_honest_training_summary_is_not_exported(tmp_path):
+    with pytest.raises(export.ExportError, match="needs status 'trained' or 'untrained' and a summary"):
+        export.export_model(
+            build_two_tower(seed=0), tmp_path, version="0.1.0", training={"status": "trained"}
+        )
+    assert not list(tmp_path.iterdir())

@@ -240,8 +240,13 @@ def export_model(
     """
     if not _VERSION_PATTERN.match(version):
         raise ExportError(f"version {version!r} is not like 1.2.3; it goes into the file names")
+    if training.get("status") not in ("trained", "untrained") or not isinstance(training.get("summary"), str):
+        raise ExportError(
+            f"training summary {training!r} needs status 'trained' or 'untrained' and a summary text "
+            "(what data, how many ratings/pairs, how the weak targets were made)"
+        )
     out_dir = Path(out_dir)
-    trained = training.get("status") == "trained"
+    trained = training["status"] == "trained"
     if not trained and out_dir.resolve() == SHIPPED_MODEL_DIR.resolve():
         raise ExportError(
             f"refusing to install an untrained model into {SHIPPED_MODEL_DIR} (the shipped model); "
