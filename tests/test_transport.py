@@ -294,3 +294,18 @@ def test_start_without_ticks_waits_and_says_so():
     snap = transport.apply_pending(3 * RATE)
     assert snap.state == "waiting" and "no clock ticks" in snap.message
     assert snap.position.beat == pytest.approx(0.0, abs=1e-9)  # held at the song start
+
+
+def test_auto_lock_holds_until_relisten():
+    transport = Transport(RATE, bpm=100, source="auto", listen_s=4.0)
+    beat = RATE * 60 / 90
+    onsets = np.arange(16) * beat  # even quarter notes: octave-ambiguous, may lock unsure
+    transport.feed_onsets(onsets, np.ones(16))
+    snap = transport.apply_pending(onsets[-1])
+    assert snap.state.startswith("locked") and snap.epoch == 1
+    locked_map = transport.tempo_map
+    transport.feed_onsets(onsets[-1] + np.arange(1, 30) * beat / 3, np.ones(29))  # different playing
+    assert transport.apply_pending(onsets[-1] + 10 * beat).tempo_map is locked_map
+    transport.submit(Relisten())
+    snap = transport.apply_pending(onsets[-1] + 10 * beat)
+    assert snap.state == "listening" and snap.confidence == 0.0

@@ -200,8 +200,14 @@ class Transport:
     # -- the playing (source auto) ----------------------------------------------------
 
     def feed_onsets(self, onset_samples: np.ndarray, strengths: np.ndarray, bands: np.ndarray | None = None) -> None:
-        """Give the transport new onsets (engine thread). Used while listening in ``auto``."""
-        if self.source != "auto" or self.state == "locked":
+        """Give the transport new onsets (engine thread). Used while listening in ``auto``.
+
+        After ``listen_s`` seconds of onsets the tempo is estimated and locked
+        (``locked``, or ``locked (unsure)`` with a warning when half/double
+        fit almost as well); later onsets are ignored until :class:`Relisten`.
+        With too little playing the transport keeps listening at the held tempo.
+        """
+        if self.source != "auto" or self.state.startswith("locked"):
             return
         onset_samples = np.asarray(onset_samples, dtype=np.float64).ravel()
         if onset_samples.size == 0:
