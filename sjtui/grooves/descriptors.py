@@ -77,7 +77,8 @@ def metrical_weights(meter: Meter) -> np.ndarray:
 
 
 def lhl_syncopation(onsets: np.ndarray, weights: np.ndarray) -> float:
-    """Longuet-Higgins & Lee syncopation of a looping onset pattern.
+    """Longuet-Higgins & Lee syncopation of a looping onset pattern (one pattern; the reference
+    for :func:`lhl_syncopation_batch`, which the descriptors use).
 
     ``onsets``: (n_steps,) bool; ``weights``: (n_steps,) metrical weight of
     each step. Returns the summed syncopation score (>= 0).
@@ -107,7 +108,8 @@ def lhl_syncopation(onsets: np.ndarray, weights: np.ndarray) -> float:
 
 
 def swing_ratio(hits: np.ndarray, offsets: np.ndarray) -> float:
-    """Median long/short ratio of played 8th-note pairs.
+    """Median long/short ratio of played 8th-note pairs (one groove; the reference for
+    :func:`swing_ratio_batch`, which the descriptors use).
 
     ``hits`` and ``offsets``: (n_steps, n_voices). An off-beat 8th is a hit
     of the time-keeping voices (all voices when they are silent) whose step
@@ -132,27 +134,123 @@ def swing_ratio(hits: np.ndarray, offsets: np.ndarray) -> float:
     return float(np.median(ratio))
 
 
+@lru_cache(maxsize=64)
+def _range_max_table(meter: Meter, bars: int) -> np.ndarray:
+    """Sparse table of the looping weights: ``table[k, i] = max(w2[i : i + 2**k])``, shape (levels, 2T)."""
+    weights = np.tile(metrical_weights(meter), bars)
+    doubled = np.concatenate((weights, weights))
+    levels = max(int(np.log2(doubled.size)) + 1, 1)
+    table = np.full((levels, doubled.size), -np.inf)
+    table[0] = doubled
+    for k in range(1, levels):
+        half = 1 << (k - 1)
+        table[k, : doubled.size - half] = np.maximum(table[k - 1, : doubled.size - half], table[k - 1, half:])
+    table.flags.writeable = False
+    return table
+
+
+def lhl_syncopation_batch(onsets: np.ndarray, meter: Meter) -> np.ndarray:
+    """:func:`lhl_syncopation` of a batch: ``onsets`` (n_grooves, n_steps) bool -> (n_grooves,) scores.
+
+    Vectorised over grooves and onsets: the next onset of every step comes
+    from a reversed running minimum, the strongest rest between two onsets
+    from a sparse range-maximum table of the looping metrical weights.
+    """
+    n_grooves, n_steps = onsets.shape
+    bars = n_steps // meter.steps_per_bar
+    table = _range_max_table(meter, bars)
+    doubled_on = np.concatenate((onsets, onsets), axis=1)
+    index = np.where(doubled_on, np.arange(2 * n_steps), 4 * n_steps)
+    next_at = np.minimum.accumulate(index[:, ::-1], axis=1)[:, ::-1]  # first onset at or after each step
+    groove, step = np.nonzero(onsets)
+    rest_start = step + 1
+    rest_end = next_at[groove, rest_start]  # next onset after ``step`` (exists: the loop repeats it)
+    has_rest = rest_end > rest_start
+    groove, step, rest_start, rest_end = groove[has_rest], step[has_rest], rest_start[has_rest], rest_end[has_rest]
+    level = np.floor(np.log2(rest_end - rest_start)).astype(np.int64)
+    strongest_rest = np.maximum(table[level, rest_start], table[level, rest_end - (1 << level)])
+    score = np.maximum(strongest_rest - table[0, step], 0.0)
+    return np.bincount(groove, weights=score, minlength=n_grooves)
+
+
+def swing_ratio_batch(hits: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """:func:`swing_ratio` of a batch: (n_grooves, n_steps, n_voices) -> (n_grooves,)."""
+    n_grooves, n_steps, n_voices = hits.shape
+    timekeeper = np.zeros(n_voices, dtype=bool)
+    timekeeper[_TIMEKEEPERS] = True
+    use_timekeepers = hits[:, :, timekeeper].any(axis=(1, 2))
+    voice_mask = np.where(use_timekeepers[:, None], timekeeper[None, :], True)  # (n_grooves, n_voices)
+    selected = hits & voice_mask[:, None, :]
+    n_beats = -(-n_steps // STEPS_PER_BEAT)
+    pad = n_beats * STEPS_PER_BEAT - n_steps
+    if pad:
+        selected = np.pad(selected, ((0, 0), (0, pad), (0, 0)))
+        offsets = np.pad(offsets, ((0, 0), (0, pad), (0, 0)))
+    shape = (n_grooves, n_beats, STEPS_PER_BEAT, n_voices)
+    window = slice(5, 9)
+    position = np.arange(5, 9, dtype=np.float64)[None, None, :, None] + offsets.reshape(shape)[:, :, window, :]
+    position = np.where(selected.reshape(shape)[:, :, window, :], position, np.inf)
+    earliest = position.min(axis=(2, 3))  # (n_grooves, n_beats)
+    played = np.isfinite(earliest)
+    ratio = np.where(played, earliest / (STEPS_PER_BEAT - np.where(played, earliest, 0.0)), np.nan)
+    out = np.ones(n_grooves)
+    rows = played.any(axis=1)
+    if rows.any():
+        out[rows] = np.nanmedian(ratio[rows], axis=1)
+    return out
+
+
+def compute_descriptors_batch(
+    hits: np.ndarray, velocities: np.ndarray, offsets: np.ndarray, meter: Meter
+) -> np.ndarray:
+    """(n_grooves, N_DESCRIPTORS) float32 descriptors of grooves sharing a meter and length.
+
+    ``hits``, ``velocities``, ``offsets``: (n_grooves, n_steps, n_voices),
+    n_steps a whole number of bars of ``meter``. Names: :data:`DESCRIPTOR_NAMES`.
+    """
+    n_grooves, n_steps, n_voices = hits.shape
+    bars = max(n_steps // meter.steps_per_bar, 1)
+    out = np.zeros((n_grooves, N_DESCRIPTORS), dtype=np.float32)
+    out[:, :n_voices] = hits.sum(axis=1) / bars
+    if n_grooves == 0:
+        return out
+    out[:, n_voices] = lhl_syncopation_batch(hits.any(axis=2), meter) / bars
+    out[:, n_voices + 1] = lhl_syncopation_batch(hits[:, :, _KICK], meter) / bars
+    out[:, n_voices + 2] = lhl_syncopation_batch(hits[:, :, _SNARE], meter) / bars
+    out[:, n_voices + 3] = swing_ratio_batch(hits, offsets)
+    n_hits = hits.sum(axis=(1, 2))
+    count = np.maximum(n_hits, 1)
+    out[:, n_voices + 4] = np.where(hits, velocities, 0).sum(axis=(1, 2)) / count
+    played_offsets = np.where(hits, offsets, 0).astype(np.float64)
+    mean = played_offsets.sum(axis=(1, 2)) / count
+    out[:, n_voices + 5] = mean
+    deviation = np.where(hits, offsets - mean[:, None, None], 0)
+    out[:, n_voices + 6] = np.sqrt((deviation**2).sum(axis=(1, 2)) / count)
+    return out
+
+
 def compute_descriptors(hits: np.ndarray, velocities: np.ndarray, offsets: np.ndarray, meter: Meter) -> np.ndarray:
     """(N_DESCRIPTORS,) float32 descriptor vector of one groove (names in :data:`DESCRIPTOR_NAMES`).
 
     ``hits``, ``velocities``, ``offsets``: (n_steps, n_voices), n_steps a
     whole number of bars of ``meter``.
     """
-    n_steps = hits.shape[0]
-    bars = max(n_steps // meter.steps_per_bar, 1)
-    out = np.zeros(N_DESCRIPTORS, dtype=np.float32)
-    n_voices = hits.shape[1]
-    out[:n_voices] = hits.sum(axis=0) / bars
-    weights = np.tile(metrical_weights(meter), bars)
-    out[n_voices] = lhl_syncopation(hits.any(axis=1), weights) / bars
-    out[n_voices + 1] = lhl_syncopation(hits[:, _KICK], weights) / bars
-    out[n_voices + 2] = lhl_syncopation(hits[:, _SNARE], weights) / bars
-    out[n_voices + 3] = swing_ratio(hits, offsets)
-    if hits.any():
-        out[n_voices + 4] = velocities[hits].mean()
-        played_offsets = offsets[hits]
-        out[n_voices + 5] = played_offsets.mean()
-        out[n_voices + 6] = played_offsets.std()
+    return compute_descriptors_batch(hits[None], velocities[None], offsets[None], meter)[0]
+
+
+def grooves_descriptors(grooves) -> np.ndarray:
+    """(len(grooves), N_DESCRIPTORS) descriptors, batched over grooves of equal meter and length."""
+    out = np.zeros((len(grooves), N_DESCRIPTORS), dtype=np.float32)
+    groups: dict = {}
+    for index, groove in enumerate(grooves):
+        groups.setdefault((groove.meter, groove.n_steps), []).append(index)
+    for (meter, _), members in groups.items():
+        out[members] = compute_descriptors_batch(
+            np.stack([grooves[i].hits for i in members]),
+            np.stack([grooves[i].velocities for i in members]),
+            np.stack([grooves[i].offsets for i in members]),
+            meter,
+        )
     return out
 
 

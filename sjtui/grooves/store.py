@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from sjtui.errors import GrooveError
-from sjtui.grooves.descriptors import DESCRIPTOR_NAMES, N_DESCRIPTORS, groove_descriptors
+from sjtui.grooves.descriptors import DESCRIPTOR_NAMES, N_DESCRIPTORS, groove_descriptors, grooves_descriptors
 from sjtui.grooves.vho import N_VOICES, Groove
 from sjtui.meter import parse_meter
 
@@ -256,9 +256,11 @@ class GrooveStore:
 
     # ------------------------------------------------------------------ writing
     @staticmethod
-    def _row(groove: Groove) -> tuple:
+    def _row(groove: Groove, descriptors: np.ndarray | None = None) -> tuple:
         hits, velocities, offsets, n_hits = encode_vho(groove)
-        descriptors = groove_descriptors(groove).astype(np.float32).tobytes()
+        if descriptors is None:
+            descriptors = groove_descriptors(groove)
+        descriptors = np.asarray(descriptors, dtype=np.float32).tobytes()
         extra = json.dumps(groove.extra, default=str, sort_keys=True)
         return (
             groove.source,
@@ -295,7 +297,8 @@ class GrooveStore:
         When the file was imported before with other content, its old grooves
         are replaced. A failure rolls back this file only.
         """
-        rows = [self._row(groove) for groove in grooves]  # computed before the transaction opens
+        vectors = grooves_descriptors(grooves)  # batched; computed before the transaction opens
+        rows = [self._row(groove, vector) for groove, vector in zip(grooves, vectors)]
         with self.conn:
             if sha1 is not None:
                 previous = self.conn.execute(
