@@ -263,8 +263,11 @@ class JackMidiBackend(MidiBackend):
         port.clear_buffer()
         panic = self._panic
         if panic is not None:
+            # queued note-offs go out now (their note-on may have sounded); the rest is dropped
+            queued = list(self._queue)
             self._queue.clear()
-            for data in panic:
+            offs = [d for _, d in queued if d[0] & 0xF0 == 0x80 or (d[0] & 0xF0 == 0x90 and d[2] == 0)]
+            for data in offs + panic:
                 try:
                     port.write_midi_event(0, data)
                 except self._jack.JackError:
