@@ -79,6 +79,8 @@ class OnsetPicker:
         """
         n = flux_q.shape[0]
         w = self.window
+        if n == 1:
+            return self._process_one(flux_q[0].tolist(), energy_db[0].tolist())
         q = flux_q.T.astype(np.int64)  # (n_bands, n)
         ext = np.concatenate([self._history, q], axis=1)  # (n_bands, w + n)
         csum = np.zeros((self.n_bands, w + n + 1), dtype=np.int64)
@@ -104,3 +106,33 @@ class OnsetPicker:
                 last[b] = f
                 keep[i] = True
         return frames[keep], band[keep].astype(np.int64)
+
+    def _process_one(self, q: list, energy_db: list):
+        """One frame, with Python scalars: the same arithmetic as the batch path (exact integers, IEEE doubles)."""
+        history = self._history
+        past_sum = history.sum(axis=1).tolist()
+        rise_ref = history[:, self.window - self.rise :].max(axis=1).tolist()
+        history[:, :-1] = history[:, 1:]
+        history[:, -1] = q
+        frame = self._next_frame
+        self._next_frame += 1
+        found = []
+        last = self._last
+        floor = float(self.min_energy_db)
+        for b in range(self.n_bands):
+            qb = int(q[b])
+            if (
+                qb * self.window >= self.ratio * past_sum[b] + self.delta_w
+                and qb > rise_ref[b]
+                and energy_db[b] >= floor
+                and frame - last[b] >= self.min_interval
+            ):
+                last[b] = frame
+                found.append(b)
+        if not found:
+            return _NO_FRAMES, _NO_FRAMES
+        return np.full(len(found), frame, dtype=np.int64), np.asarray(found, dtype=np.int64)
+
+
+_NO_FRAMES = np.empty(0, dtype=np.int64)
+_NO_FRAMES.flags.writeable = False

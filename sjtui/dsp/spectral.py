@@ -138,6 +138,8 @@ def frame_view(buffer: np.ndarray, frame_size: int, hop_size: int, n_frames: int
     """Strided read-only view ``(n_frames, frame_size)`` of ``buffer`` with frames ``hop_size`` apart, from ``start``."""
     if n_frames <= 0:
         return np.empty((0, frame_size), dtype=buffer.dtype)
+    if n_frames == 1:
+        return buffer[start : start + frame_size].reshape(1, frame_size)
     base = buffer[start : start + (n_frames - 1) * hop_size + frame_size]
     return np.lib.stride_tricks.as_strided(
         base, shape=(n_frames, frame_size), strides=(hop_size * base.strides[0], base.strides[0]), writeable=False
