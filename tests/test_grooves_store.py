@@ -103,6 +103,9 @@ def test_load_library_matches_rows_and_is_contiguous(tmp_path):
             np.testing.assert_allclose(back.offsets, groove.offsets, atol=0.5 / 256 + 1e-7)
             assert back.meter == groove.meter
             assert library.index_of(library.ids[index]) == index
+        assert library.select(meter="6/8").tolist() == [1, 4, 7]
+        assert library.select(style="ROCK", kind="beat", split="train").size == 9
+        assert library.select(source="gmd").size == 0
 
 
 def test_embeddings_stored_per_model_and_dropped_with_their_groove(tmp_path):

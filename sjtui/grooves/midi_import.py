@@ -27,7 +27,6 @@ whole bars; fills are tagged ``kind="fill"``.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -176,6 +176,19 @@ class GrooveLibrary:
         except KeyError:
             raise GrooveError(f"no groove with id {groove_id} in the library; `sjtui grooves list` shows the ids") from None
 
+    def select(
+        self, *, style: str | None = None, kind: str | None = None, meter: str | None = None,
+        source: str | None = None, split: str | None = None,
+    ) -> np.ndarray:  # fmt: skip
+        """Row indices ``(n,)`` of the grooves matching every given filter (style case-insensitive)."""
+        mask = np.ones(len(self), dtype=bool)
+        if style is not None:
+            mask &= np.char.lower(self.styles.astype(str)) == style.lower()
+        for values, wanted in ((self.kinds, kind), (self.meters, meter), (self.sources, source), (self.splits, split)):
+            if wanted is not None:
+                mask &= values == wanted
+        return np.flatnonzero(mask)
+
     def groove(self, index: int) -> Groove:
         """The dense :class:`Groove` at row ``index``."""
         n_steps = int(self.n_steps[index])
