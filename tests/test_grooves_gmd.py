@@ -79,6 +79,19 @@ def test_window_counts_per_style_and_split_match_info_csv(gmd_store, groove_midi
     print("GMD windows by kind:", dict(report.count_by(2)))
 
 
+def test_every_stored_window_carries_its_files_info_csv_metadata(gmd_store, groove_midi_dir):
+    store, _ = gmd_store
+    by_file = {r["midi_filename"]: r for r in info_rows(groove_midi_dir)}
+    for row in store.list_rows(source="gmd"):
+        info = by_file[row["source_path"]]
+        assert (row["style"], row["split"], row["kind"], row["drummer"], row["session"]) == (
+            info["style"].split("/")[0], info["split"], info["beat_type"], info["drummer"], info["session"]
+        )
+        assert row["meter"] == info["time_signature"].replace("-", "/")
+        if row["kind"] == "beat" and row["bars"] == 4:
+            assert row["start_bar"] % 2 == 0  # windows start every 2 bars
+
+
 def test_split_drummer_and_metadata_are_kept(gmd_store, groove_midi_dir):
     store, _ = gmd_store
     row = info_rows(groove_midi_dir)[0]
