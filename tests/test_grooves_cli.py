@@ -67,6 +67,15 @@ def test_import_folder_list_by_style_show_and_export(data_dir, tmp_path, capsys)
     assert len(notes) == 4 * (8 + 2 + 2)
 
 
+def test_channel_option_is_one_based(data_dir, tmp_path, capsys):
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "ch3.mid").write_bytes(make_midi(rock_beat_notes(4), channel=2))
+    code, out, _ = run(capsys, "grooves", "import", str(tmp_path / "lib"), "--json")
+    assert code == 1 and "channel 10" in json.loads(out)["skipped"][0]["reason"]
+    code, out, _ = run(capsys, "grooves", "import", str(tmp_path / "lib"), "--channel", "3", "--json")
+    assert code == 0 and json.loads(out)["grooves_added"] == 1
+
+
 def test_show_wraps_bars_when_the_grid_is_fine(data_dir, capsys):
     with GrooveStore() as store:
         groove = store.get(store.list_rows()[0]["id"])
