@@ -317,3 +317,23 @@ def test_official_constants_are_consistent():
     assert gmd.GMD_URL.endswith("/" + gmd.GMD_ZIP_NAME)
     assert len(gmd.GMD_ZIP_SHA256) == 64 and int(gmd.GMD_ZIP_SHA256, 16) >= 0
     assert gmd.GMD_ZIP_SIZE > 1_000_000
+
+
+def test_round_trip_of_real_windows_through_midi(gmd_store, tmp_path):
+    """Stored GMD windows -> MIDI file -> read back: hits exact, velocities and offsets within a step of the file."""
+    from sjtui.grooves.midi_export import write_midi
+    from sjtui.grooves.midi_import import read_drum_performance
+
+    store, _ = gmd_store
+    library = store.load_library()
+    for index in np.linspace(0, len(library) - 1, 60).astype(int):
+        groove = library.groove(int(index))
+        back = read_drum_performance(write_midi(groove, tmp_path / "w.mid"))
+        hits, velocities, offsets = back.vho()
+        n = hits.shape[0]
+        assert not groove.hits[n:].any()  # only trailing silent bars can be missing
+        np.testing.assert_array_equal(hits, groove.hits[:n])
+        assert np.abs(velocities - groove.velocities[:n]).max() <= 0.5 / 127 + 1e-6
+        expected = groove.offsets[:n].copy()
+        expected[0] = np.maximum(expected[0], 0)  # a hit before the first downbeat is written at tick 0
+        assert np.abs(offsets - expected)[hits].max() <= 1 / 40 + 1e-6  # one tick at 480 per beat
