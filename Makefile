@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := jackd2 libportaudio2 libsndfile1 fluidsynth timgm6mb-soundfont tmux \
+APT_PACKAGES := jackd2 libportaudio2 libsndfile1 fluidsynth timgm6mb-soundfont fluid-soundfont-gm tmux \
                 python3-venv python3-dev build-essential
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMPS := .stamps
