@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import threading
+import time
 from typing import Sequence
 
 from sjtui.midi.events import MidiError
@@ -30,6 +31,7 @@ from sjtui.midi.ports import choose_api, list_ports, match_port, rtmidi_api_id
 
 DEFAULT_CLIENT_NAME = "sjtui"
 DEFAULT_PORT_NAME = "sjtui"
+JACK_DRAIN_S = 0.05  # rtmidi queues JACK output for the next cycles: wait before closing
 
 
 class MidiBackend:
@@ -118,6 +120,15 @@ class RtMidiBackend(MidiBackend):
 
     def send(self, data: Sequence[int]) -> None:
         self._send(data)
+
+    def send_now(self, messages: Sequence[Sequence[int]], timeout_s: float = 0.5) -> bool:
+        if self.midi_out is None:
+            return False
+        for data in messages:
+            self._send(data)
+        if self.api == "UNIX_JACK" and messages:
+            time.sleep(min(timeout_s, JACK_DRAIN_S))  # rtmidi writes them in a later JACK cycle
+        return True
 
     def own_port_name(self) -> str | None:
         """Full name of our own port where the API has one (JACK: ``client:port``)."""

@@ -39,6 +39,7 @@ from __future__ import annotations
 import atexit
 import collections
 import math
+import os
 import queue
 import signal
 import threading
@@ -70,6 +71,7 @@ from sjtui.transport.timebase import TempoMap
 DEFAULT_INTERVAL_MS = 5.0
 DEFAULT_LOOKAHEAD_MS = {True: 20.0, False: 40.0}  # timed / buffered backends
 POLL_EVERY_S = 0.25
+DEFAULT_REALTIME_PRIORITY = 20  # SCHED_FIFO, below JACK's usual 70+; tried, skipped where not allowed
 STATE_EVERY_S = 1.0
 _TICK = bytes([CLOCK])
 _STATS_SIZE = 1 << 16
@@ -137,6 +139,7 @@ class MidiScheduler:
         all_sound_off: bool = False,
         on_port_lost: str = "continue",
         cleanup_at_start: bool = True,
+        realtime_priority: int | None = DEFAULT_REALTIME_PRIORITY,
     ):
         self.backend = backend
         rate = sample_rate_hz or backend.sample_rate_hz
@@ -160,6 +163,8 @@ class MidiScheduler:
         self.channels = {int(c) for c in channels}
         self.all_sound_off = bool(all_sound_off)
         self.cleanup_at_start = cleanup_at_start
+        self.realtime_priority = realtime_priority
+        self.realtime = False
         if state is True:
             state = state_module.StateFile()
         self.state_file: state_module.StateFile | None = state or None
@@ -314,6 +319,7 @@ class MidiScheduler:
             "sent_events": self.sent_events,
             "late_events": self.late_events + int(getattr(self.backend, "late_events", 0)),
             "n_note_errors": int(errors.size),
+            "realtime": self.realtime,
         }
         if errors.size:
             out.update(
@@ -337,8 +343,19 @@ class MidiScheduler:
             self._wake.wait(seconds)
             self._wake.clear()
 
+    def _go_realtime(self) -> None:
+        """SCHED_FIFO for this thread (Linux applies it to the calling thread) where permitted."""
+        if self.realtime_priority is None or not hasattr(os, "sched_setscheduler"):
+            return
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(int(self.realtime_priority)))
+            self.realtime = True
+        except (OSError, AttributeError):
+            self.warnings.append("MIDI timing: no real-time priority for the scheduler thread (not permitted)")
+
     def _run(self) -> None:
         try:
+            self._go_realtime()
             t0 = self.clock()
             n = 0
             next_poll = t0
