@@ -503,19 +503,28 @@ class MidiScheduler:
     def _stop_clock(self, at: float) -> None:
         if not self._clock_running:
             return
-        self._clock_stop_at = at
         kept = collections.deque(e for e in self._clock_q if e[2] != _TICK or e[0] < at)
         self._next_tick -= len(self._clock_q) - len(kept)
-        kept.append((int(math.ceil(at)), 3, bytes([STOP])))
         self._clock_q = kept
+        self._clock_stop_at = at
+        if self._tempo_map is None or self._tempo_map.tick_to_sample(self._next_tick) >= at:
+            self._finish_clock()
+
+    def _finish_clock(self) -> None:
+        self._clock_q.append((int(math.ceil(self._clock_stop_at)), 3, bytes([STOP])))
         self._clock_running = False
+        self._clock_stop_at = None
 
     def _extend_clock(self, horizon: float) -> None:
         if not self._clock_running or self._tempo_map is None:
             return
         tick_sample = self._tempo_map.tick_to_sample
+        stop_at = self._clock_stop_at
         while True:
             sample = int(round(float(tick_sample(self._next_tick))))
+            if stop_at is not None and sample >= stop_at:
+                self._finish_clock()
+                return
             if sample >= horizon:
                 return
             self._clock_q.append((sample, 2, _TICK))
