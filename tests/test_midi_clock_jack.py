@@ -19,7 +19,7 @@ from sjtui.transport.midi_clock import CLOCK, CONTINUE, SONG_POSITION, START, ST
 from sjtui.transport.timebase import SampleClock
 from sjtui.transport.transport import Transport
 
-pytestmark = pytest.mark.jack
+pytestmark = [pytest.mark.jack, pytest.mark.slow]
 
 BPM = 137.0
 RATE = 48000
@@ -107,8 +107,8 @@ def test_transport_follows_real_midi_clock(jack_server):
 
     for phase, rows in truth.items():
         snap, tempo_map, fitted = snapshots[phase]
-        assert fitted == pytest.approx(BPM, abs=0.5), phase
-        assert snap.bpm == pytest.approx(BPM, abs=0.5), phase
+        assert fitted == pytest.approx(BPM, abs=0.5), (phase, snap.state, snap.message)
+        assert snap.bpm == pytest.approx(BPM, abs=0.5), (phase, snap.state, snap.message)
         frames = np.array([f for f, _ in rows[-48:]])
         positions = np.array([p for _, p in rows[-48:]], dtype=np.float64)
         # bar phase: at the nominal frame of each of the last two beats of ticks the map is within

@@ -309,3 +309,16 @@ def test_auto_lock_holds_until_relisten():
     transport.submit(Relisten())
     snap = transport.apply_pending(onsets[-1] + 10 * beat)
     assert snap.state == "listening" and snap.confidence == 0.0
+
+
+def test_a_burst_of_late_ticks_is_not_a_tempo_jump():
+    """Two ticks 12 ms late (a stalled receiver) do not reset the fit; the tempo stays put."""
+    follower = MidiClockFollower(RATE)
+    follower.feed([START], 0)
+    stamps = clock_ticks(120.0, 24 * 8, jitter_ms=1.0)
+    stamps[100:102] += 0.012 * RATE
+    for k, s in enumerate(stamps):
+        follower.feed([CLOCK], s)
+        if k >= 96:
+            assert follower.fitted_bpm == pytest.approx(120.0, abs=0.5), k
+    assert follower.tempo_map.sample_to_tick(stamps[-1]) == pytest.approx(len(stamps) - 1, abs=0.1)

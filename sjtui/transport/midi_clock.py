@@ -32,10 +32,12 @@ Song Position Pointer     the next tick is at ``value * 6`` ticks; while
 no tick for ``lost_after_s``  state ``clock lost``, message says since when; the
   (and 3 tick intervals)  map freewheels at the held tempo; when ticks return
                           the count advances by the ticks that fit in the gap
-tempo jump                two ticks in a row off the fitted line by more than
-                          a quarter tick interval (and 8 ms) drop the fit
-                          history but the last 3 ticks: the new tempo is
-                          followed within a few ticks, without a locate
+tempo jump                three ticks in a row off the fitted line on the
+                          same side by more than a quarter tick interval
+                          (and 8 ms) drop the fit history but those 3
+                          ticks: the new tempo is followed within a few
+                          ticks, without a locate (a burst of late ticks,
+                          which comes back, does not reset the fit)
 absurd tempo              a fitted tempo outside 20..400 BPM sets state
                           ``out of range`` with the measured value; the map
                           freewheels at the last good tempo until the clock
@@ -118,6 +120,7 @@ class MidiClockFollower:
         self.last_tick_sample: float | None = None
         self._n = 0  # ticks in the fit buffer (ring)
         self._outliers = 0
+        self._outlier_sign = 0.0
         self._relocate_pending = True
         self._waiting_since = 0.0
         self._fit_slope = 0.0  # samples per tick
@@ -258,10 +261,13 @@ class MidiClockFollower:
         if self._n >= _MIN_FIT_TICKS:
             predicted = self._fit_intercept + self._fit_slope * position
             tolerance = max(0.25 * self._fit_slope, 0.008 * self.sample_rate_hz)
-            if abs(sample - predicted) > tolerance:
-                self._outliers += 1
-                if self._outliers >= 2:  # a tempo jump: keep only the recent ticks
-                    keep = 2
+            residual = sample - predicted
+            if abs(residual) > tolerance:
+                same_side = self._outliers == 0 or np.sign(residual) == self._outlier_sign
+                self._outliers = self._outliers + 1 if same_side else 1
+                self._outlier_sign = np.sign(residual)
+                if self._outliers >= 3:  # a tempo jump: keep only the recent ticks
+                    keep = 3
                     order = np.arange(self._n - keep, self._n) % size
                     pos, smp = self._tick_pos[order].copy(), self._tick_sample[order].copy()
                     self._tick_pos[:keep], self._tick_sample[:keep] = pos, smp
