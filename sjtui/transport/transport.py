@@ -24,7 +24,7 @@ estimate that is not locked yet): the grid never jumps on a switch alone.
 from __future__ import annotations
 
 import queue
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Union
 
 import numpy as np
