@@ -27,6 +27,7 @@ import pytest
 
 from sjtui.grooves.store import GrooveStore
 from sjtui.labels import GrooveKey, LabelStore
+from sjtui.labels.clips import file_hash
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -35,6 +36,7 @@ import json, sys
 import numpy as np
 from sjtui.dsp.fingerprint import ONSET_DTYPE, Fingerprint
 from sjtui.labels import GrooveKey, LabelStore
+from sjtui.labels.clips import file_hash
 from sjtui.meter import Meter
 
 db, seed, keys = sys.argv[1], int(sys.argv[2]), [GrooveKey(*k) for k in json.loads(sys.argv[3])]
@@ -121,6 +123,9 @@ def test_sigkill_mid_session_loses_no_confirmed_rating(tmp_path):
             assert len(rows) - len(confirmed) <= 1
             clips = {c["hash"] for c in store.clip_rows()}
             assert all(r.clip_hash in clips for r in rows.values())
+            # every clip file, even one whose row never committed, is whole: its audio has the hash of its name
+            for file in store.clips_dir.glob("*.flac"):
+                assert file_hash(file) == file.stem, f"{file.name} is partial or damaged"
             # the killed child's temporary clip file (if any) was cleaned up on reopening
             assert not [p for p in store.clips_dir.iterdir() if p.name.startswith(".tmp-")]
             assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -159,13 +159,17 @@ def write_bytes_atomic(final: Path, data: bytes, what: str) -> None:
 def write_clip(clips_dir: Path, pcm24: np.ndarray, sample_rate_hz: int, clip_hash: str | None = None) -> tuple[str, Path, bool]:
     """Store ``pcm24`` as ``clips_dir/<hash>.flac``; ``(hash, path, written)``.
 
-    An existing file of that name is kept (``written`` False): its name
-    already says it holds these samples.
+    An existing file of that name whose audio has that hash is kept
+    (``written`` False); one that does not (damaged) is replaced.
     """
     clip_hash = clip_hash or pcm_hash(pcm24, sample_rate_hz)
     final = clips_dir / f"{clip_hash}{CLIP_SUFFIX}"
     if final.is_file():
-        return clip_hash, final, False
+        try:
+            if file_hash(final) == clip_hash:  # rare (the same audio saved twice): worth one decode
+                return clip_hash, final, False
+        except LabelError:
+            pass  # damaged by something else: replaced below
     write_bytes_atomic(final, encode_flac(pcm24, sample_rate_hz), f"saving clip {final.name} in {clips_dir}")
     return clip_hash, final, True
 
