@@ -395,3 +395,63 @@ def test_full_disk_gives_a_clear_error_and_no_corruption(tmp_path):
         store.close()
         with LabelStore.open(mount) as reopened:
             assert reopened.check() == [] and [p.id for p in reopened.ratings()] == confirmed
+
+
+# ---------------------------------------------------------------- concurrency and damage
+WRITER = r"""
+import json, sys
+import numpy as np
+from sjtui.labels import GrooveKey, LabelStore
+db, seed = sys.argv[1], int(sys.argv[2])
+rng = np.random.default_rng(seed)
+with LabelStore.open(db) as store:
+    for i in range(15):
+        clip, rid = store.save_jam_rating((0.2 * rng.standard_normal(24000)).astype(np.float32), 48000,
+                                          GrooveKey("builtin", f"w.groove#{seed}", 0, 4), 120.0, "4/4", None, "m", i % 6)
+        print(rid, flush=True)
+"""
+
+
+def test_two_processes_and_four_threads_rate_at_once(tmp_path):
+    import threading
+
+    db = tmp_path / "labels.sqlite"
+    LabelStore.open(db).close()
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(db), str(seed)], stdout=subprocess.PIPE, text=True, env=env)
+        for seed in (1, 2)
+    ]
+    ids = []
+    with LabelStore.open(db) as store:
+        rng = np.random.default_rng(3)
+        clip = store.add_clip(_audio(rng), SR, None, {"source": "generated"})
+
+        def rate(worker: int) -> None:
+            for i in range(10):
+                ids.append(store.add_rating(clip, KEY, (worker + i) % 6, note=f"thread {worker}"))
+
+        threads = [threading.Thread(target=rate, args=(w,)) for w in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for writer in writers:
+            out, _ = writer.communicate(timeout=60)
+            assert writer.returncode == 0
+            ids += [int(line) for line in out.split()]
+        assert len(ids) == len(set(ids)) == 40 + 30
+        assert sorted(p.id for p in store.ratings()) == sorted(ids)
+        assert store.check() == []
+
+
+def test_a_damaged_clip_file_is_replaced_when_the_audio_is_saved_again(tmp_path):
+    rng = np.random.default_rng(13)
+    audio = _audio(rng)
+    with LabelStore.open(tmp_path) as store:
+        clip = store.add_clip(audio, SR, None, {"source": "generated"})
+        good = store.clip_path(clip).read_bytes()
+        store.clip_path(clip).write_bytes(good[: len(good) // 2])  # a disk error, a bad copy...
+        assert any("cannot be read" in p for p in store.check())
+        assert store.add_clip(audio, SR, None, {"source": "generated"}) == clip
+        assert store.clip_path(clip).read_bytes() == good and store.check() == []
