@@ -58,8 +58,8 @@ class AnalysisConfig:
     - ``band_edges_hz``: ((lo, hi), ...) contiguous bands in Hz.
     - ``compression``: lambda in ``log(1 + lambda * |X|)`` (|X| of a full-scale sine = 1).
     - ``threshold_ms``: length of the past-flux window whose mean sets the adaptive threshold.
-    - ``threshold_ratio``/``delta``: onset when flux >= ratio * past mean + delta (flux units).
-    - ``reference_ms``: the flux of a bin is its rise above its maximum over this many ms before.
+    - ``threshold_ratio``/``delta``: onset when flux >= ratio * past mean + delta (flux units; delta per band or one for all).
+    - ``reference_ms``: per band, the flux of a bin is its rise above its maximum over this many ms before.
     - ``rise_ms``: the flux must exceed every value of this many ms before.
     - ``min_interval_ms``: minimum time between two onsets of one band.
     - ``min_energy_db``: no onset in a band quieter than this.
@@ -74,9 +74,9 @@ class AnalysisConfig:
     compression: float = 1000.0
     threshold_ms: float = 100.0
     threshold_ratio: float = 1.0
-    delta: float = 0.15
+    delta: tuple = (0.2, 0.1, 0.12)
     rise_ms: float = 20.0
-    reference_ms: float = 45.0
+    reference_ms: tuple = (60.0, 20.0, 10.0)
     min_interval_ms: float = 60.0
     min_energy_db: float = -70.0
     onset_lag_hops: float = 1.0
@@ -185,6 +185,7 @@ _EMPTY_I64 = np.empty(0, dtype=np.int64)
 _EMPTY_I64.flags.writeable = False
 _EMPTY_ONSETS = empty_onsets()
 _EMPTY_ONSETS.flags.writeable = False
+_INV_QUANTUM = np.float32(1.0 / FLUX_QUANTUM)
 
 
 class _Core:
@@ -199,7 +200,7 @@ class _Core:
         self.hop_size = int(config.hop_size)
         self.kernel = SpectralKernel(
             self.sample_rate_hz, self.frame_size, config.band_edges_hz, config.compression, config.max_batch_frames,
-            reference_frames=config.frames(config.reference_ms, sample_rate_hz),
+            reference_frames=[config.frames(ms, sample_rate_hz) for ms in np.broadcast_to(config.reference_ms, len(config.band_edges_hz))],
         )
         self.n_bands = self.kernel.layout.n_bands
         rate = self.sample_rate_hz
@@ -207,14 +208,14 @@ class _Core:
             self.n_bands,
             threshold_frames=config.frames(config.threshold_ms, rate),
             threshold_ratio=config.threshold_ratio,
-            delta_quanta=config.delta * FLUX_QUANTUM,
+            delta_quanta=np.asarray(config.delta, dtype=np.float64) * FLUX_QUANTUM,
             rise_frames=min(config.frames(config.rise_ms, rate), config.frames(config.threshold_ms, rate)),
             min_interval_frames=config.frames(config.min_interval_ms, rate),
             min_energy_db=config.min_energy_db,
         )
         self.onset_lag_samples = int(round(config.onset_lag_hops * self.hop_size))
         self.clip_level = np.float32(config.clip_level)
-        self.log_history = np.zeros((self.kernel.reference_frames, self.kernel.layout.n_bins), dtype=np.float32)
+        self.log_history = np.zeros((self.kernel.history_frames, self.kernel.layout.n_bins), dtype=np.float32)
         self.next_frame = 0
 
     def reset(self) -> None:
@@ -252,14 +253,8 @@ class _Core:
             onsets["band"] = onset_band
             onsets["strength"] = flux_q[onset_frame - first, onset_band] * np.float32(1.0 / FLUX_QUANTUM)
         else:
-            onsets = empty_onsets()
-        return Features(
-            first,
-            frame_sample,
-            energy.T.copy(),
-            (flux_q.T * np.float32(1.0 / FLUX_QUANTUM)).astype(np.float32),
-            onsets,
-        )
+            onsets = _EMPTY_ONSETS
+        return Features(first, frame_sample, energy.T.copy(), flux_q.T * _INV_QUANTUM, onsets)
 
 
 def _as_mono_float32(signal, what: str) -> np.ndarray:
@@ -348,18 +343,26 @@ class OnlineAnalyzer:
         core = self._core
         total = x.size
         end = self._length + total
-        if end <= self._capacity and (self._base + end) // self.hop_size == core.next_frame:
-            # fast path: the block completes no frame (small live blocks)
-            dest = self._buffer[self._length : end]
-            dest[...] = x
-            nonfinite, clipped = core.sanitize(dest)
-            self._length = end
-            if nonfinite or clipped:
-                self.nonfinite_samples += nonfinite
-                self.clipped_samples += clipped
-            return Features(
-                core.next_frame, _EMPTY_I64, self._empty_2d, self._empty_2d, _EMPTY_ONSETS, nonfinite, clipped
-            )
+        if end <= self._capacity:
+            completes = (self._base + end) // self.hop_size - core.next_frame
+            if completes <= 1:
+                # fast paths for live blocks: the block completes no frame or one frame
+                dest = self._buffer[self._length : end]
+                dest[...] = x
+                nonfinite, clipped = core.sanitize(dest)
+                self._length = end
+                if nonfinite or clipped:
+                    self.nonfinite_samples += nonfinite
+                    self.clipped_samples += clipped
+                if completes == 0:
+                    return Features(
+                        core.next_frame, _EMPTY_I64, self._empty_2d, self._empty_2d, _EMPTY_ONSETS, nonfinite, clipped
+                    )
+                start = (core.next_frame + 1) * self.hop_size - self.frame_size - self._base
+                result = core.frames(self._buffer[start : start + self.frame_size].reshape(1, self.frame_size))
+                result.nonfinite_samples = nonfinite
+                result.clipped_samples = clipped
+                return result
         hop, size = self.hop_size, self.frame_size
         buf = self._buffer
         parts = []

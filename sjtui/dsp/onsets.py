@@ -45,7 +45,7 @@ class OnsetPicker:
         n_bands: int,
         threshold_frames: int,
         threshold_ratio: float,
-        delta_quanta: float,
+        delta_quanta,
         rise_frames: int,
         min_interval_frames: int,
         min_energy_db: float,
@@ -55,7 +55,9 @@ class OnsetPicker:
         self.n_bands = n_bands
         self.window = int(threshold_frames)
         self.ratio = float(threshold_ratio)
-        self.delta_w = float(delta_quanta) * self.window  # compared with q * W
+        # per band, compared with q * W
+        self.delta_w = (np.broadcast_to(np.asarray(delta_quanta, dtype=np.float64), (n_bands,)) * self.window).copy()
+        self._delta_w_list = self.delta_w.tolist()
         self.rise = int(rise_frames)
         self.min_interval = int(min_interval_frames)
         self.min_energy_db = np.float32(min_energy_db)
@@ -89,7 +91,7 @@ class OnsetPicker:
         rise_ref = np.lib.stride_tricks.sliding_window_view(ext[:, w - self.rise : w + n - 1], self.rise, axis=1).max(
             axis=2
         )
-        candidate = (q * w >= self.ratio * past_sum + self.delta_w) & (q > rise_ref)
+        candidate = (q * w >= self.ratio * past_sum + self.delta_w[:, None]) & (q > rise_ref)
         candidate &= energy_db.T >= self.min_energy_db
         self._history[...] = ext[:, n:]
         first = self._next_frame
@@ -119,10 +121,11 @@ class OnsetPicker:
         found = []
         last = self._last
         floor = float(self.min_energy_db)
+        delta_w = self._delta_w_list
         for b in range(self.n_bands):
             qb = int(q[b])
             if (
-                qb * self.window >= self.ratio * past_sum[b] + self.delta_w
+                qb * self.window >= self.ratio * past_sum[b] + delta_w[b]
                 and qb > rise_ref[b]
                 and energy_db[b] >= floor
                 and frame - last[b] >= self.min_interval

@@ -179,15 +179,16 @@ class SpectralKernel:
 
     ``compute(frames, log_history)`` is a pure function of its inputs (the
     scratch buffers carry nothing from call to call): ``frames`` (n, N) with
-    ``n <= max_frames``; ``log_history`` (reference_frames, n_bins) the
+    ``n <= max_frames``; ``log_history`` (history_frames, n_bins) the
     log-magnitudes of the frames before the first one, oldest first (zeros
-    before the stream starts), updated in place. The flux of a frame is the
-    rise of each bin's log-magnitude above its maximum over the previous
-    ``reference_frames`` frames (1 = the classic frame-to-frame flux; more
-    frames ignore the amplitude beating of neighbouring low partials, which
-    repeats faster than that, while a new note still rises above it). Returns views into the kernel's buffers, valid until the
-    next call: ``energy_db`` (n, n_bands) float32 and ``flux_q`` (n, n_bands)
-    float32 holding integers (flux * FLUX_QUANTUM).
+    before the stream starts), updated in place. The flux of a bin is the
+    rise of its log-magnitude above its maximum over the previous
+    ``reference_frames[band]`` frames (1 = the classic frame-to-frame flux;
+    more frames ignore the amplitude beating of neighbouring low partials,
+    which repeats faster than that, while a new note still rises above it).
+    Returns views into the kernel's buffers, valid until the next call:
+    ``energy_db`` (n, n_bands) float32 and ``flux_q`` (n, n_bands) float32
+    holding integers (flux * FLUX_QUANTUM).
     """
 
     def __init__(
@@ -197,12 +198,24 @@ class SpectralKernel:
         band_edges_hz,
         compression: float,
         max_frames: int,
-        reference_frames: int = 1,
+        reference_frames=1,
     ):
         self.frame_size = frame_size
         self.max_frames = max_frames
-        self.reference_frames = int(reference_frames)
         self.layout = band_layout(sample_rate_hz, frame_size, band_edges_hz)
+        n_bands = self.layout.n_bands
+        if np.ndim(reference_frames) == 0:
+            reference_frames = (int(reference_frames),) * n_bands
+        if len(reference_frames) != n_bands or min(reference_frames) < 1:
+            raise ValueError(f"reference_frames needs one value >= 1 per band, got {reference_frames}")
+        self.reference_frames = tuple(int(r) for r in reference_frames)
+        self.history_frames = max(self.reference_frames)
+        # (bin slice, frames) of the bands that look back more than one frame
+        self._long_refs = [
+            (slice(int(o), int(o + c)), r)
+            for o, c, r in zip(self.layout.offsets, self.layout.counts, self.reference_frames)
+            if r > 1
+        ]
         window = periodic_hann(frame_size)
         # |X| of a full-scale sine at a bin centre = compression.
         self.window = (window * (2.0 * compression / window.sum())).astype(np.float32)
@@ -210,11 +223,10 @@ class SpectralKernel:
         # full-scale sine (0 dB): sum(w)^2 / (N sum(w^2)) / compression^2.
         self.power_scale = np.float32(window.sum() ** 2 / (frame_size * np.sum(window**2)) / compression**2)
         k = self.layout.n_bins
-        n_bands = self.layout.n_bands
         self._windowed = np.empty((max_frames, frame_size), dtype=np.float32)
         self._spectrum = np.empty((max_frames, frame_size // 2 + 1), dtype=np.complex64)
         self._magnitude = np.empty((max_frames, k), dtype=np.float32)
-        self._log = np.empty((max_frames + self.reference_frames, k), dtype=np.float32)
+        self._log = np.empty((max_frames + self.history_frames, k), dtype=np.float32)
         self._reference = np.empty((max_frames, k), dtype=np.float32)
         # power | rectified log difference, side by side: one reduceat gives both.
         self._power_diff = np.empty((max_frames, 2 * k), dtype=np.float32)
@@ -225,36 +237,48 @@ class SpectralKernel:
             [np.full(n_bands, self.power_scale), FLUX_QUANTUM / self.layout.counts.astype(np.float64)]
         ).astype(np.float32)
         self._n_bands = n_bands
+        self._bins = slice(self.layout.bin_start, self.layout.bin_stop)
 
     def compute(self, frames: np.ndarray, log_history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = frames.shape[0]
         k = self.layout.n_bins
-        nb = self._n_bands
-        mu = self.reference_frames
+        mu = self.history_frames
         windowed = self._windowed[:n]
         np.multiply(frames, self.window, out=windowed)
         spectrum = _rfft_into(windowed, self._spectrum[:n])
         magnitude = self._magnitude[:n]
-        np.abs(spectrum[:, self.layout.bin_start : self.layout.bin_stop], out=magnitude)
-        log = self._log[: n + mu]
-        log[:mu] = log_history
-        np.log1p(magnitude, out=log[mu:])
+        np.abs(spectrum[:, self._bins], out=magnitude)
         power_diff = self._power_diff[:n]
         np.square(magnitude, out=power_diff[:, :k])
         diff = power_diff[:, k:]
-        if mu == 1:
-            reference = log[:n]
+        if n == 1:
+            # one frame (the live case): shift the history in place
+            reference = self._reference[0]
+            reference[...] = log_history[mu - 1]
+            for cols, r in self._long_refs:
+                np.maximum.reduce(log_history[mu - r :, cols], axis=0, out=reference[cols])
+            if mu > 1:
+                log_history[:-1] = log_history[1:]
+            current = log_history[mu - 1]
+            np.log1p(magnitude[0], out=current)
+            np.subtract(current, reference, out=diff[0])
         else:
+            log = self._log[: n + mu]
+            log[:mu] = log_history
+            np.log1p(magnitude, out=log[mu:])
             reference = self._reference[:n]
-            np.maximum(log[:n], log[1 : n + 1], out=reference)
-            for j in range(2, mu):
-                np.maximum(reference, log[j : j + n], out=reference)
-        np.subtract(log[mu:], reference, out=diff)
+            reference[...] = log[mu - 1 : mu - 1 + n]
+            for cols, r in self._long_refs:
+                ref = reference[:, cols]
+                for j in range(mu - r, mu - 1):
+                    np.maximum(ref, log[j : j + n, cols], out=ref)
+            np.subtract(log[mu:], reference, out=diff)
+            log_history[...] = log[n:]
         np.maximum(diff, 0.0, out=diff)
-        log_history[...] = log[n:]
         sums = self._sums[:n]
         np.add.reduceat(power_diff, self._reduce_idx, axis=1, out=sums)
         np.multiply(sums, self._scale, out=sums)
+        nb = self._n_bands
         energy = sums[:, :nb]
         np.maximum(energy, np.float32(ENERGY_FLOOR), out=energy)
         np.log10(energy, out=energy)
