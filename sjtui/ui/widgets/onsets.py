@@ -1,0 +1,179 @@
+"""The onset grid: what the guitar played in the current 4 bars, band by band.
+
+Rows are the bands (high on top, as on a spectrum), columns are grid
+cells; each cell shows the strongest onset that fell in it as a block whose
+height is its strength, where it fell (not quantised to the beat). A
+ruler row carries the bar numbers and the playhead ``▲``.
+
+The previous window is shown faded: beside the current one when the
+terminal is wide enough for both at 16th-note resolution, otherwise in the
+cells the playhead has not reached yet (a sweeping radar: the last pass
+fades where the new one has not drawn).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from rich.text import Text
+
+from sjtui.constants import BAND_NAMES, BARS_PER_WINDOW, STEPS_PER_BEAT
+from sjtui.snapshot import EngineSnapshot
+from sjtui.ui.widgets.base import SnapshotView
+from sjtui.ui.widgets.cells import RunBuilder, block_glyphs, columns_per_bar, pool_max
+
+_ROWS = tuple(reversed(range(len(BAND_NAMES))))  # high, mid, low
+
+
+def window_width(columns: int) -> int:
+    """Cells taken by one 4-bar window at ``columns`` per bar (bars separated by one cell)."""
+    return BARS_PER_WINDOW * columns + BARS_PER_WINDOW - 1
+
+
+def layout(steps_per_bar: int, width: int) -> tuple[int, bool]:
+    """``(columns_per_bar, side_by_side)`` for a grid ``width`` cells wide.
+
+    Side by side when both windows fit with at least 16th-note resolution
+    (a cell per 3 steps).
+    """
+    fine = max(steps_per_bar // (STEPS_PER_BEAT // 4), 1)
+    pair = columns_per_bar(steps_per_bar, (width - 3 - 2 * (BARS_PER_WINDOW - 1)) // (2 * BARS_PER_WINDOW))
+    if pair >= fine:
+        return pair, True
+    single = columns_per_bar(steps_per_bar, (width - (BARS_PER_WINDOW - 1)) // BARS_PER_WINDOW)
+    return single, False
+
+
+class OnsetGrid(SnapshotView):
+    """Bands × grid cells of the current (and previous) 4-bar window, with a playhead."""
+
+    COMPONENT_CLASSES = {
+        "onset-grid--hit",
+        "onset-grid--faded",
+        "onset-grid--grid",
+        "onset-grid--playhead",
+        "onset-grid--ruler",
+        "onset-grid--empty",
+    }
+
+    DEFAULT_CSS = """
+    OnsetGrid { height: 4; }
+    OnsetGrid > .onset-grid--hit { color: $accent; text-style: bold; }
+    OnsetGrid > .onset-grid--faded { color: $foreground 45%; }
+    OnsetGrid > .onset-grid--grid { color: $foreground 30%; }
+    OnsetGrid > .onset-grid--playhead { background: $accent 35%; }
+    OnsetGrid > .onset-grid--ruler { color: $foreground 60%; }
+    OnsetGrid > .onset-grid--empty { color: $foreground 60%; text-style: italic; }
+    """
+
+    def view_key(self, snapshot: EngineSnapshot, now_s: float):
+        t = snapshot.transport
+        current, previous = snapshot.onset_grid, snapshot.previous_onset_grid
+        if current is None:
+            return ("empty", snapshot.state, snapshot.silent)
+        columns, _ = layout(t.steps_per_bar, self.size.width)
+        cell_steps = t.steps_per_bar // columns
+        # a new array with the same content (and the same playhead cell) draws the same
+        old = self.snapshot
+        if old.onset_grid is not None and old.onset_grid is not current and old.onset_grid.shape == current.shape:
+            if np.array_equal(old.onset_grid, current):
+                current = old.onset_grid
+        if old.previous_onset_grid is not None and previous is not None and old.previous_onset_grid is not previous:
+            if old.previous_onset_grid.shape == previous.shape and np.array_equal(old.previous_onset_grid, previous):
+                previous = old.previous_onset_grid
+        return (id(current), id(previous), t.step // cell_steps, t.bar, t.steps_per_bar, self.size.width)
+
+    def render(self) -> Text:
+        snapshot = self.snapshot
+        t = snapshot.transport
+        current = snapshot.onset_grid
+        if current is None:
+            style = self.get_component_rich_style("onset-grid--empty")
+            if snapshot.state in ("idle", "stopped"):
+                message = "onsets appear here while you play (space starts the jam)"
+            else:
+                message = "listening: play something"
+            return Text("\n" + message, style=style, no_wrap=True, overflow="ellipsis")
+        steps_per_bar = current.shape[2]
+        width = self.size.width
+        columns, side_by_side = layout(steps_per_bar, width)
+        cell_steps = steps_per_bar // columns
+        n_cells = BARS_PER_WINDOW * columns
+        play_cell = min(t.step // cell_steps, n_cells - 1)
+
+        scale = float(current.max())
+        previous = snapshot.previous_onset_grid
+        if previous is not None and previous.shape == current.shape:
+            scale = max(scale, float(previous.max()))
+        else:
+            previous = None
+        scale = scale if scale > 1e-9 else 1.0
+        now_cells = pool_max(current.reshape(current.shape[0], -1), n_cells) / scale
+        before_cells = pool_max(previous.reshape(previous.shape[0], -1), n_cells) / scale if previous is not None else None
+        now_glyphs = block_glyphs(now_cells)
+        before_glyphs = block_glyphs(before_cells) if before_cells is not None else None
+
+        hit = self.get_component_rich_style("onset-grid--hit", partial=True)
+        faded = self.get_component_rich_style("onset-grid--faded", partial=True)
+        grid = self.get_component_rich_style("onset-grid--grid", partial=True)
+        playhead = self.get_component_rich_style("onset-grid--playhead", partial=True)
+        ruler = self.get_component_rich_style("onset-grid--ruler", partial=True)
+        hit_at_playhead, faded_at_playhead, grid_at_playhead = hit + playhead, faded + playhead, grid + playhead
+        beat_cells = max(columns * STEPS_PER_BEAT // steps_per_bar, 1)
+
+        out = RunBuilder()
+        for row_number, band in enumerate(_ROWS):
+            if row_number:
+                out.newline()
+            if side_by_side:
+                self._draw_window(out, before_glyphs, band, None, columns, beat_cells, faded, faded, grid, None)
+                out.add(" ┃ ", grid)
+                self._draw_window(
+                    out, now_glyphs, band, play_cell, columns, beat_cells, hit, hit_at_playhead, grid, grid_at_playhead,
+                    faded_after=None,
+                )
+            else:
+                self._draw_window(
+                    out, now_glyphs, band, play_cell, columns, beat_cells, hit, hit_at_playhead, grid, grid_at_playhead,
+                    faded_after=before_glyphs, faded=faded, faded_at_playhead=faded_at_playhead,
+                )
+        out.newline()
+        first_bar = t.bar - (t.step // steps_per_bar) + 1  # 1-based bar number shown at the window's start
+        if side_by_side:
+            out.add(self._ruler(first_bar - BARS_PER_WINDOW, columns, None), ruler)
+            out.add("   ", ruler)
+        out.add(self._ruler(first_bar, columns, play_cell), ruler)
+        return out.build()
+
+    @staticmethod
+    def _draw_window(
+        out: RunBuilder, glyphs, band, play_cell, columns, beat_cells, hit, hit_at_playhead, grid, grid_at_playhead,
+        *, faded_after=None, faded=None, faded_at_playhead=None,
+    ) -> None:  # fmt: skip
+        """One band row of one window; cells after ``play_cell`` come from ``faded_after`` if given."""
+        for bar in range(BARS_PER_WINDOW):
+            if bar:
+                out.add("│", grid)
+            for column in range(columns):
+                cell = bar * columns + column
+                at_playhead = cell == play_cell
+                source, style = glyphs, (hit_at_playhead if at_playhead else hit)
+                if faded_after is not None and play_cell is not None and cell > play_cell:
+                    source, style = faded_after, faded
+                char = source[band, cell] if source is not None else " "
+                if char == " ":
+                    char = "·" if column % beat_cells == 0 else " "
+                    style = grid_at_playhead if at_playhead and grid_at_playhead is not None else grid
+                out.add(char, style)
+
+    @staticmethod
+    def _ruler(first_bar: int, columns: int, play_cell: int | None) -> str:
+        cells = [" "] * window_width(columns)
+        for bar in range(BARS_PER_WINDOW):
+            label = str(first_bar + bar) if first_bar + bar > 0 else ""
+            start = bar * (columns + 1)
+            for k, char in enumerate(label[: columns]):
+                cells[start + k] = char
+        if play_cell is not None:
+            position = play_cell + play_cell // columns  # skip the bar separators
+            cells[position] = "▲"
+        return "".join(cells)
