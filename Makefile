@@ -14,8 +14,20 @@ STAMPS := .stamps
 test: setup
 	$(BIN)/python -m pytest -q
 
+# Without a sound card (no /dev/snd) and no JACK server running, the demo starts a private
+# JACK dummy server for itself (as the tests do) so PortAudio has an output device, and stops it after.
+DEMO_JACK := sjtui-demo-$$$$
 demo: setup
-	$(BIN)/sjtui demo
+	@if [ -e /dev/snd ] || jack_wait -c 2>/dev/null | grep -q "^running" || [ -n "$$JACK_DEFAULT_SERVER" ]; then \
+	  $(BIN)/sjtui demo $(DEMO_ARGS); \
+	else \
+	  name=$(DEMO_JACK); \
+	  jackd -n $$name -d dummy -r 48000 -p 256 >/dev/null 2>&1 & pid=$$!; \
+	  trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null' EXIT INT TERM; \
+	  jack_wait -s $$name -w -t 10 >/dev/null || { echo "jackd did not start"; exit 1; }; \
+	  echo "no sound card: running the demo on a private JACK dummy server ($$name)"; \
+	  JACK_DEFAULT_SERVER=$$name $(BIN)/sjtui demo $(DEMO_ARGS); \
+	fi
 
 bench: setup
 	$(BIN)/python bench/analysis.py
