@@ -88,9 +88,9 @@ class OnsetPicker:
         csum = np.zeros((self.n_bands, w + n + 1), dtype=np.int64)
         np.cumsum(ext, axis=1, out=csum[:, 1:])
         past_sum = csum[:, w : w + n] - csum[:, :n]  # sum of the w frames before each frame
-        rise_ref = np.lib.stride_tricks.sliding_window_view(ext[:, w - self.rise : w + n - 1], self.rise, axis=1).max(
-            axis=2
-        )
+        rise_ref = ext[:, w - 1 : w - 1 + n].copy()  # max of the `rise` frames before each frame
+        for j in range(w - self.rise, w - 1):
+            np.maximum(rise_ref, ext[:, j : j + n], out=rise_ref)
         candidate = (q * w >= self.ratio * past_sum + self.delta_w[:, None]) & (q > rise_ref)
         candidate &= energy_db.T >= self.min_energy_db
         self._history[...] = ext[:, n:]
