@@ -86,3 +86,21 @@ def test_nan_and_clipping_are_reported(tmp_path, capsys):
     assert main(["analyze", str(path), "--json"]) == 0
     warnings = json.loads(capsys.readouterr().out)["warnings"]
     assert any("10 NaN/Inf" in w for w in warnings) and any("clipped" in w for w in warnings)
+
+
+def test_mp3_and_flac_read_like_the_wav(guitar_audio_dir, tmp_path, capsys):
+    x, rate = sf.read(guitar_audio_dir / RIFF, dtype="float32")
+    assert main(["analyze", str(guitar_audio_dir / RIFF), "--json"]) == 0
+    wav = json.loads(capsys.readouterr().out)
+    flac = tmp_path / "riff.flac"
+    sf.write(flac, x, rate, subtype="PCM_16")
+    assert main(["analyze", str(flac), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["onsets"] == wav["onsets"]  # lossless: identical
+    mp3 = tmp_path / "riff.mp3"
+    sf.write(mp3, x, rate, format="MP3")
+    assert main(["analyze", str(mp3), "--json"]) == 0
+    lossy = json.loads(capsys.readouterr().out)
+    # MP3 adds an encoder delay and changes the spectrum a little: most onsets stay within 30 ms
+    wav_times = np.array([o["time_s"] for o in wav["onsets"]])
+    near = [np.min(np.abs(wav_times - o["time_s"])) <= 0.03 for o in lossy["onsets"]]
+    assert lossy["sample_rate"] == rate and np.mean(near) >= 0.8

@@ -195,3 +195,15 @@ def test_onsets_are_decided_within_two_hops_of_an_attack():
     assert np.abs(merged["sample"] - attacks).max() <= HOP_SIZE
     # every band hears a broadband pluck
     assert set(f.onsets["band"].tolist()) == {0, 1, 2}
+
+
+@pytest.mark.parametrize("frame_size,hop_size,rate", [(2048, 512, 48000), (512, 128, 44100), (1024, 441, 44100)])
+def test_other_frame_and_hop_sizes_stream_exactly(guitar, frame_size, hop_size, rate):
+    x, _ = guitar  # played back as if recorded at `rate`
+    config = AnalysisConfig(frame_size=frame_size, hop_size=hop_size)
+    reference = analyze(x, rate, config)
+    assert reference.frame_sample[0] == hop_size and reference.onsets.size > 3
+    analyzer = OnlineAnalyzer(rate, config)
+    for block_size in (1, 63, hop_size - 1, hop_size, hop_size + 1, 3 * hop_size + 5, 5000):
+        analyzer.reset()
+        assert _same(_blockwise(analyzer, x, block_size), reference), block_size
