@@ -72,15 +72,22 @@ class OnsetGrid(SnapshotView):
             return ("empty", snapshot.state, snapshot.silent)
         columns, _ = layout(t.steps_per_bar, self.size.width)
         cell_steps = t.steps_per_bar // columns
-        # a new array with the same content (and the same playhead cell) draws the same
-        old = self.snapshot
-        if old.onset_grid is not None and old.onset_grid is not current and old.onset_grid.shape == current.shape:
-            if np.array_equal(old.onset_grid, current):
-                current = old.onset_grid
-        if old.previous_onset_grid is not None and previous is not None and old.previous_onset_grid is not previous:
-            if old.previous_onset_grid.shape == previous.shape and np.array_equal(old.previous_onset_grid, previous):
-                previous = old.previous_onset_grid
+        # a new array with the same content (and the same playhead cell) draws the same: compare it
+        # with the arrays last drawn (cheap: 3 x 4 x 48 values) and keep their identity in the key
+        current = self._same_as(current, "_drawn_current")
+        previous = self._same_as(previous, "_drawn_previous")
         return (id(current), id(previous), t.step // cell_steps, t.bar, t.steps_per_bar, self.size.width)
+
+    _drawn_current: np.ndarray | None = None
+    _drawn_previous: np.ndarray | None = None
+
+    def _same_as(self, array: np.ndarray | None, attribute: str) -> np.ndarray | None:
+        drawn = getattr(self, attribute)
+        if array is not None and drawn is not None and array is not drawn:
+            if array.shape == drawn.shape and np.array_equal(array, drawn):
+                return drawn
+        setattr(self, attribute, array)
+        return array
 
     def render(self) -> Text:
         snapshot = self.snapshot
