@@ -547,6 +547,34 @@ class GrooveStore:
         vectors = np.frombuffer(b"".join(row[2] for row in rows), dtype=np.float32).reshape(len(rows), dims.pop())
         return ids, vectors.copy()
 
+    def fill_embeddings(self, encoder, *, max_bars: int = 4, max_steps_per_bar: int = 60, batch: int = 256,
+                        progress=None) -> int:  # fmt: skip
+        """Embed the grooves that have no embedding under ``encoder.groove_encoder_id``; returns how many.
+
+        ``encoder``: a :class:`sjtui.model.runtime.EncoderPair` (duck-typed:
+        ``groove_encoder_id`` and ``embed_grooves(grooves, descriptors)``).
+        The key is the groove encoder's sha256, so a new model gets its own
+        embeddings (the old ones stay for the old model) and a changed
+        encoder file never reuses stale vectors. Grooves the encoder cannot
+        take (more than ``max_bars`` bars, longer bars than
+        ``max_steps_per_bar``) are skipped. ``progress(done, total)``.
+        """
+        model = str(encoder.groove_encoder_id)
+        rows = self.conn.execute(
+            f"SELECT {_COLUMNS} FROM grooves g WHERE bars <= ? AND NOT EXISTS "
+            "(SELECT 1 FROM embeddings e WHERE e.groove_id = g.id AND e.model = ?) ORDER BY id",
+            (max_bars, model),
+        ).fetchall()
+        grooves = [self._groove_from_row(row) for row in rows]
+        grooves = [g for g in grooves if g.meter.steps_per_bar <= max_steps_per_bar]
+        for start in range(0, len(grooves), batch):
+            part = grooves[start : start + batch]
+            vectors = encoder.embed_grooves(part, np.stack([g.extra["descriptors"] for g in part]))
+            self.set_embeddings(model, [g.extra["id"] for g in part], vectors)
+            if progress is not None:
+                progress(start + len(part), len(grooves))
+        return len(grooves)
+
     def _embedding_matrix(self, model: str, library: GrooveLibrary) -> np.ndarray:
         ids, vectors = self.embeddings(model)
         dim = vectors.shape[1] if vectors.size else 0
