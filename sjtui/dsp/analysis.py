@@ -236,6 +236,26 @@ class _Core:
         clipped = int(np.count_nonzero(np.abs(x) >= self.clip_level))
         return nonfinite, clipped
 
+    def frame_one(self, frame: np.ndarray) -> Features:
+        """:meth:`frames` for the single next frame ``(frame_size,)`` (the live case)."""
+        first = self.next_frame
+        energy, flux_q = self.kernel.compute_one(frame, self.log_history)
+        onset_frame, onset_band = self.picker.process_one(flux_q[0].tolist(), energy[0].tolist())
+        self.next_frame = first + 1
+        hop = self.hop_size
+        if onset_frame.size:
+            onsets = np.empty(onset_frame.size, dtype=ONSET_DTYPE)
+            decided = (first + 1) * hop
+            onsets["decided_at"] = decided
+            onsets["sample"] = decided - self.onset_lag_samples
+            onsets["band"] = onset_band
+            onsets["strength"] = flux_q[0, onset_band] * _INV_QUANTUM
+        else:
+            onsets = _EMPTY_ONSETS
+        return Features(
+            first, np.full(1, (first + 1) * hop, dtype=np.int64), energy.T.copy(), flux_q.T * _INV_QUANTUM, onsets
+        )
+
     def frames(self, frames: np.ndarray) -> Features:
         """Analyse ``frames`` (n, frame_size), n <= max_batch_frames, the next frames of the stream."""
         n = frames.shape[0]
@@ -359,7 +379,7 @@ class OnlineAnalyzer:
                         core.next_frame, _EMPTY_I64, self._empty_2d, self._empty_2d, _EMPTY_ONSETS, nonfinite, clipped
                     )
                 start = (core.next_frame + 1) * self.hop_size - self.frame_size - self._base
-                result = core.frames(self._buffer[start : start + self.frame_size].reshape(1, self.frame_size))
+                result = core.frame_one(self._buffer[start : start + self.frame_size])
                 result.nonfinite_samples = nonfinite
                 result.clipped_samples = clipped
                 return result

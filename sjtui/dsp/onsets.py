@@ -62,6 +62,11 @@ class OnsetPicker:
         self.min_interval = int(min_interval_frames)
         self.min_energy_db = np.float32(min_energy_db)
         self._history = np.zeros((n_bands, self.window), dtype=np.int64)  # oldest first
+        # views for the one-frame path
+        self._rise_view = self._history[:, self.window - self.rise :]
+        self._history_head = self._history[:, :-1]
+        self._history_tail = self._history[:, 1:]
+        self._history_last = self._history[:, -1]
         self._last = np.full(n_bands, _NO_ONSET, dtype=np.int64)
         self._next_frame = 0
         self._ext = np.zeros((n_bands, self.window + 1), dtype=np.int64)
@@ -82,7 +87,7 @@ class OnsetPicker:
         n = flux_q.shape[0]
         w = self.window
         if n == 1:
-            return self._process_one(flux_q[0].tolist(), energy_db[0].tolist())
+            return self.process_one(flux_q[0].tolist(), energy_db[0].tolist())
         q = flux_q.T.astype(np.int64)  # (n_bands, n)
         ext = np.concatenate([self._history, q], axis=1)  # (n_bands, w + n)
         csum = np.zeros((self.n_bands, w + n + 1), dtype=np.int64)
@@ -109,13 +114,12 @@ class OnsetPicker:
                 keep[i] = True
         return frames[keep], band[keep].astype(np.int64)
 
-    def _process_one(self, q: list, energy_db: list):
-        """One frame, with Python scalars: the same arithmetic as the batch path (exact integers, IEEE doubles)."""
-        history = self._history
-        past_sum = history.sum(axis=1).tolist()
-        rise_ref = history[:, self.window - self.rise :].max(axis=1).tolist()
-        history[:, :-1] = history[:, 1:]
-        history[:, -1] = q
+    def process_one(self, q: list, energy_db: list):
+        """One frame given as lists ``q`` and ``energy_db`` (n_bands,), with Python scalars: the same arithmetic as the batch path (exact integers, IEEE doubles)."""
+        past_sum = np.add.reduce(self._history, axis=1).tolist()
+        rise_ref = np.maximum.reduce(self._rise_view, axis=1).tolist()
+        np.copyto(self._history_head, self._history_tail)
+        self._history_last[...] = q
         frame = self._next_frame
         self._next_frame += 1
         found = []

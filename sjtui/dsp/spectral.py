@@ -146,11 +146,11 @@ def frame_view(buffer: np.ndarray, frame_size: int, hop_size: int, n_frames: int
     )
 
 
-def _rfft_into(frames: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """rfft of each row of ``frames`` (n, N) float32 into ``out`` (n, N//2+1) complex64."""
+def _rfft_into(frames: np.ndarray, out: np.ndarray, axis: int = 1) -> np.ndarray:
+    """rfft along ``axis`` of ``frames`` ((n, N) or (N,)) float32 into ``out`` complex64."""
     if _pypocketfft is not None:
-        return _pypocketfft.r2c(frames, (1,), True, 0, out, 1)
-    out[...] = np.fft.rfft(frames, axis=1)
+        return _pypocketfft.r2c(frames, (axis,), True, 0, out, 1)
+    out[...] = np.fft.rfft(frames, axis=axis)
     return out
 
 
@@ -238,6 +238,63 @@ class SpectralKernel:
         ).astype(np.float32)
         self._n_bands = n_bands
         self._bins = slice(self.layout.bin_start, self.layout.bin_stop)
+        self._bound_history = None
+
+    def _bind(self, log_history: np.ndarray) -> None:
+        """Precompute the views the one-frame path uses (slicing costs as much as a small ufunc)."""
+        k = self.layout.n_bins
+        mu = self.history_frames
+        nb = self._n_bands
+        self._bound_history = log_history
+        self._one_windowed = self._windowed[0]
+        self._one_spectrum = self._spectrum[0]
+        self._one_spectrum_bins = self._spectrum[0, self._bins]
+        self._one_magnitude = self._magnitude[0]
+        self._one_power = self._power_diff[0, :k]
+        self._one_diff = self._power_diff[0, k:]
+        self._one_power_diff = self._power_diff[:1]
+        self._one_reference = self._reference[0]
+        self._one_long_refs = [
+            (log_history[mu - r :, cols], self._reference[0, cols]) for cols, r in self._long_refs
+        ]
+        self._one_history_head = log_history[:-1]
+        self._one_history_tail = log_history[1:]
+        self._one_history_last = log_history[mu - 1]
+        self._one_sums = self._sums[:1]
+        self._one_energy = self._sums[:1, :nb]
+        self._one_flux = self._sums[:1, nb:]
+
+    def compute_one(self, frame: np.ndarray, log_history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`compute` for one frame ``(frame_size,)``, bit for bit, with fewer Python-level steps."""
+        if log_history is not self._bound_history:
+            self._bind(log_history)
+        np.multiply(frame, self.window, out=self._one_windowed)
+        _rfft_into(self._one_windowed, self._one_spectrum, axis=0)
+        magnitude = self._one_magnitude
+        np.abs(self._one_spectrum_bins, out=magnitude)
+        np.square(magnitude, out=self._one_power)
+        reference = self._one_reference
+        last = self._one_history_last
+        np.copyto(reference, last)
+        for source, target in self._one_long_refs:
+            np.maximum.reduce(source, axis=0, out=target)
+        if self.history_frames > 1:
+            np.copyto(self._one_history_head, self._one_history_tail)
+        np.log1p(magnitude, out=last)
+        diff = self._one_diff
+        np.subtract(last, reference, out=diff)
+        np.maximum(diff, 0.0, out=diff)
+        sums = self._one_sums
+        np.add.reduceat(self._one_power_diff, self._reduce_idx, axis=1, out=sums)
+        np.multiply(sums, self._scale, out=sums)
+        energy = self._one_energy
+        np.maximum(energy, np.float32(ENERGY_FLOOR), out=energy)
+        np.log10(energy, out=energy)
+        np.multiply(energy, np.float32(10.0), out=energy)
+        np.maximum(energy, np.float32(ENERGY_FLOOR_DB), out=energy)
+        flux_q = self._one_flux
+        np.rint(flux_q, out=flux_q)
+        return energy, flux_q
 
     def compute(self, frames: np.ndarray, log_history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = frames.shape[0]
