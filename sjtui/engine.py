@@ -97,6 +97,7 @@ class BarPlan:
     score: float | None = None
     switched: bool = False
     window_start: int = 0
+    dynamics: float = 1.0
 
 
 # --- simulated output (fast mode) ------------------------------------------------------------
@@ -471,6 +472,10 @@ class Engine:
         poll_s = 0.5 * HOP_SIZE / self.sample_rate_hz
         try:
             while not self._stop.is_set():
+                # commands first: what they start (a recording) begins with the next batch
+                if not self.simulated:
+                    self._refit_clock()
+                self._apply_commands(self.now_sample())
                 update = self.analysis.step()
                 self._tick(update)
                 if update is None:
@@ -682,7 +687,8 @@ class Engine:
             fill = self.ranker.fill_for(self.current, self.transport.tempo_map.bpm, self.transport.tempo_map.meter)
             if fill is not None and fill_bar in self.plan and fill_bar >= self._next_bar_line(now):
                 groove = self._groove(fill)
-                self.plan[fill_bar] = BarPlan("fill", fill, groove.bars - 1, None, False, self.plan[fill_bar].window_start)
+                old = self.plan[fill_bar]
+                self.plan[fill_bar] = BarPlan("fill", fill, groove.bars - 1, None, False, old.window_start, old.dynamics)
                 self._resubmit_from(fill_bar, now, upto=window_bar)
         if switched:
             self.bars_since_switch = 0
@@ -698,7 +704,7 @@ class Engine:
         for k in range(BARS_PER_WINDOW):
             groove_bar = k % self._groove(decision.index).bars
             self.plan[window_bar + k] = BarPlan(
-                "groove", decision.index, groove_bar, decision.score, switched and k == 0, window_bar
+                "groove", decision.index, groove_bar, decision.score, switched and k == 0, window_bar, self.dynamics
             )
         self.window_start = window_bar
         self.next_window_bar = window_bar + BARS_PER_WINDOW
@@ -745,7 +751,7 @@ class Engine:
         groove = self._groove(plan.index)
         return groove_events(
             groove, tm, bar, from_bar=plan.groove_bar, n_bars=1, channel=self.channel, kit=self.kit,
-            dynamics=self.dynamics, note_length_ms=self.config.note_length_ms,
+            dynamics=plan.dynamics, note_length_ms=self.config.note_length_ms,
         )  # fmt: skip
 
     def _submit_bars(self, first_bar: int, stop_bar: int) -> None:
@@ -963,7 +969,7 @@ class Engine:
             self._log("info", f"fill: the library has no fill in {tm.meter}")
             return
         p = self.plan[bar]
-        self.plan[bar] = BarPlan("fill", fill, self._groove(fill).bars - 1, None, False, p.window_start)
+        self.plan[bar] = BarPlan("fill", fill, self._groove(fill).bars - 1, None, False, p.window_start, p.dynamics)
         self._resubmit_from(bar, now)
         self._log("info", f"fill {self.library.names[fill]} at bar {bar}")
 
@@ -1081,6 +1087,9 @@ class Engine:
                     "meter": str(tm.meter_at(sample)),
                     "groove": groove,
                     "switched": bool(plan.switched) if plan is not None else False,
+                    "window_start": None if plan is None else int(plan.window_start),
+                    "groove_bar": None if plan is None else int(plan.groove_bar),
+                    "dynamics": None if plan is None else float(plan.dynamics),
                     "locked": self.locked,
                     "level_db": round(_db(self.power_long), 1),
                     "state": self.state,
@@ -1317,6 +1326,19 @@ def load_groove_library(path: str | None, model=None, notes: list[str] | None = 
             missing = ~np.isfinite(embeddings).all(axis=1) if embeddings.size else np.ones(len(library), bool)
             if embeddings.size == 0:
                 embeddings = np.full((len(library), model.embedding_dim), np.nan, np.float32)
+            if missing.any():
+                from sjtui.model.inputs import model_steps_per_bar
+
+                embeddable = {}
+                for meter in set(np.asarray(library.meters).astype(str).tolist()):
+                    try:
+                        model_steps_per_bar(parse_meter(meter))
+                        embeddable[meter] = True
+                    except Exception:  # a meter longer than the model's bar: never chosen with this model
+                        embeddable[meter] = False
+                        if notes is not None:
+                            notes.append(f"grooves in {meter} are not used: the model takes bars of at most 5 beats")
+                missing &= np.array([embeddable[m] for m in np.asarray(library.meters).astype(str)], dtype=bool)
             if missing.any():
                 rows = np.flatnonzero(missing)
                 grooves = [library.groove(int(i)).bar_slice(0, min(4, library.groove(int(i)).bars)) for i in rows]
