@@ -31,8 +31,8 @@ def _library(rng, n=300):
     return ids, meters, bpm, scores
 
 
-def test_default_mix_is_the_documented_30_40_30():
-    assert np.allclose(DEFAULT_MIX.weights(), [0.3, 0.4, 0.3])
+def test_default_mix_is_the_documented_10_70_20():
+    assert np.allclose(DEFAULT_MIX.weights(), [0.1, 0.7, 0.2])
     assert STRATEGY_NAMES == ("favourite", "uncertain", "explore")
 
 
@@ -62,7 +62,7 @@ def test_plan_has_the_mix_and_each_strategy_picks_what_it_promises():
     assert n_eligible > 100
     picks = plan_pairs(scores, ids, eligible, n=50, seed=3)
     counts = Counter(p.strategy for p in picks)
-    assert counts == {"favourite": 15, "uncertain": 20, "explore": 15}
+    assert counts == {"favourite": 5, "uncertain": 35, "explore": 10}
     assert len({p.index for p in picks}) == 50 and all(eligible[p.index] for p in picks)
     assert all(ids[p.index] == p.groove_id and scores[p.index] == p.score for p in picks)
 
@@ -78,11 +78,14 @@ def test_plan_has_the_mix_and_each_strategy_picks_what_it_promises():
     unpicked[[p.index for p in picks]] = False
     assert scores[favourites].min() >= scores[unpicked].max()  # nothing better was left out
 
-    # uncertain picks hug the boundary (the 0.9 quantile of eligible scores)
-    boundary = np.quantile(scores[eligible], 0.9)
+    # uncertain picks hug the boundary (the median of eligible scores): they are the closest ones
+    boundary = np.median(scores[eligible])
     uncertain = np.array([p.index for p in picks if p.strategy == "uncertain"])
     distance = np.abs(scores - boundary)
     assert distance[uncertain].max() <= np.sort(distance[eligible])[len(uncertain) + 15]
+    # with a calibrated boundary they hug that instead
+    calibrated = plan_pairs(scores, ids, eligible, n=10, mix=PairingMix(0, 1, 0), boundary=0.4)
+    assert np.abs(scores[[p.index for p in calibrated]] - 0.4).max() <= np.sort(np.abs(scores[eligible] - 0.4))[9]
 
     # exploration is spread over the whole eligible range, not the top
     explored = np.array([p.index for p in picks if p.strategy == "explore"])
