@@ -35,13 +35,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from sjtui.dsp.fingerprint import ONSET_DTYPE, Fingerprint  # noqa: E402
-from sjtui.labels import GrooveKey, LabelStore  # noqa: E402
-from sjtui.labels.clips import encode_flac, quantize_pcm24  # noqa: E402
-from sjtui.labels.exchange import export_labels, import_labels  # noqa: E402
-from sjtui.meter import Meter  # noqa: E402
+from sjtui.dsp.fingerprint import ONSET_DTYPE, Fingerprint
+from sjtui.labels import GrooveKey, LabelStore
+from sjtui.labels.clips import encode_flac, quantize_pcm24
+from sjtui.labels.exchange import export_labels, import_labels
+from sjtui.meter import Meter
 
 SR = 48000
 KEY = GrooveKey("builtin", "rock.groove#bench", 0, 4)
@@ -50,7 +50,15 @@ KEY = GrooveKey("builtin", "rock.groove#bench", 0, 4)
 def _fingerprint(rng) -> Fingerprint:
     onsets = np.zeros(32, ONSET_DTYPE)
     onsets["step"] = rng.integers(0, 48, 32)
-    return Fingerprint(rng.random((3, 4, 48), dtype=np.float32), rng.random((3, 4, 48), dtype=np.float32), onsets, Meter(4, 4), 120.0, 0, 0.0)
+    return Fingerprint(
+        rng.random((3, 4, 48), dtype=np.float32),
+        rng.random((3, 4, 48), dtype=np.float32),
+        onsets,
+        Meter(4, 4),
+        120.0,
+        0,
+        0.0,
+    )
 
 
 def _median_ms(samples: list[float]) -> float:
@@ -61,7 +69,9 @@ def measure(folder: Path, repeats: int, rows: int) -> dict:
     import soundfile as sf
 
     rng = np.random.default_rng(0)
-    guitar = (0.3 * np.sin(2 * np.pi * 110 * np.arange(8 * SR) / SR) * (1 + 0.1 * rng.standard_normal(8 * SR))).astype(np.float32)
+    guitar = (
+        0.3 * np.sin(2 * np.pi * 110 * np.arange(8 * SR) / SR) * (1 + 0.1 * rng.standard_normal(8 * SR))
+    ).astype(np.float32)
     fp = _fingerprint(rng)
     results: dict = {"repeats": repeats, "folder": str(folder)}
     with LabelStore.open(folder / "full") as store:
@@ -88,7 +98,9 @@ def measure(folder: Path, repeats: int, rows: int) -> dict:
             store.add_rating(clip, KEY, i % 6)
             timings.append(time.perf_counter() - start)
         results["add_rating_normal_ms"] = _median_ms(timings)
-    results["full_over_normal"] = round(results["add_rating_full_ms"] / max(results["add_rating_normal_ms"], 1e-6), 2)
+    results["full_over_normal"] = round(
+        results["add_rating_full_ms"] / max(results["add_rating_normal_ms"], 1e-6), 2
+    )
 
     pcm = quantize_pcm24(guitar)
     encode, wav = [], []
@@ -104,13 +116,22 @@ def measure(folder: Path, repeats: int, rows: int) -> dict:
 
     # import speed: an export of `rows` ratings over 20 clips
     with LabelStore.open(folder / "source") as store:
-        clips = [store.add_clip(guitar[: SR // 4] * np.float32(1 + 0.01 * k), SR, fp, {"source": "generated"}) for k in range(20)]
-        with store._write("bench") as conn:  # noqa: SLF001 - bulk fill for the benchmark only
+        clips = [
+            store.add_clip(guitar[: SR // 4] * np.float32(1 + 0.01 * k), SR, fp, {"source": "generated"})
+            for k in range(20)
+        ]
+        with store._write("bench") as conn:
             for i in range(rows):
                 conn.execute(
                     "INSERT INTO ratings (clip_hash, groove_source, groove_path, groove_start_bar, groove_bars, rating, "
                     "note, strategy, rater, created_at) VALUES (?, ?, ?, 0, 4, ?, '', 'explore', 'local', ?)",
-                    (clips[i % 20], "builtin", f"g.groove#{i % 97}", i % 6, f"2026-01-01T00:00:{i // 1000:02d}.{i % 1000:06d}Z"),
+                    (
+                        clips[i % 20],
+                        "builtin",
+                        f"g.groove#{i % 97}",
+                        i % 6,
+                        f"2026-01-01T00:00:{i // 1000:02d}.{i % 1000:06d}Z",
+                    ),
                 )
         export_labels(store, folder / "export")
         bare_rows = store.conn.execute("SELECT * FROM ratings").fetchall()
@@ -122,15 +143,19 @@ def measure(folder: Path, repeats: int, rows: int) -> dict:
     results["import_rows"] = rows
     results["import_rows_per_s"] = round(rows / elapsed, 1)
     with LabelStore.open(folder / "bare") as bare:
-        with bare._write("bench") as conn:  # noqa: SLF001
+        with bare._write("bench") as conn:
             source_clips = sqlite_rows(folder / "source" / "labels.sqlite", "SELECT * FROM clips")
             conn.executemany("INSERT INTO clips VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", source_clips)
         start = time.perf_counter()
-        with bare._write("bench") as conn:  # noqa: SLF001
-            conn.executemany("INSERT INTO ratings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", bare_rows)
+        with bare._write("bench") as conn:
+            conn.executemany(
+                "INSERT INTO ratings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", bare_rows
+            )
         elapsed = time.perf_counter() - start
     results["executemany_rows_per_s"] = round(rows / elapsed, 1)
-    results["import_over_executemany"] = round(results["executemany_rows_per_s"] / results["import_rows_per_s"], 1)
+    results["import_over_executemany"] = round(
+        results["executemany_rows_per_s"] / results["import_rows_per_s"], 1
+    )
     return results
 
 
@@ -146,7 +171,9 @@ def sqlite_rows(path: Path, sql: str) -> list:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dir", type=Path, default=None, help="folder to measure in (default: a temporary folder)")
+    parser.add_argument(
+        "--dir", type=Path, default=None, help="folder to measure in (default: a temporary folder)"
+    )
     parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--rows", type=int, default=5000)
     parser.add_argument("--json", action="store_true")

@@ -41,9 +41,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from sjtui.labels.pairing import PairingMix, plan_pairs  # noqa: E402
+from sjtui.labels.pairing import PairingMix, plan_pairs
 
 BUDGETS = (0, 25, 50, 100, 200, 400)
 STRATEGIES = {  # name: (mix or None for plain random, boundary_quantile, calibrated boundary, disagreement)
@@ -176,7 +176,9 @@ def main() -> int:
     parser.add_argument("--grooves", type=int, default=400)
     parser.add_argument("--train-loops", type=int, default=30)
     parser.add_argument("--test-loops", type=int, default=60)
-    parser.add_argument("--personal", type=float, default=1.0, help="size of the personal taste relative to the general")
+    parser.add_argument(
+        "--personal", type=float, default=1.0, help="size of the personal taste relative to the general"
+    )
     parser.add_argument("--refit", type=int, default=5)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -205,7 +207,10 @@ def main() -> int:
     print("top-1 rating / top-5 hits after N ratings")
     print(f"{'ratings':>8}  " + "  ".join(f"{s:>17}" for s in STRATEGIES))
     for n in BUDGETS:
-        cells = [f"{table[s][str(n)]['top1_rating']:7.3f} / {table[s][str(n)]['top5_hits']:5.3f}" for s in STRATEGIES]
+        cells = [
+            f"{table[s][str(n)]['top1_rating']:7.3f} / {table[s][str(n)]['top5_hits']:5.3f}"
+            for s in STRATEGIES
+        ]
         print(f"{n:>8}  " + "  ".join(f"{c:>17}" for c in cells))
     print("mix gain / random gain in top-1 rating: " + ", ".join(f"{n}: {r}" for n, r in ratios.items()))
     print(f"({args.seeds} seeds, {result['elapsed_s']} s)")

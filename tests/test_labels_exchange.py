@@ -25,7 +25,15 @@ def _fingerprint(rng, meter=Meter(4, 4)) -> Fingerprint:
     onsets = np.zeros(3, ONSET_DTYPE)
     onsets["step"] = rng.integers(0, spb, 3)
     onsets["strength"] = rng.random(3)
-    return Fingerprint(rng.random((3, 4, spb), dtype=np.float32), rng.random((3, 4, spb), dtype=np.float32), onsets, meter, 101.5, 0, 0.0)
+    return Fingerprint(
+        rng.random((3, 4, spb), dtype=np.float32),
+        rng.random((3, 4, spb), dtype=np.float32),
+        onsets,
+        meter,
+        101.5,
+        0,
+        0.0,
+    )
 
 
 def _fill(store: LabelStore, grooves: GrooveStore, rng) -> None:
@@ -69,10 +77,20 @@ def test_round_trip_into_a_fresh_store_equals_the_original(tmp_path, filled, fmt
     store, grooves = filled
     report = export_labels(store, tmp_path / "export", fmt)
     assert (report.ratings, report.clips, report.missing_clip_files) == (13, 3, [])
-    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["clips", "manifest.json", f"ratings.{fmt}"]
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == [
+        "clips",
+        "manifest.json",
+        f"ratings.{fmt}",
+    ]
     with LabelStore.open(tmp_path / "fresh") as fresh:
         result = import_labels(fresh, tmp_path / "export", groove_store=grooves)
-        assert (result.rows, result.added, result.duplicates, result.skipped, result.clips_added) == (13, 13, 0, 0, 3)
+        assert (result.rows, result.added, result.duplicates, result.skipped, result.clips_added) == (
+            13,
+            13,
+            0,
+            0,
+            3,
+        )
         assert result.missing_grooves == []
         assert _comparable(fresh) == _comparable(store)
         assert fresh.check() == []
@@ -90,7 +108,9 @@ def test_merge_of_two_stores_keeps_both(tmp_path, filled):
     export_labels(store, tmp_path / "a")
     with LabelStore.open(tmp_path / "other") as other:
         rng = np.random.default_rng(9)
-        clip = other.add_clip((0.1 * rng.standard_normal(SR // 4)).astype(np.float32), SR, None, {"source": "generated"})
+        clip = other.add_clip(
+            (0.1 * rng.standard_normal(SR // 4)).astype(np.float32), SR, None, {"source": "generated"}
+        )
         other.add_rating(clip, GrooveKey.from_row(grooves.list_rows()[0]), 3, rater="ben")
         import_labels(other, tmp_path / "a", groove_store=grooves)
         assert other.count() == 14 and other.stats()["ratings_by_rater"] == {"ana": 4, "ben": 1, "local": 9}
@@ -108,7 +128,9 @@ def test_malformed_rows_are_reported_with_line_numbers_and_the_rest_imported(tmp
     bad_audio = tmp_path / "other.flac"
     sf.write(str(bad_audio), np.zeros(1000, np.float32), SR, subtype="PCM_24")
     absent_hash, damaged_hash = "a" * 64, "b" * 64
-    shutil.copy(bad_audio, tmp_path / "export" / "clips" / f"{damaged_hash}.flac")  # a file whose audio is not its name
+    shutil.copy(
+        bad_audio, tmp_path / "export" / "clips" / f"{damaged_hash}.flac"
+    )  # a file whose audio is not its name
 
     def variant(**changes):
         row = dict(good[0])
@@ -141,7 +163,9 @@ def test_malformed_rows_are_reported_with_line_numbers_and_the_rest_imported(tmp
         fresh_clip = fresh.add_clip(np.zeros(10, np.float32) + 0.1, SR, None, {"source": "generated"})
         first = json.loads(lines[0])
         first_conflict = dict(good[1])
-        import_labels(fresh, _single_row_file(tmp_path, first_conflict))  # the pair of line 11, already stored
+        import_labels(
+            fresh, _single_row_file(tmp_path, first_conflict)
+        )  # the pair of line 11, already stored
         report = import_labels(fresh, path, groove_store=grooves)
         reasons = {p.line: p.reason for p in report.problems}
         assert sorted(reasons) == [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 14, 15]
@@ -187,7 +211,10 @@ def test_csv_line_numbers_count_multiline_records(tmp_path, filled):
     n_physical = len(physical)
     with LabelStore.open(tmp_path / "fresh") as fresh:
         report = import_labels(fresh, path, groove_store=grooves)
-    assert [(p.line, p.reason.split(" ")[0]) for p in report.problems] == [(n_physical + 1, "3"), (n_physical + 2, "rating")]
+    assert [(p.line, p.reason.split(" ")[0]) for p in report.problems] == [
+        (n_physical + 1, "3"),
+        (n_physical + 2, "rating"),
+    ]
     assert report.added == 13
 
 
@@ -212,7 +239,9 @@ def test_export_with_a_lost_clip_file_and_bad_sources(tmp_path, filled):
         with pytest.raises(LabelError, match="cannot tell the format"):
             import_labels(fresh, odd)
         (tmp_path / "newer").mkdir()
-        (tmp_path / "newer" / "manifest.json").write_text(json.dumps({"format": "sjtui-labels", "version": 99}))
+        (tmp_path / "newer" / "manifest.json").write_text(
+            json.dumps({"format": "sjtui-labels", "version": 99})
+        )
         with pytest.raises(LabelError, match="newer sjtui"):
             import_labels(fresh, tmp_path / "newer")
     with pytest.raises(LabelError, match="format 'xml'"):

@@ -66,16 +66,23 @@ def test_folder_of_real_recordings_reports_the_files_it_cannot_use(guitar_audio_
     assert sum(loop.origin["file"].endswith("cutup5.wav") for loop in loops) == 2
     assert len(used) + len(problems) == len(files)  # every file either gave loops or is reported
     assert all("shorter than 4 bars" in p.reason for p in problems)
-    assert all(loop.sample_rate_hz == 44100 and loop.duration_s == pytest.approx(4 * 4 * 60 / 123, abs=1e-4) for loop in loops)
+    assert all(
+        loop.sample_rate_hz == 44100 and loop.duration_s == pytest.approx(4 * 4 * 60 / 123, abs=1e-4)
+        for loop in loops
+    )
     # a broken file and a non-audio file: reported, the rest still loads
     mixed = tmp_path / "mixed"
     mixed.mkdir()
     (mixed / "broken.wav").write_bytes(b"RIFF not really")
     (mixed / "notes.txt").write_text("ignored: not audio")
-    sf.write(str(mixed / "take.flac"), sf.read(str(guitar_audio_dir / "berklee_guitar_riff_cutup5.wav"))[0], 44100)
+    sf.write(
+        str(mixed / "take.flac"), sf.read(str(guitar_audio_dir / "berklee_guitar_riff_cutup5.wav"))[0], 44100
+    )
     loops, problems = loops_from_folder(mixed, bpm=123.0, source="jam-recording")
     assert len(loops) == 2 and all(loop.source == "jam-recording" for loop in loops)
-    assert [p.path.rsplit("/", 1)[-1] for p in problems] == ["broken.wav"] and "cannot read" in problems[0].reason
+    assert [p.path.rsplit("/", 1)[-1] for p in problems] == ["broken.wav"] and "cannot read" in problems[
+        0
+    ].reason
     with pytest.raises(LabelError, match="not a folder"):
         loops_from_folder(tmp_path / "missing")
     with pytest.raises(AudioError):
@@ -92,14 +99,22 @@ def test_too_little_playing_for_a_tempo_is_a_clear_error(tmp_path):
 
 
 def test_generated_loops_are_deterministic_and_go_into_the_store(tmp_path):
-    loops = generated_loops(6, seed=2, styles=("straight8", "six8", "odd78"), programs=("clean", "distortion"))
-    again = generated_loops(6, seed=2, styles=("straight8", "six8", "odd78"), programs=("clean", "distortion"))
-    assert [audio_hash(a.audio, a.sample_rate_hz) for a in loops] == [audio_hash(b.audio, b.sample_rate_hz) for b in again]
+    loops = generated_loops(
+        6, seed=2, styles=("straight8", "six8", "odd78"), programs=("clean", "distortion")
+    )
+    again = generated_loops(
+        6, seed=2, styles=("straight8", "six8", "odd78"), programs=("clean", "distortion")
+    )
+    assert [audio_hash(a.audio, a.sample_rate_hz) for a in loops] == [
+        audio_hash(b.audio, b.sample_rate_hz) for b in again
+    ]
     assert [loop.origin["program"] for loop in loops] == ["clean"] * 3 + ["distortion"] * 3
     for loop in loops:
         spb = loop.meter.steps_per_bar
         assert loop.fingerprint.energy.shape == (3, 4, spb) and len(loop.fingerprint.onsets) > 8
-        assert loop.audio.shape[0] == round(4 * float(loop.meter.beats_per_bar) * 60 / loop.bpm * loop.sample_rate_hz)
+        assert loop.audio.shape[0] == round(
+            4 * float(loop.meter.beats_per_bar) * 60 / loop.bpm * loop.sample_rate_hz
+        )
         assert loop.source == "generated" and loop.origin["riff_style"] in ("straight8", "six8", "odd78")
     assert {str(loop.meter) for loop in loops} == {"4/4", "6/8", "7/8"}
     with pytest.raises(LabelError, match="unknown"):

@@ -36,7 +36,9 @@ def test_default_mix_is_the_documented_10_70_20():
     assert STRATEGY_NAMES == ("favourite", "uncertain", "explore")
 
 
-@pytest.mark.parametrize("mix", [DEFAULT_MIX, PairingMix(0.5, 0.5, 0.0), PairingMix(0, 0, 1), PairingMix(1, 2, 3)])
+@pytest.mark.parametrize(
+    "mix", [DEFAULT_MIX, PairingMix(0.5, 0.5, 0.0), PairingMix(0, 0, 1), PairingMix(1, 2, 3)]
+)
 def test_schedule_keeps_every_prefix_within_one_of_the_shares(mix):
     weights = mix.weights()
     schedule = strategy_schedule(400, mix)
@@ -85,7 +87,10 @@ def test_plan_has_the_mix_and_each_strategy_picks_what_it_promises():
     assert distance[uncertain].max() <= np.sort(distance[eligible])[len(uncertain) + 15]
     # with a calibrated boundary they hug that instead
     calibrated = plan_pairs(scores, ids, eligible, n=10, mix=PairingMix(0, 1, 0), boundary=0.4)
-    assert np.abs(scores[[p.index for p in calibrated]] - 0.4).max() <= np.sort(np.abs(scores[eligible] - 0.4))[9]
+    assert (
+        np.abs(scores[[p.index for p in calibrated]] - 0.4).max()
+        <= np.sort(np.abs(scores[eligible] - 0.4))[9]
+    )
 
     # exploration is spread over the whole eligible range, not the top
     explored = np.array([p.index for p in picks if p.strategy == "explore"])
@@ -110,7 +115,9 @@ def test_disagreement_breaks_ties_towards_contested_grooves():
     scores = np.array([0.0, 1.0, 1.0, 1.0, 2.0, -1.0])
     ids = np.arange(6)
     disagreement = np.array([0.0, 0.1, 0.9, 0.2, 0.0, 0.0])
-    picks = plan_pairs(scores, ids, np.ones(6, bool), n=1, mix=PairingMix(0, 1, 0), boundary=1.0, disagreement=disagreement)
+    picks = plan_pairs(
+        scores, ids, np.ones(6, bool), n=1, mix=PairingMix(0, 1, 0), boundary=1.0, disagreement=disagreement
+    )
     assert picks[0].index == 2 and picks[0].strategy == "uncertain"
     plain = plan_pairs(scores, ids, np.ones(6, bool), n=1, mix=PairingMix(0, 1, 0), boundary=1.0)
     assert plain[0].index == 1  # without it: the first of the equally close
@@ -128,7 +135,9 @@ def test_unembedded_grooves_only_by_exploration_and_fallback():
 
 def test_nothing_fits_is_a_clear_error():
     ids = np.arange(3)
-    eligible = eligible_mask(np.array([90.0, 100.0, 110.0]), np.array(["4/4"] * 3), 100.0, "7/8", groove_ids=ids)
+    eligible = eligible_mask(
+        np.array([90.0, 100.0, 110.0]), np.array(["4/4"] * 3), 100.0, "7/8", groove_ids=ids
+    )
     assert not eligible.any()
     with pytest.raises(PairingError, match="no groove fits this loop"):
         plan_pairs(np.zeros(3), ids, eligible)
@@ -158,12 +167,16 @@ def test_tempo_and_meter_fit_rules():
     start=st.integers(0, 500),
     shares=st.tuples(st.floats(0, 1), st.floats(0, 1), st.floats(0.01, 1)),
 )
-def test_excluded_and_unfitting_grooves_are_never_chosen(seed, n_grooves, n, loop_bpm, loop_meter, tolerance, start, shares):
+def test_excluded_and_unfitting_grooves_are_never_chosen(
+    seed, n_grooves, n, loop_bpm, loop_meter, tolerance, start, shares
+):
     rng = np.random.default_rng(seed)
     ids, meters, bpm, scores = _library(rng, n_grooves)
     scores[rng.random(n_grooves) < 0.1] = np.nan
     recent = rng.choice(ids, size=int(rng.integers(0, n_grooves + 1)), replace=False)
-    eligible = eligible_mask(bpm, meters, loop_bpm, loop_meter, groove_ids=ids, exclude_ids=recent, tempo_tolerance=tolerance)
+    eligible = eligible_mask(
+        bpm, meters, loop_bpm, loop_meter, groove_ids=ids, exclude_ids=recent, tempo_tolerance=tolerance
+    )
     if not eligible.any():
         with pytest.raises(PairingError):
             plan_pairs(scores, ids, eligible, n=n, seed=seed, start=start, mix=PairingMix(*shares))
@@ -192,7 +205,9 @@ def test_recently_rated_grooves_of_a_real_library_are_excluded(tmp_path):
                 store.add_rating(clip, GrooveKey.from_row(row), 3, strategy="explore")
             recent = ids_of_keys(store.recent_groove_keys(clip), index)
         assert sorted(recent) == sorted(r["id"] for r in four_four[:3])
-        eligible = eligible_mask(library.bpm, library.meters, 110.0, "4/4", groove_ids=library.ids, exclude_ids=recent)
+        eligible = eligible_mask(
+            library.bpm, library.meters, 110.0, "4/4", groove_ids=library.ids, exclude_ids=recent
+        )
         scores = np.random.default_rng(2).normal(size=len(library))
         picks = plan_pairs(scores, library.ids, eligible, n=len(library))
         assert len(picks) == int(eligible.sum()) == len(four_four) - 3

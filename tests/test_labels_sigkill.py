@@ -71,7 +71,14 @@ for i in range(100000):
 def _run_and_kill(db: Path, seed: int, keys: list[GrooveKey], rng: np.random.Generator) -> list[dict]:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(db), str(seed), json.dumps([[k.source, k.path, k.start_bar, k.bars] for k in keys])],
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            str(db),
+            str(seed),
+            json.dumps([[k.source, k.path, k.start_bar, k.bars] for k in keys]),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
@@ -115,7 +122,12 @@ def test_sigkill_mid_session_loses_no_confirmed_rating(tmp_path):
             for rid, line in confirmed.items():
                 assert rid in rows, f"confirmed rating {rid} lost after kill in round {round_seed}"
                 r = rows[rid]
-                assert (r.clip_hash, r.rating, r.note, r.strategy) == (line["clip"], line["rating"], line["note"], line["strategy"])
+                assert (r.clip_hash, r.rating, r.note, r.strategy) == (
+                    line["clip"],
+                    line["rating"],
+                    line["note"],
+                    line["strategy"],
+                )
                 assert r.groove == GrooveKey(*line["groove"])
                 assert r.model_version == "test-v1" and r.fingerprint is not None
                 assert r.clip_path.is_file()

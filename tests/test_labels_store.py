@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import os
 import sqlite3
 import subprocess
@@ -45,7 +44,15 @@ def _fingerprint(rng, meter=Meter(4, 4), bpm=120.0) -> Fingerprint:
     onsets["step"] = rng.integers(0, spb, 5)
     onsets["strength"] = rng.random(5)
     onsets["offset"] = rng.uniform(-0.5, 0.5, 5)
-    return Fingerprint(rng.random((3, 4, spb), dtype=np.float32), rng.random((3, 4, spb), dtype=np.float32), onsets, meter, bpm, 3, 12345.5)
+    return Fingerprint(
+        rng.random((3, 4, spb), dtype=np.float32),
+        rng.random((3, 4, spb), dtype=np.float32),
+        onsets,
+        meter,
+        bpm,
+        3,
+        12345.5,
+    )
 
 
 def _audio(rng, seconds=0.5) -> np.ndarray:
@@ -61,7 +68,9 @@ def test_clip_named_by_sample_hash_and_reencoding_does_not_duplicate(tmp_path):
     rng = np.random.default_rng(1)
     audio = _audio(rng)
     with LabelStore.open(tmp_path) as store:
-        clip = store.add_clip(audio, SR, _fingerprint(rng), {"source": "user-file", "origin": {"file": "a.wav"}})
+        clip = store.add_clip(
+            audio, SR, _fingerprint(rng), {"source": "user-file", "origin": {"file": "a.wav"}}
+        )
         path = store.clip_path(clip)
         assert path.name == f"{clip}.flac" and sf.info(str(path)).format == "FLAC"
         assert file_hash(path) == clip == audio_hash(audio, SR)
@@ -99,7 +108,9 @@ def test_ratings_join_clips_and_keep_every_field(tmp_path):
     rng = np.random.default_rng(3)
     fp = _fingerprint(rng, bpm=131.0)
     with LabelStore.open(tmp_path / "labels.sqlite") as store:
-        clip = store.add_clip(_audio(rng), SR, fp, {"source": "generated", "origin": {"style": "funk16"}, "take": 2})
+        clip = store.add_clip(
+            _audio(rng), SR, fp, {"source": "generated", "origin": {"style": "funk16"}, "take": 2}
+        )
         rid = store.add_rating(clip, KEY, 4, "tight", "guitar-v3", "uncertain", rater="ana")
         jam_clip, jam_id = store.save_jam_rating(_audio(rng), SR, KEY, 131.0, "4/4", fp, "guitar-v3", 0)
         pairs = list(store.ratings())
@@ -110,7 +121,13 @@ def test_ratings_join_clips_and_keep_every_field(tmp_path):
     assert first.origin == {"style": "funk16", "take": 2} and first.clip_source == "generated"
     assert (first.bpm, first.meter, first.sample_rate, first.duration_s) == (131.0, "4/4", SR, 0.5)
     assert np.array_equal(first.fingerprint.energy, fp.energy) and first.groove == KEY
-    assert (jam.clip_hash, jam.clip_source, jam.strategy, jam.rating, jam.rater) == (jam_clip, "jam-recording", "jam", 0, "local")
+    assert (jam.clip_hash, jam.clip_source, jam.strategy, jam.rating, jam.rater) == (
+        jam_clip,
+        "jam-recording",
+        "jam",
+        0,
+        "local",
+    )
     assert jam.created_at > first.created_at and jam.created_at.endswith("Z")
 
 
@@ -162,7 +179,9 @@ def test_grooves_resolve_by_stable_key_across_a_library_reimport(tmp_path):
             assert before[by_object] == (GrooveKey.from_row(rows[5]), rows[5]["id"], rows[5]["name"])
             assert before[by_id][1] == rows[7]["id"] and before[by_row][1] == rows[9]["id"]
             # re-import the library: every groove gets a new id (a user's MIDI groove keeps the ids growing)
-            grooves.add_grooves([dataclasses.replace(groove, source="midi", source_path="mine.mid", extra={})])
+            grooves.add_grooves(
+                [dataclasses.replace(groove, source="midi", source_path="mine.mid", extra={})]
+            )
             grooves.delete_source("builtin")
             grooves.conn.execute("DELETE FROM meta WHERE key = 'builtin_hash'")
             grooves.conn.commit()
@@ -186,7 +205,12 @@ def test_stats_recent_grooves_and_orphan_files(tmp_path):
         a = store.add_clip(_audio(rng), SR, _fingerprint(rng), {"source": "generated"})
         b = store.add_clip(_audio(rng), SR, None, {"source": "user-file"})
         for i, (clip, key, value, strategy) in enumerate(
-            [(a, keys[0], 5, "favourite"), (a, keys[1], 2, "explore"), (b, keys[1], 3, "uncertain"), (a, keys[2], 0, "explore")]
+            [
+                (a, keys[0], 5, "favourite"),
+                (a, keys[1], 2, "explore"),
+                (b, keys[1], 3, "uncertain"),
+                (a, keys[2], 0, "explore"),
+            ]
         ):
             store.add_rating(clip, key, value, model_version="m1" if i else None, strategy=strategy)
         (store.clips_dir / f"{'f' * 64}.flac").write_bytes(b"left by a kill between file and row")
@@ -218,7 +242,9 @@ def test_newer_database_is_refused_and_left_byte_identical(tmp_path):
     conn.close()
     before = _tree_bytes(tmp_path)
     for readonly in (False, True):
-        with pytest.raises(LabelStoreNewerError, match=r"version 2, written by a newer sjtui.*nothing in it was changed"):
+        with pytest.raises(
+            LabelStoreNewerError, match=r"version 2, written by a newer sjtui.*nothing in it was changed"
+        ):
             LabelStore.open(tmp_path, readonly=readonly)
     assert _tree_bytes(tmp_path) == before  # no byte changed, no -wal/-shm created
 
@@ -251,7 +277,9 @@ def test_older_database_is_migrated_step_by_step_keeping_its_data(tmp_path, monk
     monkeypatch.setattr(store_module, "SCHEMA_VERSION", 2)
     with LabelStore.open(tmp_path) as store:
         assert store.schema_version == 2
-        assert store.conn.execute("SELECT id, note, session FROM ratings").fetchall() == [(rid, "keep me", "migrated")]
+        assert store.conn.execute("SELECT id, note, session FROM ratings").fetchall() == [
+            (rid, "keep me", "migrated")
+        ]
         assert store.check() == []
 
 
@@ -285,11 +313,16 @@ def test_locked_database_gives_a_clear_error_then_works_when_released(tmp_path):
     clip = store.add_clip(_audio(rng), SR, None, {"source": "generated"})
     store.add_rating(clip, KEY, 1)
     holder = subprocess.Popen(
-        [sys.executable, "-c", LOCK_HOLDER, str(store.path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", LOCK_HOLDER, str(store.path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(LabelStoreLockedError, match=r"locked by another process.*0.3 s.*Nothing was changed"):
+        with pytest.raises(
+            LabelStoreLockedError, match=r"locked by another process.*0.3 s.*Nothing was changed"
+        ):
             store.add_rating(clip, KEY, 2)
         jam_audio = _audio(rng)
         with pytest.raises(LabelStoreLockedError):
@@ -304,7 +337,9 @@ def test_locked_database_gives_a_clear_error_then_works_when_released(tmp_path):
         holder.kill() if holder.poll() is None else None
         holder.wait(10)
     store.add_rating(clip, KEY, 2)
-    jam_clip, _ = store.save_jam_rating(jam_audio, SR, KEY, 120.0, "4/4", None, "m", 5)  # retry reuses the clip file
+    jam_clip, _ = store.save_jam_rating(
+        jam_audio, SR, KEY, 120.0, "4/4", None, "m", 5
+    )  # retry reuses the clip file
     assert store.count() == 3 and store.check() == [] and store.stats()["orphan_clip_files"] == []
     assert jam_clip == audio_hash(jam_audio, SR)
     store.close()
@@ -318,7 +353,12 @@ def _tmpfs(tmp_path: Path, size: str):
         pytest.skip("mounting a tmpfs needs root")
     mount = tmp_path / f"fs-{uuid.uuid4().hex[:6]}"
     mount.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True, text=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if result.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
     try:
@@ -374,7 +414,9 @@ def test_full_disk_gives_a_clear_error_and_no_corruption(tmp_path):
                 break
         assert error is not None and confirmed, "the tmpfs never filled up"
         assert "no space left" in str(error) and "earlier ratings are safe" in str(error)
-        assert not [p for p in store.clips_dir.iterdir() if p.name.startswith(".tmp-")]  # no partial clip left
+        assert not [
+            p for p in store.clips_dir.iterdir() if p.name.startswith(".tmp-")
+        ]  # no partial clip left
         assert store.check() == [] and [p.id for p in store.ratings()] == confirmed
 
         # now fill the disk completely so that SQLite itself cannot grow its WAL
@@ -419,7 +461,9 @@ def test_two_processes_and_four_threads_rate_at_once(tmp_path):
     LabelStore.open(db).close()
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
     writers = [
-        subprocess.Popen([sys.executable, "-c", WRITER, str(db), str(seed)], stdout=subprocess.PIPE, text=True, env=env)
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(db), str(seed)], stdout=subprocess.PIPE, text=True, env=env
+        )
         for seed in (1, 2)
     ]
     ids = []

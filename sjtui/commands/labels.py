@@ -20,7 +20,9 @@ from pathlib import Path
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("labels", help="your ratings: export, import, list, stats")
     parser.add_argument("--data-dir", type=Path, default=None, help="data folder (default: your data dir)")
-    parser.add_argument("--db", type=Path, default=None, help="the label database file (default: DATA_DIR/labels.sqlite)")
+    parser.add_argument(
+        "--db", type=Path, default=None, help="the label database file (default: DATA_DIR/labels.sqlite)"
+    )
     parser.set_defaults(run=_run_help, _parser=parser)
     sub = parser.add_subparsers(dest="labels_command", metavar="ACTION")
 
@@ -43,7 +45,9 @@ def add_parser(subparsers) -> None:
 
     p = sub.add_parser("stats", help="how many ratings, of what, from where")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--check", action="store_true", help="also check SQLite integrity and every clip file's hash")
+    p.add_argument(
+        "--check", action="store_true", help="also check SQLite integrity and every clip file's hash"
+    )
     p.set_defaults(run=run_stats)
 
 
@@ -73,9 +77,13 @@ def run_export(args) -> int:
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
-        print(f"exported {report.ratings} ratings and {report.clips} clips to {report.directory} ({report.ratings_file.name})")
+        print(
+            f"exported {report.ratings} ratings and {report.clips} clips to {report.directory} ({report.ratings_file.name})"
+        )
         for clip_hash in report.missing_clip_files:
-            print(f"  warning: clip {clip_hash} is missing from the store; its ratings cannot be imported elsewhere")
+            print(
+                f"  warning: clip {clip_hash} is missing from the store; its ratings cannot be imported elsewhere"
+            )
     return 0
 
 
@@ -112,10 +120,14 @@ def run_list(args) -> int:
         return 0
     print(f"{'id':>5}  {'when (UTC)':19}  {'rating':6}  {'strategy':9}  {'clip':12}  {'tempo':>9}  groove")
     for row in rows:
-        tempo = f"{row['clip_bpm']:.0f} {row['clip_meter'] or ''}" if row["clip_bpm"] else (row["clip_meter"] or "")
+        tempo = (
+            f"{row['clip_bpm']:.0f} {row['clip_meter'] or ''}"
+            if row["clip_bpm"]
+            else (row["clip_meter"] or "")
+        )
         groove = row["groove_name"] or f"{row['groove_source']}:{row['groove_path']}"
         stars = "*" * row["rating"] + "." * (5 - row["rating"])
-        note = f"  \"{row['note']}\"" if row["note"] else ""
+        note = f'  "{row["note"]}"' if row["note"] else ""
         print(
             f"{row['id']:>5}  {row['created_at'][:19].replace('T', ' ')}  {stars:6}  {row['strategy']:9}  "
             f"{row['clip_hash'][:12]}  {tempo:>9}  {groove}{note}"
@@ -142,11 +154,15 @@ def run_stats(args) -> int:
                            ("by rater", "ratings_by_rater"), ("by model", "ratings_by_model_version")):  # fmt: skip
             if stats[key]:
                 print(f"  {title + ':':13}" + "  ".join(f"{k}: {v}" for k, v in stats[key].items()))
-        print(f"  {stats['clips']} clips, {stats['clips_seconds']:.1f} s, {stats['clips_bytes'] / 1e6:.1f} MB")
+        print(
+            f"  {stats['clips']} clips, {stats['clips_seconds']:.1f} s, {stats['clips_bytes'] / 1e6:.1f} MB"
+        )
         if stats["clips_missing_files"]:
             print(f"  {len(stats['clips_missing_files'])} clip file(s) missing: their ratings cannot train")
         if stats["orphan_clip_files"]:
-            print(f"  {len(stats['orphan_clip_files'])} clip file(s) without a rating (left by an interrupted save)")
+            print(
+                f"  {len(stats['orphan_clip_files'])} clip file(s) without a rating (left by an interrupted save)"
+            )
         if problems is not None:
             print("  check: " + ("ok" if not problems else f"{len(problems)} problem(s)"))
             for problem in problems:

@@ -21,6 +21,8 @@ from sjtui.labels.store import CLIP_SOURCES, SCHEMA_VERSION, STRATEGIES, GrooveK
 
 __all__ = [
     "CLIP_SOURCES",
+    "SCHEMA_VERSION",
+    "STRATEGIES",
     "GrooveKey",
     "LabelError",
     "LabelStore",
@@ -30,6 +32,4 @@ __all__ = [
     "LabelStoreNewerError",
     "LabelStoreReadOnlyError",
     "RatedPair",
-    "SCHEMA_VERSION",
-    "STRATEGIES",
 ]

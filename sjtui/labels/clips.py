@@ -56,7 +56,9 @@ def quantize_pcm24(audio: np.ndarray) -> np.ndarray:
     if x.ndim == 1:
         x = x[:, None]
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-        raise LabelError(f"clip audio must be (n_samples,) or (n_samples, n_channels) with samples, got shape {x.shape}")
+        raise LabelError(
+            f"clip audio must be (n_samples,) or (n_samples, n_channels) with samples, got shape {x.shape}"
+        )
     x = np.where(np.isfinite(x), x, 0.0)
     return np.clip(np.rint(x * _FULL_SCALE), -_FULL_SCALE, _FULL_SCALE - 1).astype(np.int32)
 
@@ -156,7 +158,9 @@ def write_bytes_atomic(final: Path, data: bytes, what: str) -> None:
         _raise_for_os_error(error, what)
 
 
-def write_clip(clips_dir: Path, pcm24: np.ndarray, sample_rate_hz: int, clip_hash: str | None = None) -> tuple[str, Path, bool]:
+def write_clip(
+    clips_dir: Path, pcm24: np.ndarray, sample_rate_hz: int, clip_hash: str | None = None
+) -> tuple[str, Path, bool]:
     """Store ``pcm24`` as ``clips_dir/<hash>.flac``; ``(hash, path, written)``.
 
     An existing file of that name whose audio has that hash is kept

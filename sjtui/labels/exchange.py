@@ -49,13 +49,22 @@ import base64
 import csv
 import io
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sjtui.labels.clips import CLIP_SUFFIX, file_hash, is_clip_hash, write_bytes_atomic
 from sjtui.labels.errors import LabelError
 from sjtui.labels.fingerprint_blob import decode_fingerprint
-from sjtui.labels.store import CLIP_SOURCES, STRATEGIES, GrooveKey, LabelStore, groove_key_index, now_utc, parse_timestamp
+from sjtui.labels.store import (
+    CLIP_SOURCES,
+    STRATEGIES,
+    GrooveKey,
+    LabelStore,
+    groove_key_index,
+    now_utc,
+    parse_timestamp,
+)
 
 EXPORT_FORMAT = "sjtui-labels"
 EXPORT_VERSION = 1
@@ -129,8 +138,10 @@ class ImportReport:
 
     def summary(self) -> str:
         lines = [
-            f"{self.source}: {self.rows} rows, {self.added} ratings added, {self.duplicates} already present, "
-            f"{self.skipped} skipped, {self.clips_added} clips added"
+            (
+                f"{self.source}: {self.rows} rows, {self.added} ratings added, {self.duplicates} already present, "
+                f"{self.skipped} skipped, {self.clips_added} clips added"
+            )
         ]
         lines += [f"  skipped {p}" for p in self.problems]
         if self.missing_grooves:
@@ -170,7 +181,9 @@ def export_labels(store: LabelStore, directory: str | Path, fmt: str = "jsonl") 
     try:
         clips_out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise LabelError(f"cannot create the export folder {clips_out}: {error.strerror}; choose a writable folder") from None
+        raise LabelError(
+            f"cannot create the export folder {clips_out}: {error.strerror}; choose a writable folder"
+        ) from None
     rows = [_export_row(row) for row in store.rating_rows()]
     missing: list[str] = []
     copied = 0
@@ -207,7 +220,9 @@ def export_labels(store: LabelStore, directory: str | Path, fmt: str = "jsonl") 
         "clips": len(hashes) - len(missing),
         "exported_at": now_utc(),
     }
-    write_bytes_atomic(directory / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode(), f"writing {MANIFEST}")
+    write_bytes_atomic(
+        directory / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode(), f"writing {MANIFEST}"
+    )
     return ExportReport(directory, ratings_file, len(rows), len(hashes) - len(missing), copied, missing)
 
 
@@ -282,7 +297,9 @@ def _read_rows(path: Path, fmt: str):
         raise LabelError(f"{path}: the CSV header cannot be read ({error})") from None
     missing = [c for c in _REQUIRED if c not in header]
     if missing:
-        raise LabelError(f"{path}: the CSV header lacks the column(s) {', '.join(missing)}; it is not an sjtui labels export")
+        raise LabelError(
+            f"{path}: the CSV header lacks the column(s) {', '.join(missing)}; it is not an sjtui labels export"
+        )
     while True:
         start = reader.line_num + 1
         try:
@@ -329,7 +346,7 @@ def _float(raw: dict, name: str, optional: bool = False):
         number = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{name} {value!r} is not a number") from None
-    if isinstance(value, bool) or number != number or number in (float("inf"), float("-inf")):
+    if isinstance(value, bool) or not math.isfinite(number):
         raise ValueError(f"{name} {value!r} is not a finite number")
     return number
 
@@ -412,7 +429,10 @@ def _parse_row(raw: dict, fmt: str) -> dict:
         "clip_fingerprint": blob,
         "clip_created_at": _time(raw, "clip_created_at"),
         "groove": GrooveKey(
-            _text(raw, "groove_source"), _text(raw, "groove_path"), _int(raw, "groove_start_bar", 0), _int(raw, "groove_bars", 1)
+            _text(raw, "groove_source"),
+            _text(raw, "groove_path"),
+            _int(raw, "groove_start_bar", 0),
+            _int(raw, "groove_bars", 1),
         ),
         "groove_id": _int(raw, "groove_id", optional=True),
         "groove_name": _text(raw, "groove_name", optional=True, allow_empty=True),
@@ -453,18 +473,25 @@ def import_labels(store: LabelStore, source: str | Path, groove_store=None) -> I
             try:
                 actual = file_hash(file)
             except LabelError as error:
-                actual, problem = None, f"clip file clips/{file.name} cannot be read ({error}); rating skipped"
+                actual, problem = (
+                    None,
+                    f"clip file clips/{file.name} cannot be read ({error}); rating skipped",
+                )
             if problem is None and actual != clip_hash:
-                problem = f"clip file clips/{file.name} holds other audio (hash {actual[:12]}...); rating skipped"
+                problem = (
+                    f"clip file clips/{file.name} holds other audio (hash {actual[:12]}...); rating skipped"
+                )
             if problem is None:
-                write_bytes_atomic(store.clip_path(clip_hash), file.read_bytes(), f"importing clip {clip_hash[:12]}")
+                write_bytes_atomic(
+                    store.clip_path(clip_hash), file.read_bytes(), f"importing clip {clip_hash[:12]}"
+                )
         clip_checked[clip_hash] = problem
         return problem
 
     def flush() -> None:
         if not pending:
             return
-        with store._write(f"importing ratings from {ratings_file}") as conn:  # noqa: SLF001 - same package
+        with store._write(f"importing ratings from {ratings_file}") as conn:
             for _line, row in pending:
                 clip_hash = row["clip_hash"]
                 if clip_hash not in have_clip:
@@ -502,11 +529,19 @@ def import_labels(store: LabelStore, source: str | Path, groove_store=None) -> I
             report.problems.append(ImportProblem(line, str(error)))
             continue
         key = row["groove"]
-        identity = (row["clip_hash"], key.source, key.path, key.start_bar, key.bars, row["rater"], row["created_at"])
+        identity = (
+            row["clip_hash"],
+            key.source,
+            key.path,
+            key.start_bar,
+            key.bars,
+            row["rater"],
+            row["created_at"],
+        )
         if identity in seen:
             report.duplicates += 1
             continue
-        found_rows = store._select(  # noqa: SLF001 - same package
+        found_rows = store._select(
             "SELECT rating, note FROM ratings WHERE clip_hash = ? AND groove_source = ? AND groove_path = ? AND "
             "groove_start_bar = ? AND groove_bars = ? AND rater = ? AND created_at = ?",
             identity,
@@ -527,7 +562,9 @@ def import_labels(store: LabelStore, source: str | Path, groove_store=None) -> I
         if index is not None:
             found = index.get(key)
             if found is None:
-                report.missing_grooves.append(ImportProblem(line, f"groove {key} is not in the groove library"))
+                report.missing_grooves.append(
+                    ImportProblem(line, f"groove {key} is not in the groove library")
+                )
                 row["groove_id"] = None
             else:
                 row["groove_id"] = found[0]

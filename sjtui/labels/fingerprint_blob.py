@@ -54,7 +54,13 @@ def encode_fingerprint(fingerprint: Fingerprint) -> bytes:
         sort_keys=True,
     ).encode()
     return b"".join(
-        (_PREFIX.pack(MAGIC, FORMAT_VERSION, len(header)), header, energy.tobytes(), novelty.tobytes(), onsets.tobytes())
+        (
+            _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header)),
+            header,
+            energy.tobytes(),
+            novelty.tobytes(),
+            onsets.tobytes(),
+        )
     )
 
 
@@ -66,7 +72,9 @@ def decode_fingerprint(blob: bytes) -> Fingerprint:
         if magic != MAGIC:
             raise ValueError(f"starts with {magic!r}, not {MAGIC!r}")
         if version > FORMAT_VERSION:
-            raise ValueError(f"format version {version} is newer than this sjtui's {FORMAT_VERSION}; update sjtui")
+            raise ValueError(
+                f"format version {version} is newer than this sjtui's {FORMAT_VERSION}; update sjtui"
+            )
         offset = _PREFIX.size
         header = json.loads(blob[offset : offset + header_len])
         offset += header_len
@@ -91,4 +99,6 @@ def decode_fingerprint(blob: bytes) -> Fingerprint:
             start_sample=float(header["start_sample"]),
         )
     except (ValueError, KeyError, TypeError, struct.error, json.JSONDecodeError) as error:
-        raise LabelError(f"stored fingerprint cannot be read ({error}); the clip's audio can be analysed again") from None
+        raise LabelError(
+            f"stored fingerprint cannot be read ({error}); the clip's audio can be analysed again"
+        ) from None

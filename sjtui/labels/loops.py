@@ -55,7 +55,12 @@ class GuitarLoop:
 
     def clip_meta(self) -> dict:
         """The ``meta`` for :meth:`sjtui.labels.store.LabelStore.add_clip`."""
-        return {"source": self.source, "origin": dict(self.origin), "bpm": float(self.bpm), "meter": str(self.meter)}
+        return {
+            "source": self.source,
+            "origin": dict(self.origin),
+            "bpm": float(self.bpm),
+            "meter": str(self.meter),
+        }
 
 
 @dataclass
@@ -73,7 +78,9 @@ def _windows(audio: np.ndarray, sample_rate_hz: int, features, tempo_map, bars: 
 
     out = []
     for fp in fingerprints_of(features, tempo_map, n_bars=bars, hop_bars=hop_bars):
-        start, end = np.rint(tempo_map.bar_to_sample(np.array([fp.first_bar, fp.first_bar + bars], float))).astype(np.int64)
+        start, end = np.rint(
+            tempo_map.bar_to_sample(np.array([fp.first_bar, fp.first_bar + bars], float))
+        ).astype(np.int64)
         if start < 0 or end > audio.shape[0]:
             continue
         out.append((fp.first_bar, np.ascontiguousarray(audio[start:end], dtype=np.float32), fp))
@@ -117,7 +124,11 @@ def loops_from_recording(
             raise LabelError(f"{path}: no tempo found ({estimate.message}); give the tempo (--bpm)")
         bpm = float(estimate.bpm)
         anchor = float(estimate.downbeat_sample)
-        origin.update(tempo="estimated", tempo_state=estimate.state, tempo_confidence=round(float(estimate.confidence), 3))
+        origin.update(
+            tempo="estimated",
+            tempo_state=estimate.state,
+            tempo_confidence=round(float(estimate.confidence), 3),
+        )
     else:
         if not np.isfinite(bpm) or not 20 <= bpm <= 400:
             raise LabelError(f"tempo {bpm!r} BPM is outside 20..400")
@@ -161,7 +172,9 @@ def loops_from_folder(
         problems.append(LoopProblem(str(folder), f"no audio files ({', '.join(AUDIO_SUFFIXES)})"))
     for file in files:
         try:
-            found = loops_from_recording(file, bpm=bpm, meter=meter, bars=bars, sample_rate_hz=sample_rate_hz, source=source)
+            found = loops_from_recording(
+                file, bpm=bpm, meter=meter, bars=bars, sample_rate_hz=sample_rate_hz, source=source
+            )
         except SjtuiError as error:
             problems.append(LoopProblem(str(file), str(error)))
             continue
@@ -204,7 +217,7 @@ def generated_loops(
         audio = render_riff(riff, program, sample_rate_hz)
         tempo_map = TempoMap.constant(sample_rate_hz, riff.bpm, riff.meter)
         windows = _windows(audio, sample_rate_hz, analyze(audio, sample_rate_hz), tempo_map, bars, None)
-        first_bar, window, fp = windows[0]
+        _first_bar, window, fp = windows[0]
         loops.append(
             GuitarLoop(window, sample_rate_hz, riff.bpm, riff.meter, bars, fp, "generated",
                        {"riff_style": style, "riff_seed": riff_seed, "program": program, "feel": riff.feel})

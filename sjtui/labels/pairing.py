@@ -74,7 +74,9 @@ class PairingMix:
         """``(3,)`` float64 shares summing to 1, in :data:`STRATEGY_NAMES` order."""
         w = np.array([self.favourite, self.uncertain, self.explore], dtype=np.float64)
         if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-            raise PairingError(f"pairing mix {self} needs non-negative shares with a positive sum, e.g. 0.3/0.4/0.3")
+            raise PairingError(
+                f"pairing mix {self} needs non-negative shares with a positive sum, e.g. 0.3/0.4/0.3"
+            )
         return w / w.sum()
 
 
@@ -186,13 +188,19 @@ def plan_pairs(
     if disagreement is not None:
         disagreement = np.asarray(disagreement, dtype=np.float64)
         if disagreement.shape != scores.shape:
-            raise PairingError(f"disagreement {disagreement.shape} must have the shape of the scores {scores.shape}")
+            raise PairingError(
+                f"disagreement {disagreement.shape} must have the shape of the scores {scores.shape}"
+            )
         top = np.nanmax(np.where(scored, disagreement, np.nan)) if scored.any() else 0.0
         if np.isfinite(top) and top > 0:
             margin = margin - np.nan_to_num(disagreement / top)
     # orders computed once; picking walks them, skipping what is taken
-    favourite_order = [int(i) for i in np.argsort(-np.where(scored, scores, -np.inf), kind="stable") if scored[i]]
-    uncertain_order = [int(i) for i in np.argsort(np.where(scored, margin, np.inf), kind="stable") if scored[i]]
+    favourite_order = [
+        int(i) for i in np.argsort(-np.where(scored, scores, -np.inf), kind="stable") if scored[i]
+    ]
+    uncertain_order = [
+        int(i) for i in np.argsort(np.where(scored, margin, np.inf), kind="stable") if scored[i]
+    ]
     rng = np.random.default_rng([int(seed), int(start)])
     explore_order = [int(i) for i in rng.permutation(np.flatnonzero(eligible))]
     orders = {"favourite": favourite_order, "uncertain": uncertain_order, "explore": explore_order}

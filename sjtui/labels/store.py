@@ -138,7 +138,9 @@ def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
         )"""
     )
     conn.execute("CREATE INDEX ratings_clip ON ratings (clip_hash, created_at)")
-    conn.execute("CREATE INDEX ratings_groove ON ratings (groove_source, groove_path, groove_start_bar, groove_bars)")
+    conn.execute(
+        "CREATE INDEX ratings_groove ON ratings (groove_source, groove_path, groove_start_bar, groove_bars)"
+    )
 
 
 MIGRATIONS = [_migrate_0_to_1]
@@ -229,7 +231,9 @@ def _check_rating(rating) -> int:
     if isinstance(rating, bool) or not isinstance(rating, (int, np.integer)):
         raise LabelError(f"rating {rating!r} is not a whole number; rate with 0 (no fit) to 5 (perfect)")
     if not MIN_RATING <= int(rating) <= MAX_RATING:
-        raise LabelError(f"rating {rating} is outside {MIN_RATING}..{MAX_RATING}; rate with 0 (no fit) to 5 (perfect)")
+        raise LabelError(
+            f"rating {rating} is outside {MIN_RATING}..{MAX_RATING}; rate with 0 (no fit) to 5 (perfect)"
+        )
     return int(rating)
 
 
@@ -249,8 +253,14 @@ def _check_note(note) -> str:
 
 
 def _check_sample_rate(sample_rate) -> int:
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or not 1000 <= sample_rate <= 768000:
-        raise LabelError(f"clip sample rate {sample_rate!r} Hz is not a sample rate; pass the stream's rate, e.g. 48000")
+    if (
+        isinstance(sample_rate, bool)
+        or not isinstance(sample_rate, (int, np.integer))
+        or not 1000 <= sample_rate <= 768000
+    ):
+        raise LabelError(
+            f"clip sample rate {sample_rate!r} Hz is not a sample rate; pass the stream's rate, e.g. 48000"
+        )
     return int(sample_rate)
 
 
@@ -277,7 +287,9 @@ def header_user_version(path: Path) -> int | None:
     except FileNotFoundError:
         return None
     except OSError as error:
-        raise LabelStoreReadOnlyError(f"cannot read the label database {path}: {error.strerror}; check its permissions") from None
+        raise LabelStoreReadOnlyError(
+            f"cannot read the label database {path}: {error.strerror}; check its permissions"
+        ) from None
     if not header:
         return None
     if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
@@ -303,7 +315,15 @@ class LabelStore:
     save from a worker thread.
     """
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, *, readonly: bool, busy_timeout_s: float, groove_store=None):
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        path: Path,
+        *,
+        readonly: bool,
+        busy_timeout_s: float,
+        groove_store=None,
+    ):
         self.conn = conn
         self.path = path
         self.clips_dir = path.parent / CLIPS_DIRNAME
@@ -361,10 +381,18 @@ class LabelStore:
     @staticmethod
     def _connect_readonly(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
         if not path.is_file():
-            raise LabelError(f"there is no label database at {path} yet; rate a few pairs (`sjtui label`) first")
+            raise LabelError(
+                f"there is no label database at {path} yet; rate a few pairs (`sjtui label`) first"
+            )
         uri = path.resolve().as_uri()
         try:
-            conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(
+                f"{uri}?mode=ro",
+                uri=True,
+                timeout=busy_timeout_s,
+                isolation_level=None,
+                check_same_thread=False,
+            )
             conn.execute("PRAGMA user_version").fetchone()  # the first read creates/opens the WAL index
             return conn
         except sqlite3.OperationalError:
@@ -372,7 +400,9 @@ class LabelStore:
         # A WAL database on a read-only file system: SQLite cannot create its -shm file. Nobody can
         # write there either, so reading it as immutable is exact.
         try:
-            conn = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(
+                f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None, check_same_thread=False
+            )
             conn.execute("PRAGMA user_version").fetchone()
             return conn
         except sqlite3.DatabaseError as error:
@@ -388,7 +418,9 @@ class LabelStore:
                 "set SJTUI_DATA_DIR to a writable folder"
             ) from None
         try:
-            conn = sqlite3.connect(str(path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(
+                str(path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
         except sqlite3.DatabaseError as error:
             raise _map_error(error, path, "opening it", busy_timeout_s) from None
         return conn
@@ -485,12 +517,16 @@ class LabelStore:
                 "SELECT source, source_path, start_bar, bars, name FROM grooves WHERE id = ?", (int(groove),)
             ).fetchone()
             if row is None:
-                raise LabelError(f"no groove with id {groove} in the groove library; `sjtui grooves list` shows the ids")
+                raise LabelError(
+                    f"no groove with id {groove} in the groove library; `sjtui grooves list` shows the ids"
+                )
             return GrooveKey(row[0], row[1], int(row[2]), int(row[3])), int(groove), row[4]
         elif hasattr(groove, "hits") and hasattr(groove, "source"):
             key, gid, name = GrooveKey.from_groove(groove), groove.extra.get("id"), groove.name
         else:
-            raise LabelError(f"cannot tell which groove {groove!r} is; pass a Groove, a GrooveKey or a groove id")
+            raise LabelError(
+                f"cannot tell which groove {groove!r} is; pass a Groove, a GrooveKey or a groove id"
+            )
         if self.groove_store is not None:
             if self._groove_index is None:
                 self._groove_index = groove_key_index(self.groove_store)
@@ -499,7 +535,9 @@ class LabelStore:
                 self._groove_index = groove_key_index(self.groove_store)  # the library may have grown
                 found = self._groove_index.get(key)
             if found is None:
-                raise LabelError(f"groove {key} is not in the groove library; import it (`sjtui grooves import`) first")
+                raise LabelError(
+                    f"groove {key} is not in the groove library; import it (`sjtui grooves import`) first"
+                )
             gid, name = found[0], name or found[1]
         return key, (None if gid is None else int(gid)), name
 
@@ -518,7 +556,9 @@ class LabelStore:
             bpm = float(fingerprint.bpm) if bpm is None else bpm
             meter = str(fingerprint.meter) if meter is None else meter
         if bpm is not None and not (np.isfinite(float(bpm)) and 20.0 <= float(bpm) <= 400.0):
-            raise LabelError(f"clip tempo {bpm!r} BPM is outside 20..400; pass the tempo the clip was played at")
+            raise LabelError(
+                f"clip tempo {bpm!r} BPM is outside 20..400; pass the tempo the clip was played at"
+            )
         if meter is not None:
             from sjtui.meter import parse_meter
 
@@ -526,7 +566,9 @@ class LabelStore:
         try:
             origin_json = json.dumps(origin, sort_keys=True, default=str)
         except (TypeError, ValueError) as error:
-            raise LabelError(f"clip origin details cannot be stored as JSON ({error}); pass plain values") from None
+            raise LabelError(
+                f"clip origin details cannot be stored as JSON ({error}); pass plain values"
+            ) from None
         blob = None if fingerprint is None else encode_fingerprint(fingerprint)
         return (
             clip_hash,
@@ -546,7 +588,9 @@ class LabelStore:
         sample_rate = _check_sample_rate(sample_rate)
         pcm24 = quantize_pcm24(audio)
         clip_hash = pcm_hash(pcm24, sample_rate)
-        write_clip(self.clips_dir, pcm24, sample_rate, clip_hash)  # complete and fsynced before any row refers to it
+        write_clip(
+            self.clips_dir, pcm24, sample_rate, clip_hash
+        )  # complete and fsynced before any row refers to it
         return pcm24, sample_rate, clip_hash
 
     def _insert_clip(self, conn, row: tuple) -> None:
@@ -558,7 +602,9 @@ class LabelStore:
             row,
         )
 
-    def add_clip(self, audio: np.ndarray, sample_rate: int, fingerprint=None, meta: dict | None = None) -> str:
+    def add_clip(
+        self, audio: np.ndarray, sample_rate: int, fingerprint=None, meta: dict | None = None
+    ) -> str:
         """Save a clip (FLAC file, then its row, committed); returns its hash.
 
         ``audio``: float samples ``(n,)`` or ``(n, channels)`` in -1..1.
@@ -570,16 +616,33 @@ class LabelStore:
         fingerprint is filled in).
         """
         if self.readonly:
-            raise LabelStoreReadOnlyError(f"the label store {self.path} was opened read-only; clips cannot be saved")
+            raise LabelStoreReadOnlyError(
+                f"the label store {self.path} was opened read-only; clips cannot be saved"
+            )
         pcm24, sample_rate, clip_hash = self._save_clip_file(audio, sample_rate)
         row = self._clip_row(pcm24, sample_rate, clip_hash, fingerprint, meta)
         with self._write(f"saving clip {clip_hash[:12]}") as conn:
             self._insert_clip(conn, row)
         return clip_hash
 
-    def _insert_rating(self, conn, clip_hash, key, groove_id, groove_name, rating, note, model_version, strategy, rater, created_at) -> int:
+    def _insert_rating(
+        self,
+        conn,
+        clip_hash,
+        key,
+        groove_id,
+        groove_name,
+        rating,
+        note,
+        model_version,
+        strategy,
+        rater,
+        created_at,
+    ) -> int:
         if conn.execute("SELECT 1 FROM clips WHERE hash = ?", (clip_hash,)).fetchone() is None:
-            raise LabelError(f"no clip {clip_hash} in the label store {self.path}; save the clip (add_clip) before rating it")
+            raise LabelError(
+                f"no clip {clip_hash} in the label store {self.path}; save the clip (add_clip) before rating it"
+            )
         cursor = conn.execute(
             "INSERT INTO ratings (clip_hash, groove_source, groove_path, groove_start_bar, groove_bars, groove_id, "
             "groove_name, rating, note, model_version, strategy, rater, created_at) "
@@ -619,7 +682,9 @@ class LabelStore:
         ``rating``: 0..5. ``strategy``: one of :data:`STRATEGIES`.
         """
         if not is_clip_hash(clip_hash):
-            raise LabelError(f"clip hash {clip_hash!r} is not a 64-digit sha256; use the hash add_clip returned")
+            raise LabelError(
+                f"clip hash {clip_hash!r} is not a 64-digit sha256; use the hash add_clip returned"
+            )
         fields = self._rating_fields(groove, rating, note, model_version, strategy, rater, created_at)
         with self._write("saving the rating") as conn:
             return self._insert_rating(conn, clip_hash, *fields)
@@ -648,8 +713,12 @@ class LabelStore:
         transaction. Returns ``(clip_hash, rating_id)``.
         """
         if self.readonly:
-            raise LabelStoreReadOnlyError(f"the label store {self.path} was opened read-only; ratings cannot be saved")
-        fields = self._rating_fields(groove, rating, note, model_version, strategy, rater, None)  # checked before any file
+            raise LabelStoreReadOnlyError(
+                f"the label store {self.path} was opened read-only; ratings cannot be saved"
+            )
+        fields = self._rating_fields(
+            groove, rating, note, model_version, strategy, rater, None
+        )  # checked before any file
         meta = {"source": "jam-recording", "origin": origin or {}, "bpm": bpm, "meter": meter}
         pcm24, sample_rate, clip_hash = self._save_clip_file(audio, sample_rate)
         row = self._clip_row(pcm24, sample_rate, clip_hash, fingerprint, meta)
@@ -672,7 +741,9 @@ class LabelStore:
             except sqlite3.DatabaseError as error:
                 raise _map_error(error, self.path, "reading it", self.busy_timeout_s) from None
 
-    def ratings(self, groove_store=None, *, with_fingerprint: bool = True, rater: str | None = None) -> Iterator[RatedPair]:
+    def ratings(
+        self, groove_store=None, *, with_fingerprint: bool = True, rater: str | None = None
+    ) -> Iterator[RatedPair]:
         """Every rating with its clip, oldest first.
 
         With ``groove_store`` (or the store's own), ``groove_id`` is the
@@ -719,14 +790,28 @@ class LabelStore:
         return [dict(zip(names, row)) for row in rows]
 
     def clip_rows(self) -> list[dict]:
-        names = ("hash", "path", "sample_rate", "n_channels", "duration_s", "source", "origin", "bpm", "meter", "fingerprint", "created_at")
+        names = (
+            "hash",
+            "path",
+            "sample_rate",
+            "n_channels",
+            "duration_s",
+            "source",
+            "origin",
+            "bpm",
+            "meter",
+            "fingerprint",
+            "created_at",
+        )
         rows = self._select(f"SELECT {', '.join(names)} FROM clips ORDER BY hash")
         return [dict(zip(names, row)) for row in rows]
 
     def count(self) -> int:
         return int(self._select("SELECT COUNT(*) FROM ratings")[0][0])
 
-    def recent_groove_keys(self, clip_hash: str, limit: int | None = None, since: str | None = None) -> set[GrooveKey]:
+    def recent_groove_keys(
+        self, clip_hash: str, limit: int | None = None, since: str | None = None
+    ) -> set[GrooveKey]:
         """Grooves rated with this clip (the newest ``limit`` ratings, or those after ``since``)."""
         sql = "SELECT groove_source, groove_path, groove_start_bar, groove_bars FROM ratings WHERE clip_hash = ?"
         params: list = [clip_hash]
@@ -747,7 +832,9 @@ class LabelStore:
 
         by_value = {str(v): 0 for v in range(MIN_RATING, MAX_RATING + 1)}
         by_value.update(grouped("SELECT rating, COUNT(*) FROM ratings GROUP BY rating"))
-        n_ratings, first, last = self._select("SELECT COUNT(*), MIN(created_at), MAX(created_at) FROM ratings")[0]
+        n_ratings, first, last = self._select(
+            "SELECT COUNT(*), MIN(created_at), MAX(created_at) FROM ratings"
+        )[0]
         mean = self._select("SELECT AVG(rating) FROM ratings")[0][0]
         clip_names = {row[0] for row in self._select("SELECT path FROM clips")}
         files = {p.name for p in self.clips_dir.glob(f"*{CLIP_SUFFIX}")} if self.clips_dir.is_dir() else set()
@@ -758,7 +845,9 @@ class LabelStore:
             "ratings": int(n_ratings),
             "mean_rating": None if mean is None else round(float(mean), 3),
             "ratings_by_value": by_value,
-            "ratings_by_strategy": grouped("SELECT strategy, COUNT(*) FROM ratings GROUP BY strategy ORDER BY strategy"),
+            "ratings_by_strategy": grouped(
+                "SELECT strategy, COUNT(*) FROM ratings GROUP BY strategy ORDER BY strategy"
+            ),
             "ratings_by_clip_source": grouped(
                 "SELECT c.source, COUNT(*) FROM ratings r JOIN clips c ON c.hash = r.clip_hash GROUP BY c.source ORDER BY c.source"
             ),
@@ -766,13 +855,25 @@ class LabelStore:
             "ratings_by_model_version": grouped(
                 "SELECT coalesce(model_version, '(none)'), COUNT(*) FROM ratings GROUP BY 1 ORDER BY 1"
             ),
-            "pairs": int(self._select("SELECT COUNT(*) FROM (SELECT DISTINCT clip_hash, groove_source, groove_path, "
-                                      "groove_start_bar, groove_bars FROM ratings)")[0][0]),  # fmt: skip
-            "grooves": int(self._select("SELECT COUNT(*) FROM (SELECT DISTINCT groove_source, groove_path, "
-                                        "groove_start_bar, groove_bars FROM ratings)")[0][0]),  # fmt: skip
+            "pairs": int(
+                self._select(
+                    "SELECT COUNT(*) FROM (SELECT DISTINCT clip_hash, groove_source, groove_path, "
+                    "groove_start_bar, groove_bars FROM ratings)"
+                )[0][0]
+            ),
+            "grooves": int(
+                self._select(
+                    "SELECT COUNT(*) FROM (SELECT DISTINCT groove_source, groove_path, "
+                    "groove_start_bar, groove_bars FROM ratings)"
+                )[0][0]
+            ),
             "clips": len(clip_names),
-            "clips_without_fingerprint": int(self._select("SELECT COUNT(*) FROM clips WHERE fingerprint IS NULL")[0][0]),
-            "clips_seconds": round(float(self._select("SELECT coalesce(SUM(duration_s), 0) FROM clips")[0][0]), 3),
+            "clips_without_fingerprint": int(
+                self._select("SELECT COUNT(*) FROM clips WHERE fingerprint IS NULL")[0][0]
+            ),
+            "clips_seconds": round(
+                float(self._select("SELECT coalesce(SUM(duration_s), 0) FROM clips")[0][0]), 3
+            ),
             "clips_bytes": int(clip_bytes),
             "clips_missing_files": sorted(clip_names - files),
             "orphan_clip_files": sorted(files - clip_names),
@@ -813,14 +914,24 @@ def _map_error(error: sqlite3.DatabaseError, path: Path, what: str, busy_timeout
             f"and stayed locked for {busy_timeout_s:g} s while {what}; close the other session or try again. "
             "Nothing was changed"
         )
-    if name.startswith("SQLITE_READONLY") or "readonly" in message or (
-        name.startswith("SQLITE_CANTOPEN") and (path.exists() or path.parent.exists()) and not os.access(path.parent, os.W_OK)
+    if (
+        name.startswith("SQLITE_READONLY")
+        or "readonly" in message
+        or (
+            name.startswith("SQLITE_CANTOPEN")
+            and (path.exists() or path.parent.exists())
+            and not os.access(path.parent, os.W_OK)
+        )
     ):
         return LabelStoreReadOnlyError(
             f"the label database {path} is read-only ({message}) while {what}; make the file and its folder "
             "writable, or set SJTUI_DATA_DIR to a writable folder. Nothing was lost: `sjtui labels export` still reads it"
         )
-    if name == "SQLITE_FULL" or "full" in message or (name.startswith("SQLITE_IOERR") and _disk_nearly_full(path)):
+    if (
+        name == "SQLITE_FULL"
+        or "full" in message
+        or (name.startswith("SQLITE_IOERR") and _disk_nearly_full(path))
+    ):
         return LabelStoreFullError(
             f"the disk holding the label database {path} is full ({message}) while {what}; free some space "
             "and try again. Nothing already saved was lost"
@@ -843,11 +954,11 @@ def _disk_nearly_full(path: Path) -> bool:
 __all__ = [
     "CLIP_SOURCES",
     "DB_FILENAME",
-    "GrooveKey",
-    "LabelStore",
     "MIGRATIONS",
-    "RatedPair",
     "SCHEMA_VERSION",
     "STRATEGIES",
+    "GrooveKey",
+    "LabelStore",
+    "RatedPair",
     "groove_key_index",
 ]
