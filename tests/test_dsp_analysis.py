@@ -103,6 +103,10 @@ def test_silence_gives_the_energy_floor_and_no_onsets():
     assert (f.energy_db == ENERGY_FLOOR_DB).all()
     assert (f.flux == 0).all()
     assert f.onsets.size == 0
+    # near-silence (a noise floor far below 16 bits) reads at or above the floor, never below
+    whisper = np.random.default_rng(1).standard_normal(48000).astype(np.float32) * np.float32(1e-7)
+    quiet = analyze(whisper, 48000)
+    assert quiet.energy_db.min() >= ENERGY_FLOOR_DB and quiet.onsets.size == 0
 
 
 def test_dc_offset_reaches_no_band(guitar):

@@ -38,7 +38,23 @@ except ImportError:  # pragma: no cover - depends on the installed SciPy
     _pypocketfft = None
 
 ENERGY_FLOOR_DB = -120.0
-ENERGY_FLOOR = 10.0 ** (ENERGY_FLOOR_DB / 10.0)
+
+
+def _energy_floor() -> np.float32:
+    """Smallest float32 power whose float32 ``10 * log10`` is exactly ENERGY_FLOOR_DB (not -120.00001)."""
+    floor = np.float32(10.0 ** (ENERGY_FLOOR_DB / 10.0))
+    probe = np.empty(1, dtype=np.float32)
+    for _ in range(64):
+        probe[0] = floor
+        np.log10(probe, out=probe)
+        np.multiply(probe, np.float32(10.0), out=probe)
+        if probe[0] >= ENERGY_FLOOR_DB:
+            return floor
+        floor = np.nextafter(floor, np.float32(1.0))
+    raise RuntimeError("no float32 energy floor maps to ENERGY_FLOOR_DB")  # pragma: no cover
+
+
+ENERGY_FLOOR = _energy_floor()
 # Flux is quantised to multiples of 1/FLUX_QUANTUM so that moving sums of it
 # are exact integers, identical in any summation order (online vs offline).
 FLUX_QUANTUM = 4096
@@ -260,6 +276,7 @@ class SpectralKernel:
         self._one_history_head = log_history[:-1]
         self._one_history_tail = log_history[1:]
         self._one_history_last = log_history[mu - 1]
+        self._one_needs_copy = len(self._long_refs) < nb  # some band compares with the last frame only
         self._one_sums = self._sums[:1]
         self._one_energy = self._sums[:1, :nb]
         self._one_flux = self._sums[:1, nb:]
@@ -275,7 +292,8 @@ class SpectralKernel:
         np.square(magnitude, out=self._one_power)
         reference = self._one_reference
         last = self._one_history_last
-        np.copyto(reference, last)
+        if self._one_needs_copy:
+            np.copyto(reference, last)
         for source, target in self._one_long_refs:
             np.maximum.reduce(source, axis=0, out=target)
         if self.history_frames > 1:
@@ -291,7 +309,6 @@ class SpectralKernel:
         np.maximum(energy, np.float32(ENERGY_FLOOR), out=energy)
         np.log10(energy, out=energy)
         np.multiply(energy, np.float32(10.0), out=energy)
-        np.maximum(energy, np.float32(ENERGY_FLOOR_DB), out=energy)
         flux_q = self._one_flux
         np.rint(flux_q, out=flux_q)
         return energy, flux_q
@@ -344,7 +361,6 @@ class SpectralKernel:
         np.maximum(energy, np.float32(ENERGY_FLOOR), out=energy)
         np.log10(energy, out=energy)
         np.multiply(energy, np.float32(10.0), out=energy)
-        np.maximum(energy, np.float32(ENERGY_FLOOR_DB), out=energy)  # exactly the floor, not float32's -120.00001
         flux_q = sums[:, nb:]
         np.rint(flux_q, out=flux_q)
         return energy, flux_q
