@@ -499,3 +499,31 @@ def test_a_damaged_clip_file_is_replaced_when_the_audio_is_saved_again(tmp_path)
         assert any("cannot be read" in p for p in store.check())
         assert store.add_clip(audio, SR, None, {"source": "generated"}) == clip
         assert store.clip_path(clip).read_bytes() == good and store.check() == []
+
+
+def test_enospc_while_writing_a_clip_without_root(tmp_path, monkeypatch):
+    """The same promise where no tmpfs can be mounted: the write itself fails with ENOSPC half way."""
+    import errno
+
+    from sjtui.labels import clips as clips_module
+
+    rng = np.random.default_rng(14)
+    with LabelStore.open(tmp_path) as store:
+        clip = store.add_clip(_audio(rng), SR, None, {"source": "generated"})
+        first = store.add_rating(clip, KEY, 3)
+        real_write = os.write
+        calls = {"n": 0}
+
+        def failing_write(fd, data):
+            calls["n"] += 1
+            if calls["n"] > 1:  # the first chunk lands, then the disk is full
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real_write(fd, bytes(data)[: len(data) // 2])
+
+        monkeypatch.setattr(clips_module.os, "write", failing_write)
+        with pytest.raises(LabelStoreFullError, match="no space left.*earlier ratings are safe"):
+            store.save_jam_rating(_audio(rng), SR, KEY, 120.0, "4/4", None, "m", 4)
+        monkeypatch.undo()
+        assert calls["n"] == 2
+        assert sorted(p.name for p in store.clips_dir.iterdir()) == [f"{clip}.flac"]  # no partial or temp file
+        assert [p.id for p in store.ratings()] == [first] and store.check() == []
