@@ -130,3 +130,24 @@ def test_generated_loops_are_deterministic_and_go_into_the_store(tmp_path):
     assert [p.meter for p in pairs] == [str(loop.meter) for loop in loops]
     assert [p.origin["riff_style"] for p in pairs] == [loop.origin["riff_style"] for loop in loops]
     assert all(np.array_equal(p.fingerprint.energy, loop.fingerprint.energy) for p, loop in zip(pairs, loops))
+
+
+def test_jam_session_recordings_are_found_in_the_data_dir(riff_file, tmp_path, monkeypatch):
+    from sjtui.labels.loops import jam_recording_loops
+
+    monkeypatch.setenv("SJTUI_DATA_DIR", str(tmp_path / "data"))
+    loops, problems = jam_recording_loops()
+    assert loops == [] and "no session recordings yet" in problems[0].reason
+    path, _ = riff_file
+    recordings = tmp_path / "data" / "recordings"
+    recordings.mkdir(parents=True)
+    audio, rate = sf.read(str(path), dtype="float32")
+    sf.write(str(recordings / "sjtui-20261126-130000-guitar.flac"), audio, rate, subtype="PCM_24")
+    (recordings / "sjtui-20261126-130000-drums.mid").write_bytes(
+        b"MThd"
+    )  # the drums beside it are not guitar
+    loops, problems = jam_recording_loops(bpm=120.0)
+    assert problems == [] and len(loops) == 3
+    assert all(
+        loop.source == "jam-recording" and loop.clip_meta()["source"] == "jam-recording" for loop in loops
+    )

@@ -184,6 +184,37 @@ def loops_from_folder(
     return loops, problems
 
 
+RECORDINGS_DIRNAME = "recordings"
+
+
+def jam_recording_loops(
+    directory: str | Path | None = None,
+    *,
+    bpm: float | None = None,
+    meter: Meter | str = "4/4",
+    bars: int = BARS_PER_WINDOW,
+) -> tuple[list[GuitarLoop], list[LoopProblem]]:
+    """Loops of the jam's session recordings (``<data dir>/recordings/*-guitar.flac``, source ``jam-recording``).
+
+    ``directory`` defaults to the folder the jam records into. A missing
+    folder gives no loops and one problem saying how to make recordings.
+    """
+    if directory is None:
+        from sjtui.grooves.store import default_data_dir
+
+        directory = default_data_dir() / RECORDINGS_DIRNAME
+    directory = Path(directory)
+    if not directory.is_dir():
+        return [], [
+            LoopProblem(
+                str(directory), "no session recordings yet: record a jam (key r in `sjtui jam`) first"
+            )
+        ]
+    return loops_from_folder(
+        directory, bpm=bpm, meter=meter, bars=bars, source="jam-recording", recursive=False
+    )
+
+
 def generated_loops(
     n: int,
     *,
