@@ -525,5 +525,35 @@ def test_enospc_while_writing_a_clip_without_root(tmp_path, monkeypatch):
             store.save_jam_rating(_audio(rng), SR, KEY, 120.0, "4/4", None, "m", 4)
         monkeypatch.undo()
         assert calls["n"] == 2
-        assert sorted(p.name for p in store.clips_dir.iterdir()) == [f"{clip}.flac"]  # no partial or temp file
+        assert sorted(p.name for p in store.clips_dir.iterdir()) == [
+            f"{clip}.flac"
+        ]  # no partial or temp file
         assert [p.id for p in store.ratings()] == [first] and store.check() == []
+
+
+def test_clip_is_fsynced_and_renamed_before_the_commit_that_refers_to_it(tmp_path, monkeypatch):
+    """The order that makes a kill or power cut safe: fsync(temp file), rename, fsync(folder), then COMMIT."""
+    from sjtui.labels import clips as clips_module
+
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append("fsync-dir" if os.path.isdir(f"/proc/self/fd/{fd}") else "fsync-file")
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        events.append("rename")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(clips_module.os, "fsync", fsync)
+    monkeypatch.setattr(clips_module.os, "replace", replace)
+    rng = np.random.default_rng(15)
+    with LabelStore.open(tmp_path) as store:
+        store.conn.set_trace_callback(
+            lambda sql: events.append(sql.split()[0].upper()) if sql.split() else None
+        )
+        store.save_jam_rating(_audio(rng), SR, KEY, 120.0, "4/4", None, "m", 4)
+        store.conn.set_trace_callback(None)
+    order = [e for e in events if e in ("fsync-file", "rename", "fsync-dir", "BEGIN", "COMMIT")]
+    assert order == ["fsync-file", "rename", "fsync-dir", "BEGIN", "COMMIT"]
