@@ -58,7 +58,8 @@ class AnalysisConfig:
     - ``band_edges_hz``: ((lo, hi), ...) contiguous bands in Hz.
     - ``compression``: lambda in ``log(1 + lambda * |X|)`` (|X| of a full-scale sine = 1).
     - ``threshold_ms``: length of the past-flux window whose mean sets the adaptive threshold.
-    - ``threshold_ratio``/``delta``: onset when flux >= ratio * past mean + delta (flux units; delta per band or one for all).
+    - ``threshold_ratio``/``delta``: onset when flux >= ratio * past mean + delta (flux units;
+      ``delta`` per band or one for all).
     - ``reference_ms``: per band, the flux of a bin is its rise above its maximum over this many ms before.
     - ``rise_ms``: the flux must exceed every value of this many ms before.
     - ``min_interval_ms``: minimum time between two onsets of one band.
@@ -85,7 +86,9 @@ class AnalysisConfig:
 
     def validate(self) -> None:
         if int(self.frame_size) != self.frame_size or self.frame_size < 64 or self.frame_size % 2:
-            raise AudioError(f"frame size {self.frame_size} is not usable; give an even number of samples >= 64 (e.g. 1024)")
+            raise AudioError(
+                f"frame size {self.frame_size} is not usable; give an even number of samples >= 64 (e.g. 1024)"
+            )
         if int(self.hop_size) != self.hop_size or not 1 <= self.hop_size <= self.frame_size:
             raise AudioError(f"hop size {self.hop_size} is not usable; give 1..frame size samples (e.g. 256)")
         if self.max_batch_frames < 2:
@@ -198,9 +201,14 @@ class _Core:
         self.sample_rate_hz = check_sample_rate(sample_rate_hz, config.band_edges_hz)
         self.frame_size = int(config.frame_size)
         self.hop_size = int(config.hop_size)
+        reference_ms = np.broadcast_to(np.asarray(config.reference_ms, dtype=float), (len(config.band_edges_hz),))
         self.kernel = SpectralKernel(
-            self.sample_rate_hz, self.frame_size, config.band_edges_hz, config.compression, config.max_batch_frames,
-            reference_frames=[config.frames(ms, sample_rate_hz) for ms in np.broadcast_to(config.reference_ms, len(config.band_edges_hz))],
+            self.sample_rate_hz,
+            self.frame_size,
+            config.band_edges_hz,
+            config.compression,
+            config.max_batch_frames,
+            reference_frames=[config.frames(ms, self.sample_rate_hz) for ms in reference_ms.tolist()],
         )
         self.n_bands = self.kernel.layout.n_bands
         rate = self.sample_rate_hz
@@ -271,7 +279,7 @@ class _Core:
             onsets["decided_at"] = decided
             onsets["sample"] = decided - self.onset_lag_samples
             onsets["band"] = onset_band
-            onsets["strength"] = flux_q[onset_frame - first, onset_band] * np.float32(1.0 / FLUX_QUANTUM)
+            onsets["strength"] = flux_q[onset_frame - first, onset_band] * _INV_QUANTUM
         else:
             onsets = _EMPTY_ONSETS
         return Features(first, frame_sample, energy.T.copy(), flux_q.T * _INV_QUANTUM, onsets)
@@ -280,9 +288,13 @@ class _Core:
 def _as_mono_float32(signal, what: str) -> np.ndarray:
     x = np.asarray(signal)
     if x.ndim != 1:
-        raise AudioError(f"{what} has shape {x.shape}; analysis takes mono audio, shape (n_samples,): mix down or pick a channel")
+        raise AudioError(
+            f"{what} has shape {x.shape}; analysis takes mono audio, shape (n_samples,): mix down or pick a channel"
+        )
     if not np.issubdtype(x.dtype, np.floating):
-        raise AudioError(f"{what} has dtype {x.dtype}; give float samples in -1..1 (e.g. soundfile.read(..., dtype='float32'))")
+        raise AudioError(
+            f"{what} has dtype {x.dtype}; give float samples in -1..1 (e.g. soundfile.read(..., dtype='float32'))"
+        )
     return x.astype(np.float32, copy=False)
 
 

@@ -115,7 +115,11 @@ class OnsetPicker:
         return frames[keep], band[keep].astype(np.int64)
 
     def process_one(self, q: list, energy_db: list):
-        """One frame given as lists ``q`` and ``energy_db`` (n_bands,), with Python scalars: the same arithmetic as the batch path (exact integers, IEEE doubles)."""
+        """One frame given as lists ``q`` and ``energy_db`` (n_bands,).
+
+        Python scalars, with the same arithmetic as the batch path (exact
+        integers, IEEE doubles), so both give the same onsets.
+        """
         past_sum = np.add.reduce(self._history, axis=1).tolist()
         rise_ref = np.maximum.reduce(self._rise_view, axis=1).tolist()
         np.copyto(self._history_head, self._history_tail)

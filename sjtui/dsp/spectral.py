@@ -151,7 +151,7 @@ def band_layout(sample_rate_hz: int, frame_size: int, band_edges_hz) -> BandLayo
 
 
 def frame_view(buffer: np.ndarray, frame_size: int, hop_size: int, n_frames: int, start: int = 0) -> np.ndarray:
-    """Strided read-only view ``(n_frames, frame_size)`` of ``buffer`` with frames ``hop_size`` apart, from ``start``."""
+    """Strided view ``(n_frames, frame_size)`` of ``buffer``, frames ``hop_size`` apart from ``start``."""
     if n_frames <= 0:
         return np.empty((0, frame_size), dtype=buffer.dtype)
     if n_frames == 1:
