@@ -39,10 +39,13 @@ def rated_contrastive(
     """Multi-positive InfoNCE + rating-ordered pairwise logistic loss.
 
     InfoNCE: for each positive ``p`` of row ``i`` (``ratings[i, p] >= 4``),
-    ``-log softmax`` of ``p`` among ``{p} U negatives(i)`` with logits
-    ``exp(log_scale) * scores``; averaged over positives, then rows. Other
-    positives are never in the denominator, so a window with many good
-    grooves is not pushed to prefer one arbitrarily.
+    ``-log softmax`` of ``p`` among ``{p} U lower(i, p)`` with logits
+    ``exp(log_scale) * scores``, where ``lower(i, p)`` are the row's grooves
+    rated at least ``PAIR_MARGIN`` below ``p`` (in-batch negatives, graded);
+    averaged over positives, then rows. Positives of similar rating are
+    never in each other's denominator, so a window with many good grooves
+    is not pushed to prefer one arbitrarily (the false negatives of plain
+    InfoNCE), while a 5 is still pushed above a 3.5.
     Pairwise: for each row and each pair ``(j, k)`` with ``r_ij - r_ik >=
     PAIR_MARGIN``, ``softplus(-pair_scale (s_ij - s_ik))`` weighted by
     ``(r_ij - r_ik) / 5``; mean over the pairs (``max_pairs`` random column
@@ -56,16 +59,22 @@ def rated_contrastive(
     logits = scores * log_scale.exp()
     known = torch.ones_like(ratings, dtype=torch.bool) if known is None else known
     positive = (ratings >= POSITIVE) & known
-    negative = ~positive & known
-    # log-sum-exp over each row's negatives, (B, 1)
-    neg_logits = logits.masked_fill(~negative, float("-inf"))
-    neg_lse = torch.logsumexp(neg_logits, dim=1, keepdim=True)
-    # -log( e^{l_p} / (e^{l_p} + sum_neg e^{l_n}) ) for every cell; keep the positives
-    per_cell = torch.logaddexp(logits, neg_lse) - logits
-    has_pos = positive.any(dim=1) & negative.any(dim=1)
-    if has_pos.any():
-        per_row = (per_cell * positive).sum(dim=1) / positive.sum(dim=1).clamp_min(1)
-        nce = per_row[has_pos].mean()
+    # graded denominators: positive p of row i competes with the row's known grooves rated at least
+    # PAIR_MARGIN lower than p (so a 5 is also pushed above a 4, never a 4 above a 4.5)
+    rows, cols = positive.nonzero(as_tuple=True)  # the positive cells, (P,) each
+    lower = (ratings[rows] <= (ratings[rows, cols] - PAIR_MARGIN).unsqueeze(1)) & known[rows]  # (P, M)
+    usable = lower.any(dim=1)
+    if usable.any():
+        rows, cols, lower = rows[usable], cols[usable], lower[usable]
+        neg_lse = torch.logsumexp(logits[rows].masked_fill(~lower, float("-inf")), dim=1)  # (P,)
+        own = logits[rows, cols]
+        per_positive = torch.logaddexp(own, neg_lse) - own  # -log(e^l_p / (e^l_p + sum_lower e^l_k))
+        # mean over each row's positives, then over rows
+        n_rows = ratings.shape[0]
+        count = torch.zeros(n_rows).index_add_(0, rows, torch.ones_like(per_positive))
+        total = torch.zeros(n_rows).index_add_(0, rows, per_positive)
+        has = count > 0
+        nce = (total[has] / count[has]).mean()
     else:
         nce = scores.sum() * 0.0
     n_rows, n_cols = ratings.shape
