@@ -155,9 +155,28 @@ def run_import(args) -> int:
                     progress=lambda d, t, _n: bar.update(task, completed=d, total=t),
                 )  # fmt: skip
         print(json.dumps(report.as_dict(), indent=1) if args.json else report.format())
+        _fill_embeddings(store)
         return 0 if report.files_imported + report.files_unchanged > 0 or report.files_seen == 0 else 1
     finally:
         store.close()
+
+
+def _fill_embeddings(store) -> None:
+    """Embed the new grooves with the model in use (keyed by its groove encoder's sha256); never fails the import."""
+    from sjtui.model.errors import ModelError
+    from sjtui.model.runtime import load_model
+
+    try:
+        loaded = load_model()
+    except ModelError as error:
+        print(f"sjtui: note: grooves imported without embeddings ({error}); `sjtui match` computes them later",
+              file=sys.stderr)  # fmt: skip
+        return
+    if loaded.fallback_reason:
+        print(f"sjtui: note: {loaded.fallback_reason}", file=sys.stderr)
+    n = store.fill_embeddings(loaded.model)
+    if n:
+        print(f"embedded {n} grooves with {loaded.model.describe()}", file=sys.stderr)
 
 
 # ------------------------------------------------------------------------------ list
