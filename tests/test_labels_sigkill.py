@@ -131,8 +131,8 @@ def test_sigkill_mid_session_loses_no_confirmed_rating(tmp_path):
                 assert r.groove == GrooveKey(*line["groove"])
                 assert r.model_version == "test-v1" and r.fingerprint is not None
                 assert r.clip_path.is_file()
-            # at most the one rating in flight may have committed without its line being read
-            assert len(rows) - len(confirmed) <= 1
+            # per kill, at most the one rating in flight may have committed without its line being printed
+            assert len(rows) - len(confirmed) <= round_seed + 1
             clips = {c["hash"] for c in store.clip_rows()}
             assert all(r.clip_hash in clips for r in rows.values())
             # every clip file, even one whose row never committed, is whole: its audio has the hash of its name
