@@ -102,6 +102,7 @@ class JamApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "sjtui"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (34, "-tall")]
     ENABLE_COMMAND_PALETTE = False
 
     BINDINGS = [

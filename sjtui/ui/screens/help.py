@@ -24,13 +24,14 @@ KEYS = (
     ("q", "quit (all notes off, MIDI closed cleanly)"),
 )
 
-READING = """\
-Top: play state, tempo and where it comes from, meter, bar:beat, when sjtui
-picks again (or LOCKED), then MIDI destination, recording, input, model.
-Onsets: what you played in the current 4 bars (high, mid, low band); the
-taller the block the harder the attack; ▲ is now; faded cells are the
-previous 4 bars. Groove: the drums sjtui plays, the same 4 bars; below it
-the next candidates and their scores: that is why sjtui chose."""
+READING = (
+    "Top: play state, tempo and where it comes from, meter, bar:beat, when sjtui picks again (or LOCKED); "
+    "then the MIDI destination, recording, input and model.\n"
+    "Onsets: what you played in the current 4 bars, high, mid and low band; the taller the block, the harder "
+    "the attack; ▲ is now; faded cells are the previous 4 bars.\n"
+    "Groove: the drums sjtui plays over the same 4 bars; below it the next candidates and their scores, "
+    "which is why sjtui chose."
+)
 
 
 def help_text() -> str:

@@ -70,7 +70,7 @@ class DrumPattern(SnapshotView):
     DEFAULT_CSS = """
     DrumPattern { height: auto; }
     DrumPattern > .drum-pattern--label { color: $foreground 70%; }
-    DrumPattern > .drum-pattern--hit { color: $secondary; text-style: bold; }
+    DrumPattern > .drum-pattern--hit { color: $text-primary; text-style: bold; }
     DrumPattern > .drum-pattern--grid { color: $foreground 30%; }
     DrumPattern > .drum-pattern--playhead { background: $accent 35%; }
     DrumPattern > .drum-pattern--empty { color: $foreground 60%; text-style: italic; }
@@ -165,8 +165,8 @@ class Candidates(SnapshotView):
     DEFAULT_CSS = """
     Candidates { height: 1; }
     Candidates > .candidates--title { color: $foreground 70%; }
-    Candidates > .candidates--next { color: $accent; text-style: bold; }
-    Candidates > .candidates--score { color: $secondary; }
+    Candidates > .candidates--next { color: $text-accent; text-style: bold; }
+    Candidates > .candidates--score { color: $text-primary; }
     Candidates > .candidates--dim { color: $foreground 60%; }
     """
 
@@ -211,7 +211,8 @@ class Candidates(SnapshotView):
         else:
             text.append("locked; " if snapshot.locked else "", dim)
             text.append("next: ", title)
-        for rank, groove in enumerate(candidates):
+        shown = [g for g in candidates if snapshot.next is None or snapshot.locked or g.id != snapshot.next.id]
+        for rank, groove in enumerate(shown):
             if rank:
                 text.append(" · ", dim)
             text.append(f"{groove.style} {_short(groove.name)} ")

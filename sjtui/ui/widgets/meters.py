@@ -141,7 +141,7 @@ class BandMeters(_Metered):
     COMPONENT_CLASSES = {"band-meters--label", "band-meters--bar"}
 
     DEFAULT_CSS = """
-    BandMeters { height: 4; width: 11; }
+    BandMeters { height: 1fr; width: 11; }
     BandMeters > .band-meters--label { color: $foreground 70%; }
     BandMeters > .band-meters--bar { color: $success; }
     """
@@ -155,11 +155,14 @@ class BandMeters(_Metered):
     def render(self) -> Text:
         label = self.get_component_rich_style("band-meters--label")
         bar_style = self.get_component_rich_style("band-meters--bar")
+        from sjtui.ui.widgets.onsets import rows_per_band_for
+
         width = max(self.size.width - 6, 2)
         text = Text(no_wrap=True, overflow="crop", end="")
         for row, band in enumerate(reversed(range(len(BAND_NAMES)))):
             if row:
                 text.append("\n")
+            text.append("\n" * (rows_per_band_for(self.size.height) - 1))  # the label sits on the band's bottom row
             text.append(f"{BAND_NAMES[band]:>4} ", label)
             text.append(level_bar(fraction(float(self.ballistics.level_db[band])), width), bar_style)
             text.append(" ")

@@ -43,6 +43,21 @@ def layout(steps_per_bar: int, width: int) -> tuple[int, bool]:
     return single, False
 
 
+def rows_per_band_for(height: int) -> int:
+    """Two rows per band (16 levels instead of 8) when the widget is at least 7 rows tall."""
+    return 2 if height >= 2 * len(BAND_NAMES) + 1 else 1
+
+
+def _slice(levels: np.ndarray, part: int, parts: int) -> np.ndarray:
+    """The part of ``levels`` (0..1) drawn by row ``part`` of a band ``parts`` rows tall, rescaled to 0..1."""
+    if parts == 1:
+        return levels
+    sliced = np.clip(levels * parts - part, 0.0, 1.0)
+    if part > 0:  # upper rows draw nothing for a level that ends below them (no threshold blank at 0)
+        sliced[levels * parts - part <= 0.0] = 0.0
+    return sliced
+
+
 class OnsetGrid(SnapshotView):
     """Bands × grid cells of the current (and previous) 4-bar window, with a playhead."""
 
@@ -56,8 +71,8 @@ class OnsetGrid(SnapshotView):
     }
 
     DEFAULT_CSS = """
-    OnsetGrid { height: 4; }
-    OnsetGrid > .onset-grid--hit { color: $accent; text-style: bold; }
+    OnsetGrid { height: 1fr; }
+    OnsetGrid > .onset-grid--hit { color: $text-accent; text-style: bold; }
     OnsetGrid > .onset-grid--faded { color: $foreground 45%; }
     OnsetGrid > .onset-grid--grid { color: $foreground 30%; }
     OnsetGrid > .onset-grid--playhead { background: $accent 35%; }
@@ -76,7 +91,7 @@ class OnsetGrid(SnapshotView):
         # with the arrays last drawn (cheap: 3 x 4 x 48 values) and keep their identity in the key
         current = self._same_as(current, "_drawn_current")
         previous = self._same_as(previous, "_drawn_previous")
-        return (id(current), id(previous), t.step // cell_steps, t.bar, t.steps_per_bar, self.size.width)
+        return (id(current), id(previous), t.step // cell_steps, t.bar, t.steps_per_bar, self.size.width, self.size.height)
 
     _drawn_current: np.ndarray | None = None
     _drawn_previous: np.ndarray | None = None
@@ -116,8 +131,7 @@ class OnsetGrid(SnapshotView):
         scale = scale if scale > 1e-9 else 1.0
         now_cells = pool_max(current.reshape(current.shape[0], -1), n_cells) / scale
         before_cells = pool_max(previous.reshape(previous.shape[0], -1), n_cells) / scale if previous is not None else None
-        now_glyphs = block_glyphs(now_cells)
-        before_glyphs = block_glyphs(before_cells) if before_cells is not None else None
+        rows_per_band = rows_per_band_for(self.size.height)
 
         hit = self.get_component_rich_style("onset-grid--hit", partial=True)
         faded = self.get_component_rich_style("onset-grid--faded", partial=True)
@@ -128,20 +142,25 @@ class OnsetGrid(SnapshotView):
         beat_cells = max(columns * STEPS_PER_BEAT // steps_per_bar, 1)
 
         out = RunBuilder()
-        for row_number, band in enumerate(_ROWS):
+        for row_number, (band, part) in enumerate((b, p) for b in _ROWS for p in reversed(range(rows_per_band))):
             if row_number:
                 out.newline()
+            # a band `rows_per_band` rows tall: row `part` (0 = bottom) shows its slice of the level
+            now_glyphs = block_glyphs(_slice(now_cells, part, rows_per_band))
+            before_glyphs = block_glyphs(_slice(before_cells, part, rows_per_band)) if before_cells is not None else None
             if side_by_side:
-                self._draw_window(out, before_glyphs, band, None, columns, beat_cells, faded, faded, grid, None)
+                self._draw_window(
+                    out, before_glyphs, band, None, columns, beat_cells, faded, faded, grid, None, dots=part == 0
+                )
                 out.add(" ┃ ", grid)
                 self._draw_window(
                     out, now_glyphs, band, play_cell, columns, beat_cells, hit, hit_at_playhead, grid, grid_at_playhead,
-                    faded_after=None,
+                    faded_after=None, dots=part == 0,
                 )
             else:
                 self._draw_window(
                     out, now_glyphs, band, play_cell, columns, beat_cells, hit, hit_at_playhead, grid, grid_at_playhead,
-                    faded_after=before_glyphs, faded=faded, faded_at_playhead=faded_at_playhead,
+                    faded_after=before_glyphs, faded=faded, faded_at_playhead=faded_at_playhead, dots=part == 0,
                 )
         out.newline()
         first_bar = t.bar - (t.step // steps_per_bar) + 1  # 1-based bar number shown at the window's start
@@ -154,7 +173,7 @@ class OnsetGrid(SnapshotView):
     @staticmethod
     def _draw_window(
         out: RunBuilder, glyphs, band, play_cell, columns, beat_cells, hit, hit_at_playhead, grid, grid_at_playhead,
-        *, faded_after=None, faded=None, faded_at_playhead=None,
+        *, faded_after=None, faded=None, faded_at_playhead=None, dots: bool = True,
     ) -> None:  # fmt: skip
         """One band row of one window; cells after ``play_cell`` come from ``faded_after`` if given."""
         for bar in range(BARS_PER_WINDOW):
@@ -168,7 +187,7 @@ class OnsetGrid(SnapshotView):
                     source, style = faded_after, faded
                 char = source[band, cell] if source is not None else " "
                 if char == " ":
-                    char = "·" if column % beat_cells == 0 else " "
+                    char = "·" if dots and column % beat_cells == 0 else " "
                     style = grid_at_playhead if at_playhead and grid_at_playhead is not None else grid
                 out.add(char, style)
 
