@@ -23,7 +23,8 @@ note times (48 kHz), concatenated to the same length.
   (``decided_at``) for onsets matched within 50 ms; also p95 and the hop in ms.
 
 Run: ``.venv/bin/python bench/analysis.py [--json] [--seconds 60]``. The
-machine is shared: absolute figures move with load, ratios are what count.
+machine is shared: absolute figures move with load, ratios are what count;
+the contenders run in turns, best of ``--repeats`` runs each.
 """
 
 from __future__ import annotations
@@ -74,16 +75,18 @@ def render(style: str, seed: int, timbre: str) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(x, dtype=np.float32), riff.onset_times_s()
 
 
-def best_of(fn, repeats: int) -> float:
-    best = float("inf")
+def best_of_interleaved(fns: dict, repeats: int = 5) -> dict:
+    """Best wall time of each callable, run in turns (so that load from other processes hits all alike)."""
+    best = {name: float("inf") for name in fns}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
     return best
 
 
-def time_streaming(x: np.ndarray, rate: int, block_size: int = HOP_SIZE) -> float:
+def streaming_run(x: np.ndarray, rate: int, block_size: int = HOP_SIZE):
     analyzer = OnlineAnalyzer(rate)
     blocks = [x[i : i + block_size] for i in range(0, x.size - block_size + 1, block_size)]
 
@@ -92,10 +95,10 @@ def time_streaming(x: np.ndarray, rate: int, block_size: int = HOP_SIZE) -> floa
         for block in blocks:
             analyzer.process(block)
 
-    return best_of(run, 3)
+    return run
 
 
-def time_aubio(x: np.ndarray, rate: int) -> float:
+def aubio_run(x: np.ndarray, rate: int):
     import aubio
 
     blocks = [x[i : i + HOP_SIZE] for i in range(0, x.size - HOP_SIZE + 1, HOP_SIZE)]
@@ -105,7 +108,7 @@ def time_aubio(x: np.ndarray, rate: int) -> float:
         for block in blocks:
             detector(block)
 
-    return best_of(run, 3)
+    return run
 
 
 def librosa_same_work(x: np.ndarray, rate: int):
@@ -164,6 +167,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--seconds", type=float, default=60.0, help="length of each timed signal")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each contender (best counts)")
     args = parser.parse_args()
 
     import soundfile as sf
@@ -180,15 +184,17 @@ def main() -> int:
 
     timing = {}
     for name, signal, rate in (("recording", real, rec_rate), ("rendered", rendered, RENDER_RATE_HZ)):
-        seconds = signal.size / rate
-        timing[name] = {
-            "seconds": seconds,
-            "streaming_s": time_streaming(signal, rate),
-            "streaming_1024_s": time_streaming(signal, rate, 4 * HOP_SIZE),
-            "aubio_s": time_aubio(signal, rate),
-            "batch_s": best_of(lambda: analyze(signal, rate), 3),
-            "librosa_s": best_of(lambda: librosa_same_work(signal, rate), 3),
-        }
+        best = best_of_interleaved(
+            {
+                "streaming_s": streaming_run(signal, rate),
+                "aubio_s": aubio_run(signal, rate),
+                "streaming_1024_s": streaming_run(signal, rate, 4 * HOP_SIZE),
+                "batch_s": lambda: analyze(signal, rate),  # noqa: B023 - called within this iteration
+                "librosa_s": lambda: librosa_same_work(signal, rate),  # noqa: B023
+            },
+            repeats=args.repeats,
+        )
+        timing[name] = {"seconds": signal.size / rate, **best}
     total_audio = sum(t["seconds"] for t in timing.values())
 
     def x_rt(key):
@@ -205,9 +211,8 @@ def main() -> int:
     }
     result["streaming_vs_aubio"] = result["streaming_x_realtime"] / result["aubio_x_realtime"]
     result["batch_vs_librosa"] = result["batch_x_realtime"] / result["librosa_x_realtime"]
-    result["per_signal"] = {
-        name: {k: (t["seconds"] / t[k] if k.endswith("_s") and k != "seconds" else t[k]) for k in t}
-        for name, t in timing.items()
+    result["per_signal_x_realtime"] = {
+        name: {k[: -len("_s")]: t["seconds"] / t[k] for k in t if k.endswith("_s")} for name, t in timing.items()
     }
 
     onset_f = {}
