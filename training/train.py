@@ -50,15 +50,15 @@ from training.towers import TwoTower, build_two_tower, load_checkpoint, save_che
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VERSION = "0.1.0"
 DEFAULTS = {
-    "n_train": 420,
+    "n_train": 700,
     "n_val": 60,
     "n_test": 120,
-    "steps": 1500,
+    "steps": 3000,
     "batch_guitars": 96,
     "random_grooves": 64,
     "lr": 2e-3,
     "weight_decay": 1e-4,
-    "eval_every": 100,
+    "eval_every": 150,
     "seed": 0,
 }
 MAX_LOG_SCALE = float(np.log(100.0))
