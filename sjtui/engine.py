@@ -1399,6 +1399,10 @@ def open_output(options: EngineOptions, sample_rate_hz: int, clock):
     scheduler = MidiScheduler(
         backend,
         sample_rate_hz=rate,
+        # buffered backends (JACK, synth) get events this far ahead: more than the scheduler's
+        # default 40 ms absorbs a JACK/PortAudio clock that runs behind on a loaded machine; it
+        # stays below decision_lead_ms, so plan changes at the next bar line are never too late
+        lookahead_ms=None if backend.timed else min(80.0, 0.6 * options.config.decision_lead_ms),
         clock=None if not backend.timed else clock,
         channels=(channel,),
         state=options.state_file,
