@@ -124,7 +124,8 @@ class TransportBar(SnapshotView):
                 second.append((7, [(snapshot.recording_path.rsplit("/", 1)[-1], dim)], " "))
         else:
             second.append((5, [("○ not recording", dim)]))
-        second.append((1, [("in: ", dim), (snapshot.input_name or "none (d)", None if snapshot.input_name else alert)]))
+        input_name = shorten(snapshot.input_name, max(24, width // 2 - 4)) or "none (d)"
+        second.append((1, [("in: ", dim), (input_name, None if snapshot.input_name else alert)]))
         second.append((2 if snapshot.model_version else 0, [(snapshot.model_version or "no model", dim if snapshot.model_version else alert)]))
         if snapshot.library_size:
             second.append((8, [(f"· {snapshot.library_size:,} grooves", dim)], " "))
@@ -139,6 +140,14 @@ class TransportBar(SnapshotView):
                 for segment, segment_style in part[1]:
                     text.append(segment, segment_style)
         return text
+
+
+def shorten(text: str, max_length: int) -> str:
+    """``text`` cut in the middle with "…" to at most ``max_length`` characters (ends tell names apart)."""
+    if len(text) <= max_length:
+        return text
+    head = (max_length - 1) // 2
+    return text[:head] + "…" + text[len(text) - (max_length - 1 - head) :]
 
 
 def separator(part: tuple) -> str:
