@@ -1423,6 +1423,13 @@ def create_engine(options: EngineOptions) -> Engine:
     notes: list[str] = []
     model, model_version = _load_model(options.model, notes)
     library, embeddings, store_path = load_groove_library(options.library, model, notes)
+    # cheap checks before any device is opened
+    meter = parse_meter(options.meter)
+    ranker = GrooveRanker(library, model, embeddings, options.config)
+    if not (ranker.is_beat & ranker.meter_mask(meter)).any():
+        raise EngineError(ranker.describe_no_fit(options.bpm, meter))
+    if options.samples is None and options.input is not None and _is_file(options.input) and not Path(options.input).is_file():
+        raise EngineError(f"input file {options.input} does not exist; give an audio file (WAV, FLAC, OGG, MP3) or a device")
     holder: dict = {}
 
     def clock():

@@ -46,6 +46,12 @@ def random_model(tmp_path_factory):
     return out
 
 
+@pytest.fixture(autouse=True)
+def private_runtime_dir(tmp_path, monkeypatch):
+    """MIDI state files (for clean-up after SIGKILL) of this test only."""
+    monkeypatch.setenv("SJTUI_RUNTIME_DIR", str(tmp_path / "runtime"))
+
+
 def song(parts, bpm=BPM, gain=0.5):
     """Riffs and rests one after another: parts = [(style or None, bars, dynamics), ...] -> (samples, bar starts)."""
     notes, starts, t = [], [], 0.0
