@@ -1,0 +1,334 @@
+"""Engine figures: selection time over a full library, and a real-time jam under UI-like load.
+
+1. ``selection_ms``: what the engine does at each decision, timed call by
+   call: the fingerprint of the last 4 bars from the live accumulator ->
+   guitar embedding (ONNX, one thread) -> best grooves among the fitting
+   ones of the whole library (the Groove MIDI Dataset imported: ~11k
+   windows, plus the built-in grooves) -> switching policy. Peers in the
+   same process: the same ranking without a model (tempo/meter order only)
+   and the bare dot product + top-k (``best_grooves``) alone.
+2. ``realtime``: the real engine on a private JACK server for ``--seconds``
+   (default 60): the guitar fed into PortAudio's input by a JACK client (a
+   rendered riff, looped), drums out through the sample-accurate JACK MIDI
+   backend into a capture client, and a UI-like thread polling the
+   snapshot at 30 Hz and spending ~3 ms of Python per poll. Reported: JACK
+   xruns, input overflows, analysis overruns, events the backend got late,
+   the share of clock ticks exactly on their frame, selection_ms in the run,
+   and the load average of the machine (other jobs share its cores).
+
+Without ``--model`` a seeded untrained model is exported to a temporary
+folder (weights do not change the speed; needs torch, the ``train`` extra).
+The GMD is imported into a temporary library unless ``--library`` is given.
+
+    .venv/bin/python bench/engine.py --json
+    .venv/bin/python bench/engine.py --seconds 600 --library ~/.local/share/sjtui
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+SR = 48000
+
+
+def shared_dir() -> Path:
+    shared = os.environ.get("SJTUI_SHARED")
+    return Path(shared) if shared else REPO.parent / "shared"
+
+
+def percentiles(values) -> dict:
+    a = np.asarray(values, dtype=np.float64)
+    if a.size == 0:
+        return {"n": 0}
+    return {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)), "max": float(a.max()), "n": int(a.size)}
+
+
+def make_model(directory: Path) -> Path:
+    from training.export import export_model, untrained_summary
+    from training.towers import build_two_tower
+
+    export_model(build_two_tower(seed=3), directory, version="0.0.0-bench", training=untrained_summary(3))
+    return directory
+
+
+def make_library(directory: Path) -> Path:
+    gmd = shared_dir() / "datasets" / "groove-midi"
+    env = dict(os.environ, SJTUI_DATA_DIR=str(directory))
+    subprocess.run([sys.executable, "-m", "sjtui", "grooves", "import", "--gmd", str(gmd)], env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    return directory
+
+
+def riff_audio(bpm: float, bars: int, seed: int = 0) -> np.ndarray:
+    from sjtui.audio.riffs import generate_riff
+    from sjtui.audio.synth_guitar import render_notes
+
+    riff = generate_riff("straight8", bpm=bpm, bars=bars, seed=seed)
+    return render_notes(riff.notes, SR, "clean", seed=1, length_s=riff.duration_s, wrap_tail=True, peak=0.5)
+
+
+def bench_selection(library_dir: Path, model_dir: Path, repeats: int) -> dict:
+    from sjtui.config import EngineConfig
+    from sjtui.dsp.analysis import OnlineAnalyzer
+    from sjtui.dsp.fingerprint import FingerprintAccumulator
+    from sjtui.engine import load_groove_library
+    from sjtui.model.runtime import EncoderPair, best_grooves
+    from sjtui.select import GrooveRanker, SwitchPolicy
+    from sjtui.transport.timebase import TempoMap
+
+    model = EncoderPair(model_dir)
+    t0 = time.perf_counter()
+    library, embeddings, _ = load_groove_library(str(library_dir), model, [])
+    load_s = time.perf_counter() - t0
+    config = EngineConfig()
+    ranker = GrooveRanker(library, model, embeddings, config)
+    plain = GrooveRanker(library, None, None, config)
+    policy = SwitchPolicy(config)
+    bpm = 120.0
+    tm = TempoMap.constant(SR, bpm, "4/4")
+    audio = riff_audio(bpm, 64)
+    analyzer = OnlineAnalyzer(SR)
+    acc = FingerprintAccumulator(SR, analyzer.hop_size)
+    for k in range(0, audio.size - 256, 256):  # live-sized blocks
+        acc.push(analyzer.process(audio[k : k + 256]))
+    allowed = ranker.allowed(bpm, "4/4")
+    full, plain_ms, best_ms, fp_ms, embed_ms = [], [], [], [], []
+    current = None
+    for i in range(repeats):
+        end_bar = 4 + i % 56
+        t = time.perf_counter()
+        fp = acc.fingerprint(tm, end_bar - 4)
+        t1 = time.perf_counter()
+        ranking = ranker.rank(fp, bpm, "4/4", current)
+        decision = policy.decide(ranking, current, 8, False)
+        t2 = time.perf_counter()
+        current = decision.index
+        full.append((t2 - t) * 1e3)
+        fp_ms.append((t1 - t) * 1e3)
+        t = time.perf_counter()
+        query = model.embed_guitar(fp)[0]
+        t1 = time.perf_counter()
+        best_grooves(query, ranker.embeddings, config.top_k, allowed)
+        t2 = time.perf_counter()
+        embed_ms.append((t1 - t) * 1e3)
+        best_ms.append((t2 - t1) * 1e3)
+        t = time.perf_counter()
+        plain.rank(None, bpm, "4/4", None)
+        plain_ms.append((time.perf_counter() - t) * 1e3)
+    sel = percentiles(full)
+    return {
+        "library_grooves": len(library),
+        "library_fitting_120bpm_4_4": int(allowed.sum()),
+        "library_load_and_embed_s": round(load_s, 3),
+        "selection_ms": sel,
+        "parts_ms_p50": {
+            "fingerprint": float(np.median(fp_ms)),
+            "embed_guitar": float(np.median(embed_ms)),
+            "best_grooves": float(np.median(best_ms)),
+        },
+        "peer_no_model_rank_ms": percentiles(plain_ms),
+        "ratio_selection_p50_vs_no_model": sel["p50"] / max(1e-9, float(np.median(plain_ms))),
+    }
+
+
+class LoopFeeder:
+    """A JACK client playing one signal in a loop into PortAudio's input ports."""
+
+    def __init__(self, signal: np.ndarray):
+        import jack
+
+        self.client = jack.Client("sjtui-bench-feeder", no_start_server=True)
+        self.signal = np.ascontiguousarray(signal, dtype=np.float32)
+        self.port = self.client.outports.register("out_1")
+        self.position = 0
+        self.client.set_process_callback(self._process)
+        self.client.activate()
+
+    def _process(self, frames: int) -> None:
+        buf = self.port.get_array()
+        n = self.signal.size
+        idx = (self.position + np.arange(frames)) % n
+        buf[:] = self.signal[idx]
+        self.position = (self.position + frames) % n
+
+    def connect(self) -> None:
+        for target in self.client.get_all_connections("system:capture_1"):
+            self.client.disconnect("system:capture_1", target)
+            self.client.connect(self.port, target)
+
+    def close(self) -> None:
+        self.client.deactivate()
+        self.client.close()
+
+
+class Capture:
+    def __init__(self):
+        import jack
+
+        self.client = jack.Client("sjtui-bench-capture", no_start_server=True)
+        self.port = self.client.midi_inports.register("in")
+        self.ticks: list[int] = []
+        self.notes = 0
+        self.xruns = 0
+        self.client.set_process_callback(self._process)
+        self.client.set_xrun_callback(self._xrun)
+        self.client.activate()
+
+    def _xrun(self, delay) -> None:
+        self.xruns += 1
+
+    def _process(self, frames: int) -> None:
+        base = self.client.last_frame_time
+        for offset, data in self.port.incoming_midi_events():
+            data = bytes(data)
+            if data[0] == 0xF8:
+                self.ticks.append(base + offset)
+            elif data[0] & 0xF0 == 0x90:
+                self.notes += 1
+
+    def close(self) -> None:
+        self.client.deactivate()
+        self.client.close()
+
+
+def ui_like_load(engine, stop: threading.Event, stats: dict) -> None:
+    """30 Hz: read the snapshot and do ~3 ms of Python (formatting), as a Textual screen would."""
+    period = 1.0 / 30.0
+    next_t = time.monotonic()
+    polls = 0
+    while not stop.is_set():
+        snap = engine.snapshot()
+        t = time.perf_counter()
+        text = []
+        while time.perf_counter() - t < 0.003:
+            text.append(f"{snap.transport.bar}:{snap.transport.beat:.2f} {snap.levels.rms_db:.1f} {len(snap.log)}")
+            if snap.current is not None and snap.current.pattern is not None:
+                text.append("".join("x" if v > 0 else "." for v in snap.current.pattern[0, :48].tolist()))
+        polls += 1
+        next_t += period
+        stop.wait(max(0.0, next_t - time.monotonic()))
+    stats["ui_polls"] = polls
+
+
+def bench_realtime(library_dir: Path, model_dir: Path, seconds: float) -> dict:
+    jackd = shutil.which("jackd")
+    if jackd is None:
+        return {"skipped": "jackd not installed"}
+    name = f"sjtui-bench-{os.getpid()}"
+    proc = subprocess.Popen([jackd, "-n", name, "-d", "dummy", "-r", str(SR), "-p", "256"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        subprocess.run(["jack_wait", "-s", name, "-w", "-t", "10"], check=True, capture_output=True)
+        os.environ["JACK_DEFAULT_SERVER"] = name
+        import sounddevice as sd
+
+        sd._terminate()
+        sd._initialize()
+        from sjtui.config import EngineConfig
+        from sjtui.engine import EngineOptions, create_engine
+
+        capture = Capture()
+        engine = create_engine(
+            EngineOptions(
+                input="system", midi_out=capture.port.name, midi_backend="jack", clock_out=True, bpm=120.0,
+                model=str(model_dir), library=str(library_dir), config=EngineConfig(), state_file=False,
+            )
+        )  # fmt: skip
+        feeder = LoopFeeder(riff_audio(120.0, 8))
+        stop = threading.Event()
+        ui_stats: dict = {}
+        ui = threading.Thread(target=ui_like_load, args=(engine, stop, ui_stats), daemon=True)
+        load_before = os.getloadavg()
+        try:
+            engine.start()
+            feeder.connect()
+            ui.start()
+            time.sleep(seconds)
+        finally:
+            stop.set()
+            ui.join(2)
+            engine.close()
+            feeder.close()
+        time.sleep(0.2)
+        snap = engine.snapshot()
+        capture.close()
+        backend = engine.output.backend
+        ticks = np.array(capture.ticks, dtype=np.int64)
+        diffs = np.diff(ticks) if ticks.size > 1 else np.zeros(0)
+        return {
+            "seconds": seconds,
+            "load_average_1min_before": load_before[0],
+            "cpu_count": os.cpu_count(),
+            "jack_xruns": capture.xruns,
+            "input_overflows": int(engine.ring.overflow_count),
+            "analysis_overruns": int(engine.analysis.overrun_count),
+            "backend_late_events": int(backend.late_events),
+            "backend_lost_events": int(backend.lost_events),
+            "notes_received": capture.notes,
+            "ticks_received": int(ticks.size),
+            "tick_intervals_exact_share": float(np.mean(diffs == 1000)) if diffs.size else None,
+            "tick_interval_frames_std": float(diffs.std()) if diffs.size else None,
+            "selection_ms_in_run": percentiles(list(engine.selection_ms)),
+            "ui_polls": ui_stats.get("ui_polls"),
+            "engine_error": None if engine.error is None else repr(engine.error),
+            "warnings": list(snap.warnings),
+        }
+    finally:
+        import sounddevice as sd
+
+        sd._terminate()
+        os.environ["JACK_DEFAULT_SERVER"] = "sjtui-no-server"
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--library", type=Path, default=None, help="data folder with grooves.sqlite (default: GMD imported into a temp folder)")
+    parser.add_argument("--model", type=Path, default=None, help="model folder (default: an untrained model exported to a temp folder)")
+    parser.add_argument("--repeats", type=int, default=500)
+    parser.add_argument("--seconds", type=float, default=60.0, help="real-time run length (0: skip)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model_dir = args.model or make_model(tmp / "model")
+        library_dir = args.library or make_library(tmp / "library")
+        result = {"selection": bench_selection(library_dir, model_dir, args.repeats)}
+        if args.seconds > 0:
+            result["realtime"] = bench_realtime(library_dir, model_dir, args.seconds)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        sel = result["selection"]
+        print(f"selection over {sel['library_grooves']} grooves ({sel['library_fitting_120bpm_4_4']} fit 120 BPM 4/4):")
+        print(f"  selection_ms p50 {sel['selection_ms']['p50']:.3f}  p99 {sel['selection_ms']['p99']:.3f}  max {sel['selection_ms']['max']:.3f}")
+        print(f"  parts p50 (ms): {sel['parts_ms_p50']}")
+        print(f"  peer: no-model ranking p50 {sel['peer_no_model_rank_ms']['p50']:.3f} ms (ratio {sel['ratio_selection_p50_vs_no_model']:.1f}x)")
+        if "realtime" in result:
+            print("real time:", json.dumps(result["realtime"], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
