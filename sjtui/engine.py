@@ -801,6 +801,9 @@ class Engine:
         old, self._map = self._map, tsnap.tempo_map
         relocated = tsnap.epoch != self._epoch
         self._epoch = tsnap.epoch
+        if relocated:
+            self._last_bar_reported = None  # bar numbers restart on the new grid
+            self.window_start = None
         if self.state not in ("playing", "count-in", "stopping") or not self.plan:
             return
         tm = tsnap.tempo_map

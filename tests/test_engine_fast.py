@@ -268,3 +268,63 @@ def test_config_file_overrides_and_bad_keys_are_clear(tmp_path):
     path.write_text("[engine]\non_silence = 'explode'\n")
     with pytest.raises(ConfigError, match="on_silence"):
         load_config(path)
+
+
+def test_tempo_from_the_playing_locks_then_the_drums_count_in(library_dir):
+    samples, _ = song([("straight8", 20, 1.0)], bpm=100.0)
+    engine, reports = run_fast(samples, library_dir, "none", clock="auto")
+    count_in = [k for k, r in enumerate(reports) if r["groove"] is not None and r["groove"]["kind"] == "count-in"]
+    assert len(count_in) == 1, [(r["bar"], r["groove"]) for r in reports]
+    k = count_in[0]
+    after = reports[k + 1]
+    assert after["groove"]["kind"] == "groove" and after["switched"] and after["bar"] == reports[k]["bar"] + 1
+    bpm = after["bpm"]
+    assert tempo_fits(100.0, np.array([bpm]), 0.03)[0], bpm
+    assert all(r["groove"] is None for r in reports[:k])  # nothing before the tempo was locked
+    # the count-in bar is the closed hi-hat on every beat
+    ons = engine.output.note_ons()
+    bar_len = reports[k + 1]["sample"] - reports[k]["sample"]
+    in_bar = ons[(ons[:, 0] >= reports[k]["sample"] - 2) & (ons[:, 0] < reports[k]["sample"] + bar_len - 2)]
+    assert in_bar.shape[0] == 4 and set(in_bar[:, 1].tolist()) == {42}
+    assert np.allclose(np.diff(in_bar[:, 0]), bar_len / 4, atol=1)
+
+
+def test_a_tempo_change_moves_the_grid_and_a_groove_that_no_longer_fits_is_replaced(library_dir):
+    changed = {}
+
+    def change_tempo(engine, report):
+        if report["groove"] is not None and report["bar"] >= 5 and "at" not in changed:
+            changed["at"] = report["bar"]
+            engine.send(snap.SetTempo(140.0))
+
+    samples, _ = song([("straight8", 20, 1.0)])
+    engine, reports = run_fast(samples, library_dir, "none", on_report=change_tempo)
+    later = [r for r in reports if r["bar"] > changed["at"] + 2]
+    assert later and all(r["bpm"] == 140.0 for r in later)
+    lib = engine.library
+    for r in groove_bars(later):
+        assert tempo_fits(140.0, np.array([lib.bpm[lib.index_of(r["groove"]["id"])]]))[0]
+    bar_samples = np.diff([r["sample"] for r in later])
+    assert np.allclose(bar_samples, SR * 240.0 / 140.0, atol=1)
+    assert any(r["switched"] for r in reports if r["bar"] > changed["at"])
+
+
+def test_the_snapshot_keeps_the_contract(library_dir, random_model):
+    seen = {}
+
+    def look(engine, report):
+        if report["groove"] is not None and report["bar"] >= 6 and "snap" not in seen:
+            seen["snap"] = engine.snapshot()
+
+    samples, _ = song([("straight8", 10, 1.0)])
+    run_fast(samples, library_dir, random_model, on_report=look)
+    s = seen["snap"]
+    assert isinstance(s, snap.EngineSnapshot) and s.state in ("playing", "count-in", "stopping")
+    assert s.transport.meter == "4/4" and s.transport.steps_per_bar == 48 and s.transport.bpm == BPM
+    assert 0 <= s.transport.step < 4 * 48 and s.transport.bars_to_decision <= 4.0
+    assert s.onset_grid.shape == (3, 4, 48) and not s.onset_grid.flags.writeable and s.onset_grid.max() > 0
+    assert s.current is not None and s.current.pattern.shape == (9, 4 * 48) and not s.current.pattern.flags.writeable
+    assert s.current.score is not None and len(s.candidates) >= 1 and s.candidates[0].score >= s.candidates[-1].score
+    assert s.library_size > 0 and "0.0.1-test" in s.model_version
+    assert s.levels.rms_db > -60 and s.timing.selection_ms_p99 is not None
+    assert s.midi_destination.startswith("simulated")
