@@ -1,21 +1,36 @@
 """MIDI clock in through a real MIDI port (JACK): tempo within 0.5 BPM, bar phase kept.
 
-A JACK-Client MIDI output writes Start, clock ticks with +-1 ms random jitter
-at exact frames, Stop mid-bar, Continue, Song Position Pointer; sjtui
-receives them with python-rtmidi (JACK API) through RtMidiClockInput, maps
-receive times to the JACK frame clock with a SampleClock, and follows them
-with the Transport.
+A JACK-Client MIDI output writes Start, clock ticks at 137 BPM with +-1 ms
+random jitter at exact frames, Stop mid-bar, Continue, Song Position
+Pointer, Continue. sjtui receives them through a real port, with
+python-rtmidi (JACK API, polled) or with a JACK-Client input port (frame
+exact), and follows them with the Transport.
+
+The transport works in JACK frames (the audio stream's sample index on
+JACK): the JACK-Client receiver gives frames directly; rtmidi gives times,
+mapped to frames with a SampleClock whose anchors are (frame, time) pairs
+the sender records at the start of each of its process cycles. So the
+truth is the sender's own frames even when the dummy backend, starved of
+CPU on a busy machine, lets its frame clock fall behind the wall clock.
 """
 
 from __future__ import annotations
 
-import threading
+import collections
 import time
 
 import numpy as np
 import pytest
 
-from sjtui.transport.midi_clock import CLOCK, CONTINUE, SONG_POSITION, START, STOP, RtMidiClockInput
+from sjtui.transport.midi_clock import (
+    CLOCK,
+    CONTINUE,
+    SONG_POSITION,
+    START,
+    STOP,
+    JackMidiClockInput,
+    RtMidiClockInput,
+)
 from sjtui.transport.timebase import SampleClock
 from sjtui.transport.transport import Transport
 
@@ -27,48 +42,60 @@ TICK = 60.0 * RATE / (BPM * 24)
 
 
 def build_schedule(start_frame: int, rng) -> tuple[list[tuple[int, tuple]], dict]:
-    """Events (frame, bytes) and, per phase, (tick frame, song position in ticks) of nominal ticks."""
+    """Events (frame, bytes) and, per run, (nominal tick frame, song position in ticks)."""
     events: list[tuple[int, tuple]] = []
     truth: dict[str, list[tuple[float, int]]] = {"run1": [], "run2": [], "run3": []}
     frame = float(start_frame)
 
-    def ticks(n, position, phase):
+    def ticks(n, position, run):
         nonlocal frame
         for k in range(n):
             jitter = rng.uniform(-1e-3, 1e-3) * RATE
             events.append((int(round(frame + jitter)), (CLOCK,)))
-            truth[phase].append((frame, position + k))
+            truth[run].append((frame, position + k))
             frame += TICK
         return position + n
 
     events.append((int(frame) - 100, (START,)))
     position = ticks(24 * 4 + 30, 0, "run1")  # a bar and 1.25 beats: stops mid-bar
     events.append((int(frame - TICK / 2), (STOP,)))
-    frame += 0.7 * RATE  # a pause
+    frame += 0.3 * RATE  # a pause
     events.append((int(frame) - 100, (CONTINUE,)))
-    position = ticks(24 * 6, position, "run2")
+    position = ticks(24 * 5, position, "run2")
     events.append((int(frame - TICK / 2), (STOP,)))
     events.append((int(frame - TICK / 2) + 480, (SONG_POSITION, 16, 0)))  # 16 sixteenths = bar 1 in 4/4
-    frame += 0.5 * RATE
+    frame += 0.3 * RATE
     events.append((int(frame) - 100, (CONTINUE,)))
-    ticks(24 * 6, 16 * 6, "run3")
+    ticks(24 * 5, 16 * 6, "run3")
     events.sort(key=lambda e: e[0])
     return events, truth
 
 
-def test_transport_follows_real_midi_clock(jack_server):
+@pytest.mark.parametrize(
+    "receiver, max_phase_error_ticks",
+    [
+        # rtmidi's JACK backend stamps each event with the time its process callback ran:
+        # up to a period (5.3 ms = 0.29 tick) early; measured 0.1 to 0.2 tick
+        ("rtmidi", 1 / 3),
+        # a JACK-Client port gives the exact frame: only the sender's jitter remains
+        # (measured under 0.04 tick = 0.7 ms)
+        ("jack", 0.1),
+    ],
+)
+def test_transport_follows_real_midi_clock(jack_server, receiver, max_phase_error_ticks):
     import jack
 
     rng = np.random.default_rng(7)
     sender = jack.Client("clock-sender", no_start_server=True)
     out = sender.midi_outports.register("clock")
     state = {"events": [], "next": 0}
-    lock = threading.Lock()
+    cycles: collections.deque = collections.deque(maxlen=4096)  # (frame, monotonic) per cycle
 
     @sender.set_process_callback
     def process(frames):
-        out.clear_buffer()
         first = sender.last_frame_time
+        cycles.append((first, time.monotonic()))
+        out.clear_buffer()
         events = state["events"]
         i = state["next"]
         while i < len(events) and events[i][0] < first + frames:
@@ -78,46 +105,53 @@ def test_transport_follows_real_midi_clock(jack_server):
         state["next"] = i
 
     transport = Transport(RATE, bpm=100, meter="4/4", source="midi_clock")
-    sample_clock = SampleClock(RATE)
+    sample_clock = SampleClock(RATE, max_anchors=32)
     with sender:
-        clock_in = RtMidiClockInput(virtual=True, client_name="sjtui-clock-test")
+        if receiver == "rtmidi":
+            clock_in = RtMidiClockInput(virtual=True, client_name="sjtui-clock-test")
+        else:
+            clock_in = JackMidiClockInput(client_name="sjtui-clock-test")
         try:
             targets = [p.name for p in sender.get_ports(is_midi=True, is_input=True) if "sjtui-clock-test" in p.name]
             assert targets, [p.name for p in sender.get_ports(is_midi=True)]
             sender.connect(out, targets[0])
             start_frame = sender.frame_time + RATE // 2
             events, truth = build_schedule(start_frame, rng)
-            with lock:
-                state["events"] = events
+            state["events"] = events
             end_frame = events[-1][0] + RATE // 4
             snapshots = {}
             while True:
+                while cycles:
+                    frame, t = cycles.popleft()
+                    sample_clock.add_anchor(frame, t)
+                if receiver == "rtmidi":
+                    if sample_clock.n_anchors:
+                        clock_in.drain(transport.midi_clock, sample_clock)
+                else:
+                    clock_in.drain(transport.midi_clock)  # frames are samples
                 now_frame = sender.frame_time
-                sample_clock.add_anchor(now_frame, time.monotonic())
-                clock_in.drain(transport.midi_clock, sample_clock)
                 snap = transport.apply_pending(now_frame)
-                for phase, rows in truth.items():
-                    if phase not in snapshots and now_frame > rows[-1][0] + TICK / 4:
-                        snapshots[phase] = (snap, transport.tempo_map, transport.midi_clock.fitted_bpm)
+                for run, rows in truth.items():
+                    if run not in snapshots and now_frame > rows[-1][0] + TICK / 4:
+                        snapshots[run] = (snap, transport.tempo_map, transport.midi_clock.fitted_bpm)
                 if now_frame > end_frame:
                     break
                 time.sleep(0.005)
         finally:
             clock_in.close()
 
-    for phase, rows in truth.items():
-        snap, tempo_map, fitted = snapshots[phase]
-        assert fitted == pytest.approx(BPM, abs=0.5), (phase, snap.state, snap.message)
-        assert snap.bpm == pytest.approx(BPM, abs=0.5), (phase, snap.state, snap.message)
+    for run, rows in truth.items():
+        snap, tempo_map, fitted = snapshots[run]
+        assert fitted == pytest.approx(BPM, abs=0.5), (run, snap.state, snap.message)
+        assert snap.bpm == pytest.approx(BPM, abs=0.5), (run, snap.state, snap.message)
         frames = np.array([f for f, _ in rows[-48:]])
         positions = np.array([p for _, p in rows[-48:]], dtype=np.float64)
-        # bar phase: at the nominal frame of each of the last two beats of ticks the map is within
-        # a third of a tick (2.2 ms at 137 BPM) of the song position the sender meant
+        # bar phase: at the nominal frame of each of the last two beats of ticks the map is
+        # within max_phase_error_ticks (a tick is 18 ms at 137 BPM) of the sender's song position
         error_ticks = tempo_map.sample_to_tick(frames) - positions
-        assert np.max(np.abs(error_ticks)) < 1 / 3, (phase, error_ticks.min(), error_ticks.max())
-    # stopped mid-bar: the last snapshot of run 1 was taken before Stop arrived or after it;
-    # after run 2 the position continued from the stop point (checked above through positions),
-    # and after the SPP run 3 starts at bar 1
-    final = transport.snapshot
-    assert final.state == "clock lost" or final.state == "running"
+        print(f"{receiver} {run}: fitted {fitted:.3f} BPM, phase error {error_ticks.min():+.3f}..{error_ticks.max():+.3f} tick")
+        assert np.max(np.abs(error_ticks)) < max_phase_error_ticks, (run, error_ticks.min(), error_ticks.max())
+    # run 2 continued from the mid-bar stop (positions 126.. checked above); after the Song
+    # Position Pointer run 3 starts on the downbeat of bar 1
     assert transport.tempo_map.sample_to_bar(truth["run3"][0][0]) == pytest.approx(1.0, abs=0.01)
+    assert transport.snapshot.state in ("running", "clock lost")

@@ -49,9 +49,9 @@ def test_rendered_riffs_tempo_and_downbeat(rendered):
         # half and double are always reported when inside the 36..264 BPM search range
         for ratio in (0.5, 2.0):
             assert (ratio in ratios) == (36 <= estimate.bpm * ratio <= 264), (label, ratios)
-    # the downbeat is harder than the tempo: a gallop's loudest onset is its off-beat 8th and a
-    # skank plays only off-beats, so both come out half a beat late (measured: phase 0.125 bar);
-    # the other four must be right
+    # the downbeat is harder than the tempo: a skank plays only off-beats, so it comes out half
+    # a beat late, and a gallop's loudest onset is its off-beat 8th (half of them are late in
+    # bench/tempo.py); the other four must be right
     assert sum(hit for _, hit, _ in downbeat_hits) >= 4, downbeat_hits
 
 

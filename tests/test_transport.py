@@ -322,3 +322,31 @@ def test_a_burst_of_late_ticks_is_not_a_tempo_jump():
         if k >= 96:
             assert follower.fitted_bpm == pytest.approx(120.0, abs=0.5), k
     assert follower.tempo_map.sample_to_tick(stamps[-1]) == pytest.approx(len(stamps) - 1, abs=0.1)
+
+
+def test_a_stalled_sender_shifts_the_timeline_without_losing_the_tempo():
+    """The sender stalls for 0.9 of a tick (and 2.5 later): positions follow the ticks received,
+    the fitted tempo stays, the map lands on the new phase."""
+    follower = MidiClockFollower(RATE)
+    follower.feed([START], 0)
+    tick = 60 * RATE / (137.0 * 24)
+    stamps = clock_ticks(137.0, 24 * 12, jitter_ms=0.5, seed=9)
+    stamps[100:] += 0.9 * tick
+    stamps[200:] += 2.5 * tick
+    for k, s in enumerate(stamps):
+        follower.feed([CLOCK], s)
+        if k > 24:
+            assert follower.fitted_bpm == pytest.approx(137.0, abs=0.5), k
+    assert follower.shifts == 2
+    assert follower.tempo_map.sample_to_tick(stamps[-12:]) == pytest.approx(np.arange(len(stamps) - 12, len(stamps)), abs=0.05)
+
+
+def test_tempo_halving_is_followed():
+    follower = MidiClockFollower(RATE)
+    follower.feed([START], 0)
+    a = clock_ticks(160.0, 24 * 8, jitter_ms=0.5)
+    b = a[-1] + (60 * RATE / (80 * 24)) * np.arange(1, 24 * 4 + 1)
+    feed_ticks(follower, np.concatenate([a, b]))
+    assert follower.fitted_bpm == pytest.approx(80.0, abs=0.5)
+    assert follower.shifts == 0
+    assert follower.tempo_map.sample_to_tick(b[-1]) == pytest.approx(len(a) + len(b) - 1, abs=0.3)

@@ -3,17 +3,19 @@
 The core, :class:`MidiClockFollower`, is pure: it is fed raw MIDI messages
 with the sample index at which each arrived (the receive time mapped to the
 audio sample clock by :class:`~sjtui.transport.timebase.SampleClock`) and
-polled with the current sample index. :class:`RtMidiClockInput` is the thin
-wrapper that receives from a real port (python-rtmidi, JACK API on this
-machine) and queues ``(message, time_s)`` for the engine thread to drain.
+polled with the current sample index. :class:`RtMidiClockInput`
+(python-rtmidi, JACK API on this machine) and :class:`JackMidiClockInput` (a
+JACK-Client port, frame exact) are the thin wrappers that receive from a real
+port; the engine thread drains them at block boundaries.
 
 Tempo is a least-squares line through the last ``window_ticks`` tick
 arrival samples against their tick numbers (a first-order fit, not a mean
 of intervals: a jittered tick moves the slope by ``O(1/N^1.5)`` instead of
 ``O(1/N)``). The follower keeps a continuous :class:`TempoMap`; every 6th
 tick (a 16th note) it appends a segment whose tempo is the fitted tempo
-corrected so the map reaches the fitted beat position one beat later (a
-phase-locked loop with a one-beat time constant), so the map never jumps.
+corrected so the map would reach the fitted beat position half a beat later
+(a phase-locked loop; each update halves the phase error), so the map never
+jumps.
 
 Defined results for bad clocks:
 
@@ -34,14 +36,21 @@ no tick for ``lost_after_s``  state ``clock lost``, message says since when; the
                           the count advances by the ticks that fit in the gap
 tempo jump                three ticks in a row off the fitted line on the
                           same side by more than a quarter tick interval
-                          (and 8 ms) drop the fit history but those 3
-                          ticks: the new tempo is followed within a few
-                          ticks, without a locate (a burst of late ticks,
-                          which comes back, does not reset the fit)
+                          (and 8 ms), by growing amounts, drop the fit
+                          history but those 3 ticks: the new tempo is
+                          followed within a few ticks, without a locate (a
+                          burst of late ticks, which comes back, does not
+                          reset the fit)
 absurd tempo              a fitted tempo outside 20..400 BPM sets state
                           ``out of range`` with the measured value; the map
                           freewheels at the last good tempo until the clock
                           is back in range
+a gap in the ticks        the song position is the count of ticks received
+  (sender stalled, or     (as the MIDI spec has it); three ticks in a row off
+  ticks lost in transit)  the fitted line by the same amount are a shift of
+                          the timeline: the older ticks move with it, the
+                          fitted tempo stays, the map is steered onto the
+                          new phase (``shifts`` counts them)
 ticks out of order        a tick stamped earlier than the previous one is
                           counted (position) but left out of the fit
 other messages            ignored (notes, active sensing, SysEx)
@@ -77,6 +86,7 @@ NO_CLOCK = "no clock"
 
 _MIN_FIT_TICKS = 6
 _UPDATE_EVERY_TICKS = 6
+_STEER_TICKS = 12  # the map closes its phase error to the fitted line over half a beat
 
 
 @dataclass(frozen=True)
@@ -119,8 +129,8 @@ class MidiClockFollower:
         self.tempo_map: TempoMap | None = None
         self.last_tick_sample: float | None = None
         self._n = 0  # ticks in the fit buffer (ring)
-        self._outliers = 0
-        self._outlier_sign = 0.0
+        self._held: list[tuple[int, float, float]] = []  # ticks off the line, not yet in the fit
+        self.shifts = 0  # timeline shifts absorbed by the fit (see the module docstring)
         self._relocate_pending = True
         self._waiting_since = 0.0
         self._fit_slope = 0.0  # samples per tick
@@ -167,6 +177,7 @@ class MidiClockFollower:
             self.next_tick = value * TICKS_PER_SPP_UNIT
             self._relocate_pending = True
             self._n = 0
+            self._held = []
             self.message = f"MIDI clock: song position set to beat {self.stopped_beat:g}"
 
     def poll(self, now_sample: float) -> None:
@@ -203,7 +214,7 @@ class MidiClockFollower:
         self.state = state
         self.message = message
         self._n = 0
-        self._outliers = 0
+        self._held = []
         self._relocate_pending = True
 
     def _on_tick(self, sample: float) -> None:
@@ -213,6 +224,7 @@ class MidiClockFollower:
             gap_ticks = (sample - self.last_tick_sample) / (tick_s * self.sample_rate_hz)
             self.next_tick += max(int(round(gap_ticks)) - 1, 0)
             self._n = 0
+            self._held = []
             self.state = RUNNING
             self.message = f"MIDI clock back; following from beat {self.stopped_beat:g}"
         elif self.state == STOPPED:
@@ -224,8 +236,9 @@ class MidiClockFollower:
             self.message = f"MIDI clock running from beat {self.stopped_beat:g}"
         position = self.next_tick
         self.next_tick += 1
-        in_order = self.last_tick_sample is None or sample >= self.last_tick_sample
-        self.last_tick_sample = sample if in_order else self.last_tick_sample
+        previous_sample = self.last_tick_sample
+        in_order = previous_sample is None or sample >= previous_sample
+        self.last_tick_sample = sample if in_order else previous_sample
 
         if self._relocate_pending or self.tempo_map is None:
             self._relocate_pending = False
@@ -234,12 +247,14 @@ class MidiClockFollower:
                 self.sample_rate_hz, self.held_bpm, self.meter, max_segments=2048
             )
             beat = position / MIDI_CLOCK_PPQN
-            self.tempo_map = base.relocated(sample, beat, bar=beat / float(self.meter.beats_per_bar), bpm=self.held_bpm, meter=self.meter)
+            self.tempo_map = base.relocated(
+                sample, beat, bar=beat / float(self.meter.beats_per_bar), bpm=self.held_bpm, meter=self.meter
+            )
             self._n = 0
+            self._held = []
         if not in_order:
             return
-        self._add_to_fit(position, sample)
-        if self._n < _MIN_FIT_TICKS:
+        if not self._add_to_fit(position, sample) or self._n < _MIN_FIT_TICKS:
             return
         bpm = 60.0 * self.sample_rate_hz / (self._fit_slope * MIDI_CLOCK_PPQN) if self._fit_slope > 0 else np.inf
         self.fitted_bpm = float(bpm)
@@ -256,33 +271,51 @@ class MidiClockFollower:
         if position % _UPDATE_EVERY_TICKS == 0 or self._n == _MIN_FIT_TICKS:
             self._update_map(position, sample, bpm)
 
-    def _add_to_fit(self, position: int, sample: float) -> None:
-        size = self._tick_pos.shape[0]
+    def _add_to_fit(self, position: int, sample: float) -> bool:
+        """Add a tick to the line fit, holding back ticks that leave the line (see the docstring).
+
+        Returns False while the tick is held back (the map is then not steered by it)."""
         if self._n >= _MIN_FIT_TICKS:
             predicted = self._fit_intercept + self._fit_slope * position
             tolerance = max(0.25 * self._fit_slope, 0.008 * self.sample_rate_hz)
             residual = sample - predicted
             if abs(residual) > tolerance:
-                same_side = self._outliers == 0 or np.sign(residual) == self._outlier_sign
-                self._outliers = self._outliers + 1 if same_side else 1
-                self._outlier_sign = np.sign(residual)
-                if self._outliers >= 3:  # a tempo jump: keep only the recent ticks
-                    keep = 3
-                    order = np.arange(self._n - keep, self._n) % size
-                    pos, smp = self._tick_pos[order].copy(), self._tick_sample[order].copy()
-                    self._tick_pos[:keep], self._tick_sample[:keep] = pos, smp
-                    self._n = keep
-                    self._outliers = 0
-            else:
-                self._outliers = 0
-        slot = self._n % size
+                if self._held and np.sign(residual) != np.sign(self._held[-1][2]):
+                    self._held = []
+                self._held.append((position, sample, residual))
+                if len(self._held) < 3:
+                    return False  # held out of the fit until it is clear what happened
+                residuals = np.array([r for _, _, r in self._held])
+                if np.ptp(residuals) < 0.5 * tolerance:
+                    # the timeline moved, the tempo did not (the sender stalled): move the
+                    # older ticks by the shift and keep the whole history in the fit
+                    n_buffer = min(self._n, self._tick_sample.shape[0])
+                    self._tick_sample[:n_buffer] += float(residuals.mean())
+                    self.shifts += 1
+                else:  # a tempo jump: start the fit again from these ticks
+                    self._n = 0
+                held, self._held = self._held, []
+                for held_position, held_sample, _ in held:
+                    self._append(held_position, held_sample)
+                self._refit()
+                return True
+            self._held = []  # a burst of late ticks that came back: they stay out of the fit
+        self._append(position, sample)
+        self._refit()
+        return True
+
+    def _append(self, position: int, sample: float) -> None:
+        slot = self._n % self._tick_pos.shape[0]
         self._tick_pos[slot] = position
         self._tick_sample[slot] = sample
         self._n += 1
+
+    def _refit(self) -> None:
+        size = self._tick_pos.shape[0]
         n = min(self._n, size)
         if n >= 2:
-            x = self._tick_pos[:n] if self._n <= size else self._tick_pos
-            y = self._tick_sample[:n] if self._n <= size else self._tick_sample
+            x = self._tick_pos[:n]
+            y = self._tick_sample[:n]
             x_mean = x.mean()
             y_mean = y.mean()
             dx = x - x_mean
@@ -291,7 +324,7 @@ class MidiClockFollower:
             self._fit_intercept = float(y_mean - slope * x_mean)
 
     def _update_map(self, position: int, sample: float, bpm: float) -> None:
-        """Append a segment at ``sample`` that steers the map onto the fitted line within one beat."""
+        """Append a segment at ``sample`` that steers the map onto the fitted line within half a beat."""
         fitted_tick = (sample - self._fit_intercept) / self._fit_slope
         map_tick = float(self.tempo_map.sample_to_tick(sample))
         error_ticks = fitted_tick - map_tick
@@ -302,26 +335,36 @@ class MidiClockFollower:
                 sample, beat, bar=beat / float(self.meter.beats_per_bar), bpm=bpm, meter=self.meter
             )
         else:
-            steer = 1.0 + error_ticks / MIDI_CLOCK_PPQN
+            steer = 1.0 + error_ticks / _STEER_TICKS
             map_bpm = float(np.clip(bpm * steer, MIN_BPM, MAX_BPM))
             self.tempo_map = self.tempo_map.with_tempo(sample, map_bpm)
         self.held_bpm = bpm
 
 
 class RtMidiClockInput:
-    """Receives MIDI clock from a real port with python-rtmidi and queues it for the engine.
+    """Receives MIDI clock from a real port with python-rtmidi; the engine thread polls it.
 
-    The rtmidi callback thread only timestamps and queues (``queue.SimpleQueue``
-    never blocks); the engine thread calls :meth:`drain` at block boundaries,
-    which maps each receive time to a sample index with the given
-    :class:`SampleClock` and feeds the :class:`MidiClockFollower`.
+    No Python runs in the MIDI backend's thread: rtmidi queues each message
+    with its delta time in C++, and :meth:`drain` (engine thread, at block
+    boundaries) takes them, maps each receive time to a sample index with the
+    given :class:`SampleClock` and feeds the :class:`MidiClockFollower`. (A
+    Python callback would run in JACK's real-time thread and wait there for
+    the GIL; the receiving client then misses cycles and ticks are lost.)
 
-    Receive times: rtmidi reports the time since the previous message
-    (from the backend's own clock); the first message is stamped with
-    ``time_fn()`` and later ones accumulate the deltas, re-anchored to
-    ``time_fn()`` when the two disagree by more than 50 ms (the backend
-    reported nonsense or the callback stalled). ``time_fn`` defaults to
-    ``time.monotonic``, the clock JACK and PortAudio stream times use on Linux.
+    Receive times: the deltas accumulate into the backend's own timeline
+    ``t_acc`` (exact relative times). Its offset to ``time_fn()`` is the
+    smallest ``poll time - t_acc`` of the newest message seen so far: a
+    message is never polled before it arrived, so every candidate is at or
+    above the true offset and the minimum converges on it from above. The
+    offset may creep up by ``drift_ppm`` (clock drift) and is re-learnt when
+    a candidate is more than ``reanchor_s`` above it (a stalled backend).
+    ``time_fn`` defaults to ``time.monotonic``, the clock JACK and PortAudio
+    stream times use on Linux.
+
+    rtmidi's JACK backend stamps every event of a cycle with the time its
+    process callback ran, so stamps are early by the event's offset in the
+    cycle (up to one period, 5.3 ms at 256 frames / 48 kHz); measured about
+    2 ms on average in ``tests/test_midi_clock_jack.py``.
     """
 
     def __init__(
@@ -332,6 +375,8 @@ class RtMidiClockInput:
         api: str = "UNIX_JACK",
         time_fn: Callable[[], float] = time.monotonic,
         virtual: bool = False,
+        drift_ppm: float = 20.0,
+        reanchor_s: float = 0.5,
     ):
         import rtmidi
 
@@ -339,9 +384,12 @@ class RtMidiClockInput:
         if api_id is None:
             raise TransportError(f"MIDI API {api!r} is unknown; use UNIX_JACK or LINUX_ALSA")
         self._time_fn = time_fn
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._t: float | None = None
-        self.midi_in = rtmidi.MidiIn(api_id, name=client_name)
+        self._drift = float(drift_ppm) * 1e-6
+        self._reanchor_s = float(reanchor_s)
+        self._t_acc: float | None = None
+        self._offset: float | None = None
+        self._last_poll: float | None = None
+        self.midi_in = rtmidi.MidiIn(api_id, name=client_name, queue_size_limit=4096)
         self.midi_in.ignore_types(sysex=True, timing=False, active_sense=True)
         if virtual:
             self.midi_in.open_virtual_port("clock_in")
@@ -357,31 +405,111 @@ class RtMidiClockInput:
                 )
             self.midi_in.open_port(matches[0])
             self.port_name = names[matches[0]]
-        self.midi_in.set_callback(self._callback)
-
-    def _callback(self, event, data=None) -> None:  # rtmidi thread: stamp and queue only
-        message, delta_s = event
-        now = self._time_fn()
-        if self._t is None:
-            self._t = now
-        else:
-            self._t += delta_s
-            if abs(self._t - now) > 0.05:
-                self._t = now
-        self._queue.put((message, self._t))
 
     def drain(self, follower: MidiClockFollower, sample_clock: SampleClock) -> int:
-        """Feed every queued message to ``follower``; returns how many were fed."""
+        """Feed every message received since the last call to ``follower``; returns how many."""
+        now = self._time_fn()
+        batch = []
+        while True:
+            event = self.midi_in.get_message()
+            if event is None:
+                break
+            message, delta_s = event
+            self._t_acc = 0.0 if self._t_acc is None else self._t_acc + float(delta_s)
+            batch.append((message, self._t_acc))
+        if self._offset is not None and self._last_poll is not None:
+            self._offset += self._drift * max(now - self._last_poll, 0.0)
+        self._last_poll = now
+        if not batch:
+            return 0
+        candidate = now - batch[-1][1]
+        if self._offset is None or candidate < self._offset or candidate - self._offset > self._reanchor_s:
+            self._offset = candidate
+        for message, t_acc in batch:
+            follower.feed(message, float(sample_clock.time_to_sample(t_acc + self._offset)))
+        return len(batch)
+
+    def close(self) -> None:
+        self.midi_in.close_port()
+        self.midi_in.delete()
+
+
+class JackMidiClockInput:
+    """Receives MIDI clock on a JACK-Client MIDI input port, stamped to the exact JACK frame.
+
+    The JACK process callback only copies ``(bytes, frame)`` into a
+    ``queue.SimpleQueue`` (frame = ``last_frame_time + offset``, exact);
+    :meth:`drain` converts each frame to a time
+    (through a ``frame_time``/``time_fn()`` pair read when draining) and then to
+    the audio sample index with the :class:`SampleClock`. Unlike rtmidi's JACK backend, which stamps every
+    event of a cycle with the time its callback ran (up to a period early),
+    this keeps the sender's sample-exact timing.
+    """
+
+    def __init__(
+        self,
+        client_name: str = "sjtui-clock-in",
+        port_name: str = "clock_in",
+        connect_from: str | None = None,
+        time_fn: Callable[[], float] = time.monotonic,
+    ):
+        import jack
+
+        self._time_fn = time_fn
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.client = jack.Client(client_name, no_start_server=True)
+        self.port = self.client.midi_inports.register(port_name)
+        port, q, client = self.port, self._queue, self.client
+
+        @self.client.set_process_callback
+        def _process(frames):  # JACK thread: copy and queue only
+            base = client.last_frame_time
+            for offset, data in port.incoming_midi_events():
+                q.put((bytes(data), base + offset))
+
+        self.client.activate()
+        self.port_name = self.port.name
+        if connect_from is not None:
+            sources = [p.name for p in self.client.get_ports(connect_from, is_midi=True, is_output=True)]
+            if not sources:
+                self.close()
+                raise TransportError(
+                    f"no JACK MIDI output port matches {connect_from!r}; start the clock sender first"
+                )
+            self.client.connect(sources[0], self.port)
+
+    def drain(
+        self, follower: MidiClockFollower, sample_clock: SampleClock | None = None, frame_offset: float = 0.0
+    ) -> int:
+        """Feed every queued message to ``follower``; returns how many were fed.
+
+        Without ``sample_clock`` the sample index is ``frame + frame_offset``:
+        on JACK the audio stream counts the same frames, so this is exact
+        (``frame_offset`` = the stream's sample index minus the JACK frame at
+        one moment). With a ``sample_clock`` the frame becomes a time first,
+        through a ``frame_time``/``time_fn()`` pair read here.
+        """
         count = 0
+        now_frame = self.client.frame_time
+        now_s = self._time_fn()
+        rate = float(self.client.samplerate)
         while True:
             try:
-                message, time_s = self._queue.get_nowait()
+                message, frame = self._queue.get_nowait()
             except queue.Empty:
                 return count
-            follower.feed(message, float(sample_clock.time_to_sample(time_s)))
+            # frames wrap at 2**32: the signed distance to the current frame estimate (events of
+            # the cycle being processed lie up to a period ahead of it)
+            ahead = (frame - now_frame) % (1 << 32)
+            if ahead >= 1 << 31:
+                ahead -= 1 << 32
+            if sample_clock is None:
+                sample = now_frame + ahead + frame_offset
+            else:
+                sample = float(sample_clock.time_to_sample(now_s + ahead / rate))
+            follower.feed(message, float(sample))
             count += 1
 
     def close(self) -> None:
-        self.midi_in.cancel_callback()
-        self.midi_in.close_port()
-        self.midi_in.delete()
+        self.client.deactivate()
+        self.client.close()

@@ -13,16 +13,18 @@ Method (see ``bench/tempo.py`` for the accuracy on rendered riffs):
    strength (compressed with ``log1p`` so one loud chord does not rule).
 2. Its autocorrelation, unbiased for the overlap, normalised by lag 0.
 3. For every candidate tempo on a fine log grid (40..240 BPM), a metrical
-   comb score: the autocorrelation at 1, 2, 3 and 4 beat periods and at
-   the half-beat (a beat level is strong if its multiples, the bars, also
-   repeat, and if it is subdivided), times a broad log-normal tempo prior
-   centred at ``PRIOR_CENTRE_BPM``.
+   comb score: the autocorrelation at 1 and 2 beats, 1 and 2 bars (of the
+   given meter) and half a beat (a beat level is strong if its multiples,
+   the bars, also repeat, and if it is subdivided), times a broad
+   log-normal tempo prior centred at ``PRIOR_CENTRE_BPM``.
 4. The best candidate is refined on the onset times themselves by a
-   pulse-train fit (continuous period, no frame quantisation); the phase of
-   that fit gives the beats, and the beat of the bar with the strongest
-   onsets (low band weighted, as riffs put their roots on the one) is the
-   downbeat; the beat of the first onset gets a head start of half
-   the best score (players usually start on the one).
+   pulse-train fit (continuous period, no frame quantisation). The beats
+   are where the onsets recur most sharply, each onset weighted by its
+   strength and by the gap after it (long notes start on the beat). The
+   downbeat is the bar position (a beat, or an 8th in 7/8) with the
+   strongest onsets (low band weighted, as riffs put their roots on the
+   one); the beat of the first onset gets a head start of half the best
+   score (players usually start on the one).
 5. ``alternatives`` lists the half, double (and for triple feels 2/3 and
    3/2) tempi with their scores relative to the winner; ``confidence`` is
    the winner's periodicity strength times its margin over the best
@@ -57,6 +59,7 @@ MIN_CONFIDENCE = 0.15
 AMBIGUOUS_RATIO = 0.85
 
 _PULSE_SIGMA_S = 0.010
+_SAME_EVENT_S = 0.030  # onsets (in several bands) closer than this are one event
 
 
 @dataclass(frozen=True)
@@ -175,11 +178,18 @@ def _refine(onset_s: np.ndarray, weights: np.ndarray, bpm: float) -> tuple[float
     best = int(np.argmax(score))
     period = periods[best]
     # the beat phase: where the weighted onsets recur most sharply (a 15 ms kernel), not the
-    # centroid of the first harmonic, which a gallop or a shuffle pulls off the beat
+    # centroid of the first harmonic, which a gallop or a shuffle pulls off the beat. Each
+    # onset also weighs by the gap after it (an agogic accent: the long note of a shuffle's
+    # long-short or a gallop's long-short-short starts on the beat)
+    events = np.flatnonzero(np.diff(onset_s, prepend=-np.inf) > _SAME_EVENT_S)  # first onset of each event
+    event_of = np.cumsum(np.diff(onset_s, prepend=-np.inf) > _SAME_EVENT_S) - 1
+    gap_after = np.diff(onset_s[events], append=np.inf)
+    agogic = 0.5 + np.clip(gap_after / period, 0.0, 1.0)
+    phase_weights = weights * agogic[event_of]
     phase_grid = np.arange(96) * period / 96
     d = np.mod(onset_s[None, :] - phase_grid[:, None], period)
     d = np.minimum(d, period - d)
-    kernel = (weights[None, :] * np.exp(-0.5 * (d / 0.015) ** 2)).sum(axis=1)
+    kernel = (phase_weights[None, :] * np.exp(-0.5 * (d / 0.015) ** 2)).sum(axis=1)
     phase_s = phase_grid[int(np.argmax(kernel))]
     return float(candidates[best]), float(phase_s % period)
 
