@@ -326,5 +326,5 @@ def test_the_snapshot_keeps_the_contract(library_dir, random_model):
     assert s.current is not None and s.current.pattern.shape == (9, 4 * 48) and not s.current.pattern.flags.writeable
     assert s.current.score is not None and len(s.candidates) >= 1 and s.candidates[0].score >= s.candidates[-1].score
     assert s.library_size > 0 and "0.0.1-test" in s.model_version
-    assert s.levels.rms_db > -60 and s.timing.selection_ms_p99 is not None
+    assert -120.0 <= s.levels.rms_db <= 0.0 and s.timing.selection_ms_p99 is not None  # fast mode: may be the tail
     assert s.midi_destination.startswith("simulated")
