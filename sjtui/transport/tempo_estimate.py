@@ -25,8 +25,8 @@ Method (see ``bench/tempo.py`` for the accuracy on rendered riffs):
    strongest onsets (low band weighted, as riffs put their roots on the
    one); the beat of the first onset gets a head start of half the best
    score (players usually start on the one).
-5. ``alternatives`` lists the half, double (and for triple feels 2/3 and
-   3/2) tempi with their scores relative to the winner; ``confidence`` is
+5. ``alternatives`` lists the half, double, 2/3, 3/2, 3/4 and 4/3 tempi
+   (those inside the search range) with their scores relative to the winner; ``confidence`` is
    the winner's periodicity strength times its margin over the best
    alternative. Ambiguity is reported, not hidden: when an alternative
    scores within ``AMBIGUOUS_RATIO`` of the winner, ``ambiguous`` is True.
@@ -257,7 +257,7 @@ def estimate_tempo(
         return float(tempo_scores(acf, bb, float(meter.beats_per_bar))[0] * _prior(bb)[0])
 
     best_score = score_of(bpm) or float(scores[best])
-    ratios = (0.5, 2.0) + ((2.0 / 3.0, 1.5) if meter.is_compound or meter.numerator == 3 else ())
+    ratios = (0.5, 2.0, 2.0 / 3.0, 1.5, 0.75, 4.0 / 3.0)  # octaves, and the 3:2 / 4:3 levels of dotted riffs
     alternatives = []
     for ratio in ratios:
         alt_bpm = bpm * ratio
