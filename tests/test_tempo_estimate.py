@@ -128,7 +128,7 @@ def test_transport_listens_locks_and_places_onsets_on_the_grid(style, bpm, meter
         features = analyzer.process(captured[start : start + 256])
         if features.onsets.size:
             onsets.append(features.onsets)
-            transport.feed_onsets(features.onsets["sample"], features.onsets["strength"], features.onsets["band"])
+        transport.feed_features(features)
         transport.apply_pending(start + 256)
     snap = transport.snapshot
     assert snap.state.startswith("locked"), snap.message

@@ -29,6 +29,7 @@ from typing import Union
 
 import numpy as np
 
+from sjtui.constants import FRAME_SIZE
 from sjtui.errors import SjtuiError
 from sjtui.meter import FOUR_FOUR, Meter, parse_meter
 from sjtui.transport.midi_clock import MidiClockFollower
@@ -144,6 +145,8 @@ class Transport:
         self._onset_samples: list[np.ndarray] = []
         self._onset_strengths: list[np.ndarray] = []
         self._onset_bands: list[np.ndarray] = []
+        self._flux: list[np.ndarray] = []
+        self._flux_sample: list[np.ndarray] = []
         self._listen_start: float | None = None
         self._now = 0.0
         self.source = "internal"
@@ -224,14 +227,38 @@ class Transport:
         if (last - self._listen_start) / self.sample_rate_hz >= self.listen_s:
             self._estimate_now()
 
+    def feed_features(self, features) -> None:
+        """Give the transport a batch of :class:`sjtui.dsp.analysis.Features` (engine thread).
+
+        Like :meth:`feed_onsets`, and the band flux (summed over bands, at each
+        frame's centre) joins the estimate as an onset-strength envelope, as in
+        :func:`~sjtui.transport.tempo_estimate.estimate_from_features`.
+        """
+        if self.source != "auto" or self.state.startswith("locked"):
+            return
+        if features.n_frames:
+            self._flux.append(np.asarray(features.flux, dtype=np.float64).sum(axis=0))
+            self._flux_sample.append(np.asarray(features.frame_sample, dtype=np.float64) - FRAME_SIZE / 2)
+            if len(self._flux) > 256:  # keep about the last 2 * listen_s of envelope (silence, no lock)
+                flux, at = np.concatenate(self._flux), np.concatenate(self._flux_sample)
+                keep = at >= at[-1] - 2 * self.listen_s * self.sample_rate_hz
+                self._flux, self._flux_sample = [flux[keep]], [at[keep]]
+        onsets = features.onsets
+        if onsets.size:
+            self.feed_onsets(onsets["sample"], onsets["strength"], onsets["band"])
+
     def _estimate_now(self) -> None:
         samples = np.concatenate(self._onset_samples)
+        envelope = np.concatenate(self._flux) if self._flux else None
+        envelope_sample = np.concatenate(self._flux_sample) if self._flux_sample else None
         estimate = estimate_tempo(
             samples,
             np.concatenate(self._onset_strengths),
             self.sample_rate_hz,
             meter=self.tempo_map.meter,
             bands=np.concatenate(self._onset_bands),
+            envelope=envelope,
+            envelope_sample=envelope_sample,
         )
         self.estimate = estimate
         self.confidence = estimate.confidence
@@ -327,6 +354,8 @@ class Transport:
         self._onset_samples.clear()
         self._onset_strengths.clear()
         self._onset_bands.clear()
+        self._flux.clear()
+        self._flux_sample.clear()
         self._listen_start = None
         self.estimate = None
         self.state = "listening"
