@@ -350,3 +350,12 @@ def test_tempo_halving_is_followed():
     assert follower.fitted_bpm == pytest.approx(80.0, abs=0.5)
     assert follower.shifts == 0
     assert follower.tempo_map.sample_to_tick(b[-1]) == pytest.approx(len(a) + len(b) - 1, abs=0.3)
+
+
+def test_sparse_playing_keeps_listening_on_a_sliding_window():
+    transport = Transport(RATE, bpm=100, source="auto", listen_s=4.0)
+    for k in range(12):  # one onset every 3 s: never 6 onsets within the window
+        transport.feed_onsets(np.array([k * 3.0 * RATE]), np.ones(1))
+        snap = transport.apply_pending(k * 3.0 * RATE)
+        assert snap.state == "listening" and snap.bpm == 100
+    assert sum(len(a) for a in transport._onset_samples) <= 3

@@ -224,6 +224,14 @@ class Transport:
         if self._listen_start is None:
             self._listen_start = float(onset_samples[0])
         last = float(onset_samples[-1])
+        if (last - self._listen_start) / self.sample_rate_hz > 2 * self.listen_s:
+            # sparse playing that never gave an estimate: keep listening to the last listen_s only
+            samples = np.concatenate(self._onset_samples)
+            keep = samples >= last - self.listen_s * self.sample_rate_hz
+            self._onset_samples = [samples[keep]]
+            self._onset_strengths = [np.concatenate(self._onset_strengths)[keep]]
+            self._onset_bands = [np.concatenate(self._onset_bands)[keep]]
+            self._listen_start = float(samples[keep][0])
         if (last - self._listen_start) / self.sample_rate_hz >= self.listen_s:
             self._estimate_now()
 
