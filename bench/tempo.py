@@ -59,7 +59,8 @@ def cases(n: int, seed0: int = 1000, only: list[str] | None = None):
 
 
 def rendered(riff, program: str, cache: Path) -> np.ndarray:
-    key = hashlib.sha1(f"{riff.style}-{riff.bpm}-{riff.meter}-{program}-{len(riff.notes)}-{riff.notes[:3]}".encode()).hexdigest()
+    text = f"{riff.style}-{riff.bpm}-{riff.meter}-{program}-{len(riff.notes)}-{riff.notes[:3]}"
+    key = hashlib.sha1(text.encode()).hexdigest()
     path = cache / f"{key}.npy"
     if path.is_file():
         return np.load(path)
@@ -150,7 +151,9 @@ def main(argv=None) -> int:
         s[0] += r["acc1"]
         s[1] += r["acc2"]
         s[2] += 1
-    result["per_style"] = {k: {"acc1": round(a / c, 3), "acc2": round(b / c, 3), "n": c} for k, (a, b, c) in per_style.items()}
+    result["per_style"] = {
+        k: {"acc1": round(a / c, 3), "acc2": round(b / c, 3), "n": c} for k, (a, b, c) in per_style.items()
+    }
     result["failures"] = [
         {k: r[k] for k in ("style", "meter", "program", "bpm", "estimate", "confidence", "ambiguous")}
         for r in rows if not r["acc1"]
@@ -180,7 +183,8 @@ def main(argv=None) -> int:
         print(json.dumps(result, indent=1))
     else:
         print(f"rendered riffs: n={n} acc1={result['acc1']:.3f} acc2={result['acc2']:.3f} "
-              f"(meter unknown: acc1={result['acc1_meter_unknown']:.3f} acc2={result['acc2_meter_unknown']:.3f})")
+              f"(meter unknown: acc1={result['acc1_meter_unknown']:.3f} "
+              f"acc2={result['acc2_meter_unknown']:.3f})")
         if not args.no_peer:
             print(f"librosa peer:   acc1={result['librosa_acc1']:.3f} acc2={result['librosa_acc2']:.3f} "
                   f"({result['speed_ratio_librosa_over_ours']}x our time)")

@@ -44,7 +44,8 @@ def test_rendered_riffs_tempo_and_downbeat(rendered):
         # the riff starts on the one at 0 s: is the downbeat on a bar line within a 16th?
         bar_s = 60.0 / riff.bpm * float(riff.meter.beats_per_bar)
         phase = (estimate.downbeat_sample / RATE / bar_s) % 1.0
-        downbeat_hits.append((label, bool(min(phase, 1 - phase) * bar_s < 60.0 / riff.bpm / 4), round(phase, 3)))
+        on_bar_line = min(phase, 1 - phase) * bar_s < 60.0 / riff.bpm / 4
+        downbeat_hits.append((label, bool(on_bar_line), round(phase, 3)))
         ratios = sorted(round(b / estimate.bpm, 3) for b, _ in estimate.alternatives)
         # half and double are always reported when inside the 36..264 BPM search range
         for ratio in (0.5, 2.0):
@@ -106,7 +107,9 @@ def test_real_recordings_give_defined_estimates(guitar_audio_dir):
             assert estimate.alternatives and 0 <= estimate.confidence <= 1
 
 
-@pytest.mark.parametrize("style, bpm, meter", [("shuffle", 96.0, "4/4"), ("odd78", 131.0, "7/8"), ("straight8", 152.0, "4/4")])
+@pytest.mark.parametrize(
+    "style, bpm, meter", [("shuffle", 96.0, "4/4"), ("odd78", 131.0, "7/8"), ("straight8", 152.0, "4/4")]
+)
 def test_transport_listens_locks_and_places_onsets_on_the_grid(style, bpm, meter):
     """Live path: blocks -> OnlineAnalyzer -> Transport(auto) locks -> onsets on the right steps.
 

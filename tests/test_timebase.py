@@ -94,7 +94,8 @@ def test_meter_changes_fall_on_bar_lines(rate, bpm, change_list):
 
 @pytest.mark.parametrize("rate", RATES)
 @pytest.mark.parametrize(
-    "meter, beats_per_bar, steps_per_bar", [("4/4", 4, 48), ("3/4", 3, 36), ("6/8", 3, 36), ("5/4", 5, 60), ("7/8", 3.5, 42)]
+    "meter, beats_per_bar, steps_per_bar",
+    [("4/4", 4, 48), ("3/4", 3, 36), ("6/8", 3, 36), ("5/4", 5, 60), ("7/8", 3.5, 42)],
 )
 def test_known_values(rate, meter, beats_per_bar, steps_per_bar):
     tempo_map = TempoMap.constant(rate, 120.0, meter)

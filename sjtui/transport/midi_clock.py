@@ -148,7 +148,9 @@ class MidiClockFollower:
         return self.next_tick / MIDI_CLOCK_PPQN
 
     def status(self) -> ClockStatus:
-        return ClockStatus(self.state, self.fitted_bpm, self.held_bpm, self.next_tick, self.epoch, self.message)
+        return ClockStatus(
+            self.state, self.fitted_bpm, self.held_bpm, self.next_tick, self.epoch, self.message
+        )
 
     def set_meter(self, meter: Meter | str) -> None:
         self.meter = parse_meter(meter)
@@ -167,11 +169,15 @@ class MidiClockFollower:
             self._begin(WAITING, "MIDI clock: Start, waiting for the first tick", sample)
         elif status == CONTINUE:
             self._begin(
-                WAITING, f"MIDI clock: Continue from beat {self.stopped_beat:g}, waiting for the first tick", sample
+                WAITING,
+                f"MIDI clock: Continue from beat {self.stopped_beat:g}, waiting for the first tick",
+                sample,
             )
         elif status == STOP:
             self.state = STOPPED
-            self.message = f"MIDI clock: stopped at beat {self.stopped_beat:g}; holding {self.held_bpm:.1f} BPM"
+            self.message = (
+                f"MIDI clock: stopped at beat {self.stopped_beat:g}; holding {self.held_bpm:.1f} BPM"
+            )
         elif status == SONG_POSITION and len(message) >= 3:
             value = (message[1] & 0x7F) | ((message[2] & 0x7F) << 7)
             self.next_tick = value * TICKS_PER_SPP_UNIT
@@ -187,7 +193,8 @@ class MidiClockFollower:
             if waited_s > self.lost_after_s:
                 self.message = (
                     f"MIDI clock: Start/Continue came {waited_s:.1f} s ago but no clock ticks; "
-                    f"holding beat {self.stopped_beat:g} at {self.held_bpm:.1f} BPM (is the sender sending clock?)"
+                    f"holding beat {self.stopped_beat:g} at {self.held_bpm:.1f} BPM "
+                    "(is the sender sending clock?)"
                 )
             return
         if self.state not in (RUNNING, OUT_OF_RANGE) or self.last_tick_sample is None:
@@ -256,7 +263,8 @@ class MidiClockFollower:
             return
         if not self._add_to_fit(position, sample) or self._n < _MIN_FIT_TICKS:
             return
-        bpm = 60.0 * self.sample_rate_hz / (self._fit_slope * MIDI_CLOCK_PPQN) if self._fit_slope > 0 else np.inf
+        slope = self._fit_slope
+        bpm = 60.0 * self.sample_rate_hz / (slope * MIDI_CLOCK_PPQN) if slope > 0 else np.inf
         self.fitted_bpm = float(bpm)
         if not MIN_BPM <= bpm <= MAX_BPM:
             self.state = OUT_OF_RANGE

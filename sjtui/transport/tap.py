@@ -66,5 +66,6 @@ class TapTempo:
         order = (np.arange(self._count - n, self._count)) % size
         intervals_s = np.diff(self._taps[order]) / self.sample_rate_hz
         bpm = float(np.clip(60.0 / float(np.median(intervals_s)), MIN_BPM, MAX_BPM))
-        self.result = TapResult(bpm, self._count, "tempo", f"tapped {bpm:.1f} BPM from {self._count} taps", sample)
+        message = f"tapped {bpm:.1f} BPM from {self._count} taps"
+        self.result = TapResult(bpm, self._count, "tempo", message, sample)
         return self.result

@@ -68,7 +68,8 @@ class TempoEstimate:
     confidence: float  # 0..1
     downbeat_sample: float | None  # a bar line (the first at or after the first onset, minus half a beat)
     beat_phase_sample: float | None  # a beat
-    alternatives: tuple[tuple[float, float], ...] = field(default_factory=tuple)  # (bpm, score relative to best)
+    # (bpm, score relative to the best)
+    alternatives: tuple[tuple[float, float], ...] = field(default_factory=tuple)
     ambiguous: bool = False
     state: str = "too short"  # "locked" | "unsure" | "too short"
     message: str = ""
@@ -77,7 +78,9 @@ class TempoEstimate:
         return {
             "bpm": None if self.bpm is None else round(self.bpm, 2),
             "confidence": round(self.confidence, 3),
-            "downbeat_s": None if self.downbeat_sample is None else round(self.downbeat_sample / sample_rate_hz, 4),
+            "downbeat_s": (
+                None if self.downbeat_sample is None else round(self.downbeat_sample / sample_rate_hz, 4)
+            ),
             "alternatives": [[round(b, 2), round(s, 3)] for b, s in self.alternatives],
             "ambiguous": self.ambiguous,
             "state": self.state,
@@ -110,7 +113,9 @@ def onset_envelope(
     """Onset-strength envelope at ENVELOPE_RATE_HZ, shape (n_frames,), starting at ``start_sample``."""
     hop = sample_rate_hz / ENVELOPE_RATE_HZ
     env = np.zeros(n_frames, dtype=np.float64)
-    weights = np.log1p(np.maximum(strengths, 0.0) / (np.median(strengths[strengths > 0]) + 1e-12)) if len(strengths) else strengths
+    weights = strengths
+    if len(strengths):
+        weights = np.log1p(np.maximum(strengths, 0.0) / (np.median(strengths[strengths > 0]) + 1e-12))
     pos = (onset_samples - start_sample) / hop
     sigma = _PULSE_SIGMA_S * ENVELOPE_RATE_HZ
     offsets = np.arange(-3, 4)
@@ -125,7 +130,8 @@ def onset_envelope(
         e = np.maximum(e - np.median(e), 0.0)
         if e.max() > 0:
             frame_times = start_sample + np.arange(n_frames) * hop
-            e_interp = np.interp(frame_times, np.asarray(envelope_sample, dtype=np.float64), e, left=0.0, right=0.0)
+            at = np.asarray(envelope_sample, dtype=np.float64)
+            e_interp = np.interp(frame_times, at, e, left=0.0, right=0.0)
             scale = env.max() / (e_interp.max() + 1e-12) if env.max() > 0 else 1.0
             env += 0.5 * scale * e_interp
     return env
@@ -220,7 +226,9 @@ def estimate_tempo(
         strengths = np.ones_like(onset_samples)
     good = np.isfinite(onset_samples) & np.isfinite(strengths)
     onset_samples, strengths = onset_samples[good], np.maximum(strengths[good], 0.0)
-    band_index = None if bands is None else np.asarray(bands).ravel()[good] if len(np.asarray(bands).ravel()) == len(good) else None
+    band_index = None
+    if bands is not None and np.asarray(bands).size == good.size:
+        band_index = np.asarray(bands).ravel()[good]
     order = np.argsort(onset_samples, kind="stable")
     onset_samples, strengths = onset_samples[order], strengths[order]
     if band_index is not None:
@@ -238,7 +246,8 @@ def estimate_tempo(
     max_lag = int(np.ceil(60.0 * ENVELOPE_RATE_HZ / MIN_TEMPO_BPM * 2 * float(meter.beats_per_bar) * 1.05))
     acf = _autocorrelation(env, min(max_lag, n_frames - 1))
 
-    bpms = MIN_TEMPO_BPM * 2.0 ** (np.arange(0, int(np.log2(MAX_TEMPO_BPM / MIN_TEMPO_BPM) * 480) + 1) / 480.0)
+    n_candidates = int(np.log2(MAX_TEMPO_BPM / MIN_TEMPO_BPM) * 480) + 1  # 480 per octave
+    bpms = MIN_TEMPO_BPM * 2.0 ** (np.arange(n_candidates) / 480.0)
     raw = tempo_scores(acf, bpms, float(meter.beats_per_bar))
     scores = raw * _prior(bpms)
     best = int(np.argmax(scores))
@@ -278,7 +287,8 @@ def estimate_tempo(
     unit_s = beat_s / units_per_beat
     units_per_bar = int(round(beats_per_bar * units_per_beat))
     first_s = onset_s[0]
-    first_beat = phase_s + np.ceil((first_s - phase_s) / beat_s - 0.5) * beat_s  # beat nearest the first onset
+    # the beat nearest the first onset
+    first_beat = phase_s + np.ceil((first_s - phase_s) / beat_s - 0.5) * beat_s
     downbeat_weights = weights * (1.5 if band_index is None else np.where(band_index == 0, 2.0, 1.0))
     unit_index = (onset_s - first_beat) / unit_s
     rounded = np.rint(unit_index).astype(np.int64)
@@ -295,7 +305,10 @@ def estimate_tempo(
     state = "locked" if confidence >= MIN_CONFIDENCE and not ambiguous else "unsure"
     alt_text = ", ".join(f"{b:.1f} BPM ({s:.2f})" for b, s in alternatives)
     if ambiguous:
-        message = f"{bpm:.1f} BPM, but {alternatives[0][0]:.1f} BPM fits almost as well ({alt_text}); tap or set the tempo to choose"
+        message = (
+            f"{bpm:.1f} BPM, but {alternatives[0][0]:.1f} BPM fits almost as well ({alt_text}); "
+            "tap or set the tempo to choose"
+        )
     elif state == "unsure":
         message = f"{bpm:.1f} BPM with low confidence {confidence:.2f}; keep playing or set the tempo"
     else:
@@ -312,7 +325,9 @@ def estimate_tempo(
     )
 
 
-def estimate_from_features(features, sample_rate_hz: float, meter: Meter | str | None = None) -> TempoEstimate:
+def estimate_from_features(
+    features, sample_rate_hz: float, meter: Meter | str | None = None
+) -> TempoEstimate:
     """:func:`estimate_tempo` on a :class:`sjtui.dsp.analysis.Features` (duck-typed).
 
     Uses ``onsets['sample'|'strength'|'band']`` and the flux summed over

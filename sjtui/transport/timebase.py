@@ -198,7 +198,9 @@ class TempoMap:
         out._start_sample = extend(self._start_sample, segment.start_sample)
         out._start_beat = extend(self._start_beat, segment.start_beat)
         out._start_bar = extend(self._start_bar, segment.start_bar)
-        out._samples_per_beat = extend(self._samples_per_beat, samples_per_beat(segment.bpm, self.sample_rate_hz))
+        out._samples_per_beat = extend(
+            self._samples_per_beat, samples_per_beat(segment.bpm, self.sample_rate_hz)
+        )
         out._beats_per_bar = extend(self._beats_per_bar, float(segment.meter.beats_per_bar))
         return out
 
@@ -220,7 +222,9 @@ class TempoMap:
         meter = parse_meter(meter)
         if anchor_bar is None:
             anchor_bar = float(anchor_beat) / float(meter.beats_per_bar)
-        segment = TempoSegment(float(anchor_sample), float(anchor_beat), float(anchor_bar), check_bpm(bpm), meter)
+        segment = TempoSegment(
+            float(anchor_sample), float(anchor_beat), float(anchor_bar), check_bpm(bpm), meter
+        )
         return cls(sample_rate_hz, (segment,), max_segments)
 
     def relocated(

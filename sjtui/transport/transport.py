@@ -202,7 +202,9 @@ class Transport:
 
     # -- the playing (source auto) ----------------------------------------------------
 
-    def feed_onsets(self, onset_samples: np.ndarray, strengths: np.ndarray, bands: np.ndarray | None = None) -> None:
+    def feed_onsets(
+        self, onset_samples: np.ndarray, strengths: np.ndarray, bands: np.ndarray | None = None
+    ) -> None:
         """Give the transport new onsets (engine thread). Used while listening in ``auto``.
 
         After ``listen_s`` seconds of onsets the tempo is estimated and locked
