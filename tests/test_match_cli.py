@@ -156,3 +156,25 @@ def test_a_damaged_model_falls_back_to_the_shipped_one(capsys, tmp_path, library
     assert json.loads(out)["model"]["trained"] is True
     # the shipped model itself is untouched
     assert {p.name: p.read_bytes() for p in SHIPPED_MODEL_DIR.iterdir() if p.is_file()} == before
+
+
+def test_groove_import_fills_embeddings_with_the_model_in_use(capsys, tmp_path, groove_midi_dir, monkeypatch):
+    monkeypatch.setenv("SJTUI_DATA_DIR", str(tmp_path / "data"))  # no user model there: the shipped one is used
+    folder = tmp_path / "midi"
+    folder.mkdir()
+    for path in sorted((groove_midi_dir / "drummer1" / "session1").glob("*_beat_4-4.mid"))[:3]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    assert main(["grooves", "--data-dir", str(tmp_path / "lib"), "import", str(folder)]) == 0
+    err = capsys.readouterr().err
+    assert "embedded" in err
+    pair = EncoderPair(SHIPPED_MODEL_DIR)
+    with GrooveStore(tmp_path / "lib") as store:
+        ids, vectors = store.embeddings(pair.groove_encoder_id)
+        midi_ids = {r["id"] for r in store.list_rows(source="midi") if r["bars"] <= 4}
+        assert midi_ids and midi_ids <= set(ids.tolist())
+        # the stored vectors are the encoder's output for those grooves
+        some = sorted(midi_ids)[:5]
+        grooves = [store.get(i) for i in some]
+        expected = pair.embed_grooves(grooves, np.stack([g.extra["descriptors"] for g in grooves]))
+        rows = np.searchsorted(ids, some)
+        np.testing.assert_allclose(vectors[rows], expected, atol=1e-6)

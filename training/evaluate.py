@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=Path(__file__).resolve().parents[1] / "models")
     parser.add_argument(
         "--checkpoint", type=Path, default=None,
-        help="torch checkpoint of the same model, for the personalisation check (default: MODEL/../runs/latest/model.pt)",
+        help="torch checkpoint of the same model, for the personalisation check (default: the one its manifest lists)",
     )  # fmt: skip
     parser.add_argument("--no-personalisation", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
@@ -330,8 +330,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     checkpoint = args.checkpoint
     if checkpoint is None:
-        candidate = Path(__file__).resolve().parents[1] / "runs" / "latest" / "model.pt"
-        checkpoint = candidate if candidate.is_file() else None
+        from sjtui.model.manifest import read_manifest, verify_file
+
+        entry = read_manifest(args.model).get("training", {}).get("checkpoint")
+        checkpoint = verify_file(args.model, entry, "model checkpoint") if isinstance(entry, dict) else None
     result = evaluate_model_dir(args.model, checkpoint, args.seed, not args.no_personalisation, args.cache)
     if args.json:
         print(json.dumps(result, indent=2))
