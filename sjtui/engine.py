@@ -349,6 +349,7 @@ class Engine:
         self.last_rating: int | None = None
         self._last_publish = 0.0
         self._patterns: dict[int, np.ndarray] = {}
+        self._last_off: dict[int, int] = {}  # channel * 128 + note -> latest note-off submitted
         self._grooves: dict[int, object] = {}
         self.midi_clock_input = None
         self.notes = list(notes or [])
@@ -759,10 +760,46 @@ class Engine:
 
         parts = [self._bar_events(b, self.plan[b]) for b in range(first_bar, stop_bar) if b in self.plan]
         if parts:
-            events = merge_events(*parts)
+            events = self._no_overlaps(merge_events(*parts))
             self.output.submit(events)
             if self.recorder is not None:
                 self.recorder.add_events(events)
+
+    def _no_overlaps(self, events: np.ndarray) -> np.ndarray:
+        """Every note-on of a note that is still sounding gets a note-off first.
+
+        Bars are rendered one by one, so a note's note-off can fall after the
+        same note's next hit in the following bar (or the next submission):
+        within ``events`` the earlier note-off is moved to the later note-on;
+        against what was submitted before, a note-off is added at the note-on.
+        The receiver then always sees off before the next on of a note.
+        """
+        from sjtui.midi.events import NOTE_OFF, NOTE_ON, empty_events, sort_events
+
+        kind = events["status"] & 0xF0
+        is_on = (kind == NOTE_ON) & (events["data2"] > 0)
+        is_off = (kind == NOTE_OFF) | ((kind == NOTE_ON) & (events["data2"] == 0))
+        key = (events["status"].astype(np.int32) & 0x0F) * 128 + events["data1"]
+        extra = []
+        last_off = self._last_off
+        for k in np.unique(key[is_on]).tolist():
+            ons = np.flatnonzero(is_on & (key == k))
+            offs = np.flatnonzero(is_off & (key == k))
+            on_s = events["sample"][ons]
+            if offs.size == ons.size and ons.size > 1:
+                off_s = events["sample"][offs]
+                order_on, order_off = np.argsort(on_s, kind="stable"), np.argsort(off_s, kind="stable")
+                clipped = np.minimum(off_s[order_off][:-1], on_s[order_on][1:])
+                events["sample"][offs[order_off][:-1]] = clipped
+            first_on = int(on_s.min())
+            if last_off.get(k, -1) > first_on:
+                e = empty_events(1)
+                e["sample"], e["status"], e["data1"], e["size"] = first_on, NOTE_OFF | (k // 128), k % 128, 3
+                extra.append(e)
+            last_off[k] = int(events["sample"][offs].max()) if offs.size else last_off.get(k, -1)
+        if extra:
+            events = np.concatenate([events, *extra])
+        return sort_events(events)
 
     def _resubmit_from(self, bar: int, now: float, upto: int | None = None) -> None:
         """Replace what is queued from ``bar`` on by the plan (after a change of plan or of the tempo map)."""

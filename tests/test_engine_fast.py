@@ -89,7 +89,20 @@ def run_fast(samples, library_dir, model="none", config=None, commands=(), on_re
     while not engine.bar_reports.empty():
         reports.append(engine.bar_reports.get())
     assert engine.error is None
+    assert_never_two_ons(engine.output.pending)
     return engine, reports
+
+
+def assert_never_two_ons(pending):
+    """In send order, a note is never struck again while it sounds (an off always comes first)."""
+    on = set()
+    for sample, _, data in pending:
+        key = (data[0] & 0x0F, data[1])
+        if data[0] & 0xF0 == 0x90 and data[2] > 0:
+            assert key not in on, f"note {key} struck again at {sample} while sounding"
+            on.add(key)
+        elif data[0] & 0xF0 in (0x80, 0x90):
+            on.discard(key)
 
 
 def groove_bars(reports):
