@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sjtui.errors import MeterError
 from sjtui.meter import Meter
@@ -360,3 +362,31 @@ def test_sparse_playing_keeps_listening_on_a_sliding_window():
         snap = transport.apply_pending(k * 3.0 * RATE)
         assert snap.state == "listening" and snap.bpm == 100
     assert sum(len(a) for a in transport._onset_samples) <= 3
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    bpm=st.floats(min_value=20.0, max_value=400.0),
+    rate=st.sampled_from([44100, 48000]),
+    meter=st.sampled_from(["4/4", "3/4", "6/8", "5/4", "7/8"]),
+    jitter_ms=st.floats(min_value=0.0, max_value=1.0),
+    seed=st.integers(0, 2**16),
+)
+def test_clock_property_tempo_and_bar_phase(bpm, rate, meter, jitter_ms, seed):
+    """Any tempo in range, rate and meter: within 0.5 BPM and on the bar lines after 4 beats."""
+    follower = MidiClockFollower(rate, meter=meter)
+    follower.feed([START], 0)
+    rng = np.random.default_rng(seed)
+    tick = 60.0 * rate / (bpm * 24)
+    n = 24 * 6
+    stamps = 777 + tick * np.arange(n) + rng.uniform(-jitter_ms, jitter_ms, n) * rate / 1000
+    for s in stamps:
+        follower.feed([CLOCK], s)
+    assert follower.fitted_bpm == pytest.approx(bpm, abs=0.5)
+    beats_per_bar = float(Meter(*map(int, meter.split("/"))).beats_per_bar)
+    last_bar_line = np.floor((n - 1) / 24 / beats_per_bar) * beats_per_bar  # in beats
+    sample = 777 + last_bar_line * 24 * tick
+    bar = float(follower.tempo_map.sample_to_bar(sample))
+    # within 2 ms of the bar line (or a fiftieth of a beat at fast tempi)
+    tolerance_beats = max(0.002 * rate / (24 * tick), 0.02)
+    assert abs(bar - round(bar)) * beats_per_bar < tolerance_beats

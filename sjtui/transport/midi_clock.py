@@ -15,7 +15,9 @@ of intervals: a jittered tick moves the slope by ``O(1/N^1.5)`` instead of
 tick (a 16th note) it appends a segment whose tempo is the fitted tempo
 corrected so the map would reach the fitted beat position half a beat later
 (a phase-locked loop; each update halves the phase error), so the map never
-jumps.
+jumps. After a Start, Continue or locate the map runs at the held tempo
+until 6 ticks have come; at the 6th it is put on the fitted line once (a
+start-up correction of under a 16th, same ``epoch``).
 
 Defined results for bad clocks:
 
@@ -44,7 +46,9 @@ tempo jump                three ticks in a row off the fitted line on the
 absurd tempo              a fitted tempo outside 20..400 BPM sets state
                           ``out of range`` with the measured value; the map
                           freewheels at the last good tempo until the clock
-                          is back in range
+                          is back in range (within 10 % of the limits a fit
+                          of under a beat of ticks is clipped to the limit
+                          instead: jitter, not an absurd clock)
 a gap in the ticks        the song position is the count of ticks received
   (sender stalled, or     (as the MIDI spec has it); three ticks in a row off
   ticks lost in transit)  the fitted line by the same amount are a shift of
@@ -132,6 +136,7 @@ class MidiClockFollower:
         self._held: list[tuple[int, float, float]] = []  # ticks off the line, not yet in the fit
         self.shifts = 0  # timeline shifts absorbed by the fit (see the module docstring)
         self._relocate_pending = True
+        self._fresh_epoch = False
         self._waiting_since = 0.0
         self._fit_slope = 0.0  # samples per tick
         self._fit_intercept = 0.0
@@ -259,6 +264,7 @@ class MidiClockFollower:
             )
             self._n = 0
             self._held = []
+            self._fresh_epoch = True
         if not in_order:
             return
         if not self._add_to_fit(position, sample) or self._n < _MIN_FIT_TICKS:
@@ -266,6 +272,10 @@ class MidiClockFollower:
         slope = self._fit_slope
         bpm = 60.0 * self.sample_rate_hz / (slope * MIDI_CLOCK_PPQN) if slope > 0 else np.inf
         self.fitted_bpm = float(bpm)
+        if not MIN_BPM <= bpm <= MAX_BPM:
+            young = self._n < MIDI_CLOCK_PPQN and MIN_BPM / 1.1 <= bpm <= MAX_BPM * 1.1
+            if young:  # a fit of a few jittered ticks near the limit: follow at the limit for now
+                bpm = float(np.clip(bpm, MIN_BPM, MAX_BPM))
         if not MIN_BPM <= bpm <= MAX_BPM:
             self.state = OUT_OF_RANGE
             self.message = (
@@ -276,7 +286,16 @@ class MidiClockFollower:
         if self.state == OUT_OF_RANGE:
             self.state = RUNNING
             self.message = f"MIDI clock back in range at {bpm:.1f} BPM"
-        if position % _UPDATE_EVERY_TICKS == 0 or self._n == _MIN_FIT_TICKS:
+        if self._n == _MIN_FIT_TICKS and self._fresh_epoch:
+            # the first fit since the start/locate: the map ran at the held tempo for these few
+            # ticks; put it on the fitted line now (same epoch, a start-up correction)
+            self._fresh_epoch = False
+            fitted_beat = (sample - self._fit_intercept) / self._fit_slope / MIDI_CLOCK_PPQN
+            self.tempo_map = self.tempo_map.relocated(
+                sample, fitted_beat, bar=fitted_beat / float(self.meter.beats_per_bar), bpm=bpm, meter=self.meter
+            )
+            self.held_bpm = bpm
+        elif position % _UPDATE_EVERY_TICKS == 0 or self._n == _MIN_FIT_TICKS:
             self._update_map(position, sample, bpm)
 
     def _add_to_fit(self, position: int, sample: float) -> bool:
