@@ -292,7 +292,11 @@ class MidiClockFollower:
             self._fresh_epoch = False
             fitted_beat = (sample - self._fit_intercept) / self._fit_slope / MIDI_CLOCK_PPQN
             self.tempo_map = self.tempo_map.relocated(
-                sample, fitted_beat, bar=fitted_beat / float(self.meter.beats_per_bar), bpm=bpm, meter=self.meter
+                sample,
+                fitted_beat,
+                bar=fitted_beat / float(self.meter.beats_per_bar),
+                bpm=bpm,
+                meter=self.meter,
             )
             self.held_bpm = bpm
         elif position % _UPDATE_EVERY_TICKS == 0 or self._n == _MIN_FIT_TICKS:
