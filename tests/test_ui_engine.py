@@ -112,7 +112,7 @@ async def wait_for(pilot, condition, timeout_s: float = 20.0) -> None:
 
 
 def text_of(app, widget_type) -> str:
-    return app.query_one(widget_type).render().plain
+    return app.query_one(widget_type).plain()
 
 
 async def test_real_engine_jam_driven_by_keys(jam):

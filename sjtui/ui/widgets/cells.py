@@ -1,6 +1,6 @@
 """Turning grids of steps into terminal cells: column choice, max-pooling, glyphs, styled runs.
 
-Pure functions on numpy arrays and rich Text, shared by the onset grid and
+Pure functions on numpy arrays, shared by the onset grid and
 the drum pattern. Intensity is drawn with the height of a block glyph, so
 it reads the same without colour (NO_COLOR) and on any background.
 """
@@ -8,8 +8,6 @@ it reads the same without colour (NO_COLOR) and on any background.
 from __future__ import annotations
 
 import numpy as np
-from rich.style import Style
-from rich.text import Text
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
 _BLOCK_ARRAY = np.array(list(BLOCKS))
@@ -64,30 +62,3 @@ def level_bar(fraction: float, width: int, marker: float | None = None) -> str:
         elif position > full:
             cells[position] = "┃"
     return "".join(cells)
-
-
-class RunBuilder:
-    """Builds a rich Text from (character, style) pairs, merging runs of the same style."""
-
-    __slots__ = ("text", "_chars", "_style")
-
-    def __init__(self) -> None:
-        self.text = Text(no_wrap=True, overflow="crop", end="")
-        self._chars: list[str] = []
-        self._style: Style | None = None
-
-    def add(self, chars: str, style: Style | None) -> None:
-        if style is not self._style and self._chars:
-            self.text.append("".join(self._chars), self._style)
-            self._chars = []
-        self._style = style
-        self._chars.append(chars)
-
-    def newline(self) -> None:
-        self.add("\n", None)
-
-    def build(self) -> Text:
-        if self._chars:
-            self.text.append("".join(self._chars), self._style)
-            self._chars = []
-        return self.text

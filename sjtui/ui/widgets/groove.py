@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from rich.text import Text
 
 from sjtui.constants import BARS_PER_WINDOW, DRUM_VOICES, STEPS_PER_BEAT
 from sjtui.snapshot import EngineSnapshot, GrooveInfo
-from sjtui.ui.widgets.base import SnapshotView
-from sjtui.ui.widgets.cells import RunBuilder, block_glyphs, columns_per_bar, pool_max
+from sjtui.ui.widgets.base import SnapshotView, StripBuilder
+from sjtui.ui.widgets.cells import block_glyphs, columns_per_bar, pool_max
 
 VOICE_LABELS = {
     "kick": "kick",
@@ -110,15 +109,15 @@ class DrumPattern(SnapshotView):
     def get_content_height(self, container, viewport, width: int) -> int:
         return self._rows(self.snapshot)
 
-    def render(self) -> Text:
+    def draw(self, out: StripBuilder) -> None:
         snapshot = self.snapshot
         groove = snapshot.current
         if groove is None or groove.pattern is None:
-            style = self.get_component_rich_style("drum-pattern--empty")
             text = "no groove yet: sjtui picks one after listening to a few bars"
             if snapshot.state in ("idle", "stopped"):
                 text = "no groove playing: press space to start"
-            return Text(text, style=style, no_wrap=True, overflow="ellipsis")
+            out.add(text, self.style("drum-pattern--empty"))
+            return
         pattern = groove.pattern
         n_steps = pattern.shape[1]
         steps_per_bar = max(n_steps // BARS_PER_WINDOW, 1)
@@ -129,13 +128,12 @@ class DrumPattern(SnapshotView):
         glyphs = block_glyphs(pool_max(pattern[:, : n_cells * cell_steps], n_cells), threshold=1e-3)
         beat_cells = max(columns * STEPS_PER_BEAT // steps_per_bar, 1)
 
-        label = self.get_component_rich_style("drum-pattern--label", partial=True)
-        hit = self.get_component_rich_style("drum-pattern--hit", partial=True)
-        grid = self.get_component_rich_style("drum-pattern--grid", partial=True)
-        playhead = self.get_component_rich_style("drum-pattern--playhead", partial=True)
+        label = self.style("drum-pattern--label")
+        hit = self.style("drum-pattern--hit")
+        grid = self.style("drum-pattern--grid")
+        playhead = self.style("drum-pattern--playhead", partial=True)
         hit_now, grid_now = hit + playhead, grid + playhead
 
-        out = RunBuilder()
         for row, voice in enumerate(self.voices_shown(pattern)):
             if row:
                 out.newline()
@@ -154,13 +152,14 @@ class DrumPattern(SnapshotView):
         ruler = [" "] * (n_cells + BARS_PER_WINDOW - 1)
         ruler[play_cell + play_cell // columns] = "▲"
         out.add(" " * LABEL_WIDTH + "".join(ruler), label)
-        return out.build()
 
 
 class Candidates(SnapshotView):
     """The next candidates with their scores: one line (narrow screens) or a list (wide)."""
 
-    COMPONENT_CLASSES = {"candidates--title", "candidates--next", "candidates--score", "candidates--dim"}
+    COMPONENT_CLASSES = {
+        "candidates--title", "candidates--next", "candidates--score", "candidates--dim", "candidates--plain",
+    }  # fmt: skip
 
     DEFAULT_CSS = """
     Candidates { height: 1; }
@@ -168,6 +167,7 @@ class Candidates(SnapshotView):
     Candidates > .candidates--next { color: $text-accent; text-style: bold; }
     Candidates > .candidates--score { color: $text-primary; }
     Candidates > .candidates--dim { color: $foreground 60%; }
+    Candidates > .candidates--plain { color: $foreground; }
     """
 
     def __init__(self, *, listing: bool = False, id: str | None = None, classes: str | None = None) -> None:
@@ -183,41 +183,42 @@ class Candidates(SnapshotView):
             round(snapshot.transport.bars_to_decision, 0) if nxt is not None else None,
         )
 
-    def render(self) -> Text:
+    def draw(self, out: StripBuilder) -> None:
         snapshot = self.snapshot
-        title = self.get_component_rich_style("candidates--title")
-        nxt_style = self.get_component_rich_style("candidates--next")
-        score = self.get_component_rich_style("candidates--score")
-        dim = self.get_component_rich_style("candidates--dim")
-        text = Text(no_wrap=True, overflow="ellipsis", end="")
+        title = self.style("candidates--title")
+        nxt_style = self.style("candidates--next")
+        score = self.style("candidates--score")
+        dim = self.style("candidates--dim")
+        plain = self.style("candidates--plain")
         candidates = snapshot.candidates
         if not candidates:
-            text.append("next: ", title)
-            text.append("no candidates yet", dim)
-            return text
+            out.add("next: ", title)
+            out.add("no candidates yet", dim)
+            return
         if self.listing:
-            text.append("next candidates" + (" (locked: kept)" if snapshot.locked else ""), title)
+            out.add("next candidates" + (" (locked: kept)" if snapshot.locked else ""), title)
             for rank, groove in enumerate(candidates, 1):
                 chosen = snapshot.next is not None and groove.id == snapshot.next.id
-                text.append(f"\n{'▸' if chosen else ' '}{rank} ", nxt_style if chosen else title)
-                text.append(f"{groove.name}", nxt_style if chosen else None)
-                text.append(f"\n   {groove.style} · {groove.bpm:.0f} BPM · ", dim)
-                text.append(f"{groove.score:.2f}" if groove.score is not None else "-", score)
-            return text
+                out.newline()
+                out.add(f"{'▸' if chosen else ' '}{rank} ", nxt_style if chosen else title)
+                out.add(groove.name, nxt_style if chosen else plain)
+                out.newline()
+                out.add(f"   {groove.style} · {groove.bpm:.0f} BPM · ", dim)
+                out.add(f"{groove.score:.2f}" if groove.score is not None else "-", score)
+            return
         if snapshot.next is not None and not snapshot.locked:
-            text.append("switching to ", title)
-            text.append(snapshot.next.name, nxt_style)
-            text.append(f" ({snapshot.next.score:.2f}) at the next window · then ", dim)
+            out.add("switching to ", title)
+            out.add(snapshot.next.name, nxt_style)
+            out.add(f" ({snapshot.next.score:.2f}) at the next window · then ", dim)
         else:
-            text.append("locked; " if snapshot.locked else "", dim)
-            text.append("next: ", title)
+            out.add("locked; " if snapshot.locked else "", dim)
+            out.add("next: ", title)
         shown = [g for g in candidates if snapshot.next is None or snapshot.locked or g.id != snapshot.next.id]
         for rank, groove in enumerate(shown):
             if rank:
-                text.append(" · ", dim)
-            text.append(f"{groove.style} {_short(groove.name)} ")
-            text.append(f"{groove.score:.2f}" if groove.score is not None else "-", score)
-        return text
+                out.add(" · ", dim)
+            out.add(f"{groove.style} {_short(groove.name)} ", plain)
+            out.add(f"{groove.score:.2f}" if groove.score is not None else "-", score)
 
 
 def _short(name: str) -> str:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from rich.text import Text
 
 from sjtui.snapshot import EngineSnapshot, LogEntry
-from sjtui.ui.widgets.base import SnapshotView
+from sjtui.ui.widgets.base import SnapshotView, StripBuilder
 
 LEVEL_MARKS = {"info": "·", "warning": "⚠", "error": "✖"}
 
@@ -32,7 +31,7 @@ class EventLog(SnapshotView):
         last = snapshot.log[-1] if snapshot.log else None
         return (snapshot.warnings, len(snapshot.log), last, self.size.height, self.size.width)
 
-    def render(self) -> Text:
+    def draw(self, out: StripBuilder) -> None:
         snapshot = self.snapshot
         height = max(self.size.height, 1)
         lines: list[tuple[str, str]] = []
@@ -42,9 +41,7 @@ class EventLog(SnapshotView):
         if room > 0:
             for entry in snapshot.log[-room:]:
                 lines.append((entry_line(entry), f"event-log--{entry.level}" if entry.level in LEVEL_MARKS else "event-log--info"))
-        text = Text(no_wrap=True, overflow="ellipsis", end="")
         for k, (line, style) in enumerate(lines):
             if k:
-                text.append("\n")
-            text.append(line, self.get_component_rich_style(style))
-        return text
+                out.newline()
+            out.add(line, self.style(style))

@@ -8,15 +8,15 @@ business and live here, driven by the time between polls.
 from __future__ import annotations
 
 import numpy as np
-from rich.text import Text
 
 from sjtui.constants import BAND_NAMES
 from sjtui.snapshot import EngineSnapshot
-from sjtui.ui.widgets.base import SnapshotView
+from sjtui.ui.widgets.base import SnapshotView, StripBuilder
 from sjtui.ui.widgets.cells import level_bar
 
 FLOOR_DB = -60.0  # bottom of every meter scale (dBFS)
 CLIP_HOLD_S = 2.0  # a clip warning stays up this long after the last clipped batch
+FALL_REPAINT_S = 0.1  # a falling meter is redrawn at most 10 times a second (rises at once)
 
 
 class Ballistics:
@@ -81,16 +81,19 @@ class _Metered(SnapshotView):
             self.clip_until_s = now_s + CLIP_HOLD_S
         self._now_s = now_s
         resolution = 8 * max(self.size.width, 1)  # eighth-cells: nothing finer can be drawn
-        level = np.round((self.ballistics.level_db - FLOOR_DB) / -FLOOR_DB * resolution)
-        peak = np.round((self.ballistics.peak_db - FLOOR_DB) / -FLOOR_DB * resolution / 8)
-        return (
-            tuple(level.tolist()),
-            tuple(peak.tolist()),
-            now_s < self.clip_until_s,
-            round(float(self.ballistics.peak_db[0]), 0),
-            snapshot.silent,
-            self.size.width,
-        )
+        level = tuple(np.round((self.ballistics.level_db - FLOOR_DB) / -FLOOR_DB * resolution).tolist())
+        peak = tuple(np.round((self.ballistics.peak_db - FLOOR_DB) / -FLOOR_DB * resolution / 8).tolist())
+        key = (level, peak, now_s < self.clip_until_s, round(float(self.ballistics.peak_db[0]), 0), snapshot.silent,
+               self.size.width, self.size.height)  # fmt: skip
+        old = self._view_key
+        if isinstance(old, tuple) and key[2:] == old[2:] and now_s - self._painted_s < FALL_REPAINT_S:
+            # a bar only falling (release) is redrawn at most every FALL_REPAINT_S; a rise shows at once
+            if all(new <= before for new, before in zip(level + peak, old[0] + old[1])):
+                return old
+        self._painted_s = now_s
+        return key
+
+    _painted_s = -1.0
 
 
 class InputMeter(_Metered):
@@ -112,27 +115,20 @@ class InputMeter(_Metered):
     def readings(self, snapshot: EngineSnapshot) -> np.ndarray:
         return np.array([snapshot.levels.peak_db])
 
-    def render(self) -> Text:
-        label = self.get_component_rich_style("input-meter--label")
-        bar_style = self.get_component_rich_style("input-meter--bar")
-        hot = self.get_component_rich_style("input-meter--hot")
-        clip = self.get_component_rich_style("input-meter--clip")
+    def draw(self, out: StripBuilder) -> None:
+        label = self.style("input-meter--label")
         clipping = self._now_s < self.clip_until_s
         level_db, peak_db = float(self.ballistics.level_db[0]), float(self.ballistics.peak_db[0])
         tail = " CLIP! " if clipping else "       "
         figure = f" {peak_db:6.1f} dB pk" if peak_db > FLOOR_DB else "   -inf dB pk"
         width = max(self.size.width - 6 - len(figure) - len(tail) - 1, 4)
         bar = level_bar(fraction(level_db), width, marker=fraction(peak_db))
-        text = Text(no_wrap=True, overflow="crop", end="")
-        text.append("input ", label)
         hot_from = int(fraction(-6.0) * width)  # the last 6 dB of the scale are drawn as hot
-        text.append("▕", label)
-        text.append(bar[:hot_from], bar_style)
-        text.append(bar[hot_from:], hot)
-        text.append("▏", label)
-        text.append(figure, label)
-        text.append(tail, clip if clipping else label)
-        return text
+        out.add("input ▕", label)
+        out.add(bar[:hot_from], self.style("input-meter--bar"))
+        out.add(bar[hot_from:], self.style("input-meter--hot"))
+        out.add("▏" + figure, label)
+        out.add(tail, self.style("input-meter--clip") if clipping else label)
 
 
 class BandMeters(_Metered):
@@ -152,18 +148,16 @@ class BandMeters(_Metered):
     def readings(self, snapshot: EngineSnapshot) -> np.ndarray:
         return np.array(snapshot.levels.band_db)
 
-    def render(self) -> Text:
-        label = self.get_component_rich_style("band-meters--label")
-        bar_style = self.get_component_rich_style("band-meters--bar")
+    def draw(self, out: StripBuilder) -> None:
         from sjtui.ui.widgets.onsets import rows_per_band_for
 
+        label = self.style("band-meters--label")
+        bar_style = self.style("band-meters--bar")
         width = max(self.size.width - 6, 2)
-        text = Text(no_wrap=True, overflow="crop", end="")
         for row, band in enumerate(reversed(range(len(BAND_NAMES)))):
             if row:
-                text.append("\n")
-            text.append("\n" * (rows_per_band_for(self.size.height) - 1))  # the label sits on the band's bottom row
-            text.append(f"{BAND_NAMES[band]:>4} ", label)
-            text.append(level_bar(fraction(float(self.ballistics.level_db[band])), width), bar_style)
-            text.append(" ")
-        return text
+                out.newline()
+            for _ in range(rows_per_band_for(self.size.height) - 1):  # the label sits on the band's bottom row
+                out.newline()
+            out.add(f"{BAND_NAMES[band]:>4} ", label)
+            out.add(level_bar(fraction(float(self.ballistics.level_db[band])), width), bar_style)

@@ -14,12 +14,11 @@ fades where the new one has not drawn).
 from __future__ import annotations
 
 import numpy as np
-from rich.text import Text
 
 from sjtui.constants import BAND_NAMES, BARS_PER_WINDOW, STEPS_PER_BEAT
 from sjtui.snapshot import EngineSnapshot
-from sjtui.ui.widgets.base import SnapshotView
-from sjtui.ui.widgets.cells import RunBuilder, block_glyphs, columns_per_bar, pool_max
+from sjtui.ui.widgets.base import SnapshotView, StripBuilder
+from sjtui.ui.widgets.cells import block_glyphs, columns_per_bar, pool_max
 
 _ROWS = tuple(reversed(range(len(BAND_NAMES))))  # high, mid, low
 
@@ -104,17 +103,18 @@ class OnsetGrid(SnapshotView):
         setattr(self, attribute, array)
         return array
 
-    def render(self) -> Text:
+    def draw(self, out: StripBuilder) -> None:
         snapshot = self.snapshot
         t = snapshot.transport
         current = snapshot.onset_grid
         if current is None:
-            style = self.get_component_rich_style("onset-grid--empty")
             if snapshot.state in ("idle", "stopped"):
                 message = "onsets appear here while you play (space starts the jam)"
             else:
                 message = "listening: play something"
-            return Text("\n" + message, style=style, no_wrap=True, overflow="ellipsis")
+            out.newline()
+            out.add(message, self.style("onset-grid--empty"))
+            return
         steps_per_bar = current.shape[2]
         width = self.size.width
         columns, side_by_side = layout(steps_per_bar, width)
@@ -133,15 +133,14 @@ class OnsetGrid(SnapshotView):
         before_cells = pool_max(previous.reshape(previous.shape[0], -1), n_cells) / scale if previous is not None else None
         rows_per_band = rows_per_band_for(self.size.height)
 
-        hit = self.get_component_rich_style("onset-grid--hit", partial=True)
-        faded = self.get_component_rich_style("onset-grid--faded", partial=True)
-        grid = self.get_component_rich_style("onset-grid--grid", partial=True)
-        playhead = self.get_component_rich_style("onset-grid--playhead", partial=True)
-        ruler = self.get_component_rich_style("onset-grid--ruler", partial=True)
+        hit = self.style("onset-grid--hit")
+        faded = self.style("onset-grid--faded")
+        grid = self.style("onset-grid--grid")
+        playhead = self.style("onset-grid--playhead", partial=True)
+        ruler = self.style("onset-grid--ruler")
         hit_at_playhead, faded_at_playhead, grid_at_playhead = hit + playhead, faded + playhead, grid + playhead
         beat_cells = max(columns * STEPS_PER_BEAT // steps_per_bar, 1)
 
-        out = RunBuilder()
         for row_number, (band, part) in enumerate((b, p) for b in _ROWS for p in reversed(range(rows_per_band))):
             if row_number:
                 out.newline()
@@ -168,11 +167,10 @@ class OnsetGrid(SnapshotView):
             out.add(self._ruler(first_bar - BARS_PER_WINDOW, columns, None), ruler)
             out.add("   ", ruler)
         out.add(self._ruler(first_bar, columns, play_cell), ruler)
-        return out.build()
 
     @staticmethod
     def _draw_window(
-        out: RunBuilder, glyphs, band, play_cell, columns, beat_cells, hit, hit_at_playhead, grid, grid_at_playhead,
+        out: StripBuilder, glyphs, band, play_cell, columns, beat_cells, hit, hit_at_playhead, grid, grid_at_playhead,
         *, faded_after=None, faded=None, faded_at_playhead=None, dots: bool = True,
     ) -> None:  # fmt: skip
         """One band row of one window; cells after ``play_cell`` come from ``faded_after`` if given."""

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from rich.text import Text
 
 from sjtui.snapshot import EngineSnapshot
-from sjtui.ui.widgets.base import SnapshotView
+from sjtui.ui.widgets.base import SnapshotView, StripBuilder
 
 STATE_LABELS = {
     "idle": "■ IDLE",
@@ -41,7 +40,7 @@ def decision_text(snapshot: EngineSnapshot) -> str:
         return ""
     if snapshot.locked:
         return "LOCKED"
-    return f"next pick {t.bars_to_decision:.1f} bars {t.seconds_to_decision:.1f}s"
+    return f"next pick {t.bars_to_decision:.1f} bars ({t.seconds_to_decision:.0f} s)"
 
 
 class TransportBar(SnapshotView):
@@ -55,6 +54,7 @@ class TransportBar(SnapshotView):
         "transport-bar--locked",
         "transport-bar--alert",
         "transport-bar--rec",
+        "transport-bar--plain",
     }
 
     DEFAULT_CSS = """
@@ -66,6 +66,7 @@ class TransportBar(SnapshotView):
     TransportBar > .transport-bar--locked { color: $warning; text-style: bold reverse; }
     TransportBar > .transport-bar--alert { color: $error; text-style: bold; }
     TransportBar > .transport-bar--rec { color: $error; text-style: bold; }
+    TransportBar > .transport-bar--plain { color: $foreground; }
     """
 
     def view_key(self, snapshot: EngineSnapshot, now_s: float):
@@ -88,10 +89,10 @@ class TransportBar(SnapshotView):
             self.size.width,
         )
 
-    def render(self) -> Text:
+    def draw(self, out: StripBuilder) -> None:
         snapshot = self.snapshot
         t = snapshot.transport
-        style = self.get_component_rich_style
+        style = self.style
         dim = style("transport-bar--dim")
         alert = style("transport-bar--alert")
         width = self.content_size.width or self.size.width
@@ -130,16 +131,15 @@ class TransportBar(SnapshotView):
         if snapshot.library_size:
             second.append((8, [(f"· {snapshot.library_size:,} grooves", dim)], " "))
 
-        text = Text(no_wrap=True, overflow="ellipsis", end="")
+        plain = style("transport-bar--plain")
         for k, parts in enumerate((first, second)):
             if k:
-                text.append("\n")
+                out.newline()
             for n, part in enumerate(fit_parts(parts, width)):
                 if n:
-                    text.append(separator(part), dim)
+                    out.add(separator(part), dim)
                 for segment, segment_style in part[1]:
-                    text.append(segment, segment_style)
-        return text
+                    out.add(segment, segment_style or plain)
 
 
 def shorten(text: str, max_length: int) -> str:

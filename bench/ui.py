@@ -1,0 +1,379 @@
+"""The jam screen's costs: CPU while jamming, time to the first frame, memory with the GMD library.
+
+Figures (each with the peer it is compared with, measured in the same run):
+
+- ``cpu``: the UI polling a fake engine that publishes realistic snapshots
+  at 60 Hz (a riff at 124 BPM, grooves switching), for ``--seconds``:
+  * headless, in this process, at 80×24 and 120×40: CPU time of the main
+    thread (Textual's event loop: polling, widgets, compositing) as % of
+    one core; the whole process; and the peer, the fake engine's publisher
+    thread alone (what the engine side costs, not the UI);
+  * in a real terminal (tmux) at 80×24 and 120×40: CPU of the whole
+    ``python -m sjtui.ui.demo_fake`` process (UI + fake publisher + the
+    thread writing escape codes) from /proc, as % of one core.
+  Target: the UI at most 10% of one core.
+- ``startup``: from launching the program in tmux to the first drawn frame
+  (the transport line on screen), median of ``--repeats``: the UI over the
+  fake engine, and ``sjtui jam`` with the real engine on a file input
+  (private JACK dummy server); peer: the bare interpreter start
+  (``python -c pass``) measured the same way. Also: seconds to import
+  ``sjtui.ui.app`` and whether torch got imported. Target: at most 2 s.
+- ``memory``: resident memory (VmRSS, VmHWM) of ``sjtui jam`` running with
+  the whole Groove MIDI Dataset imported into its library (built in a
+  temporary folder from ../shared/datasets/groove-midi); peer: the same jam
+  with the built-in grooves only. Target: under 300 MB.
+- ``engine_timing``: the real engine's own timing figures (note error p50/p99,
+  selection p99) on JACK without the UI and with the UI polling at 30 Hz in
+  the same process.
+
+    .venv/bin/python bench/ui.py                 # text
+    .venv/bin/python bench/ui.py --json
+    .venv/bin/python bench/ui.py --seconds 5     # quicker, noisier
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+PYTHON = sys.executable
+SJTUI = str(Path(sys.executable).with_name("sjtui"))
+SIZES = ((80, 24), (120, 40))
+
+
+def shared_dir() -> Path:
+    shared = os.environ.get("SJTUI_SHARED")
+    return Path(shared) if shared else REPO.parent / "shared"
+
+
+RECORDING = shared_dir() / "datasets" / "guitar-audio" / "berklee_guitar_riff_cutup1.wav"
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def proc_cpu_s(pid: int) -> float:
+    """utime + stime of a process (all its threads), seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def proc_memory_mb(pid: int) -> dict:
+    status = Path(f"/proc/{pid}/status").read_text()
+    out = {}
+    for line in status.splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0]) / 1024
+    return out
+
+
+class Tmux:
+    """A detached session on a private tmux server running ``command`` (exec'd: the pane's pid is it)."""
+
+    def __init__(self, command: str, width: int, height: int, env: dict | None = None):
+        self.socket = f"sjtui-bench-{os.getpid()}-{time.monotonic_ns()}"
+        exports = " ".join(f"{k}={v}" for k, v in (env or {}).items())
+        shell = f"cd {REPO} && exec env -u COLUMNS -u LINES {exports} {command}"
+        self.started = time.perf_counter()
+        self._tmux("new-session", "-d", "-s", "b", "-x", str(width), "-y", str(height), shell)
+        self.pid = int(self._tmux("display-message", "-p", "-t", "b", "#{pane_pid}").strip())
+
+    def _tmux(self, *args) -> str:
+        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=10).stdout
+
+    def screen(self) -> str:
+        return self._tmux("capture-pane", "-p", "-t", "b")
+
+    def wait_for(self, text: str, timeout_s: float = 30.0, poll_s: float = 0.01) -> float:
+        """Seconds from the session's start until ``text`` is on screen."""
+        deadline = time.perf_counter() + timeout_s
+        while time.perf_counter() < deadline:
+            if text in self.screen():
+                return time.perf_counter() - self.started
+            time.sleep(poll_s)
+        raise RuntimeError(f"{text!r} did not appear within {timeout_s} s; screen:\n{self.screen()}")
+
+    def keys(self, *keys) -> None:
+        self._tmux("send-keys", "-t", "b", *keys)
+
+    def close(self) -> None:
+        self._tmux("kill-server")
+
+
+class JackServer:
+    """A private JACK dummy server (48 kHz / 256) for the real-engine figures; stopped by its pid."""
+
+    def __init__(self):
+        self.name = f"sjtui-bench-ui-{os.getpid()}"
+        self.proc = subprocess.Popen(
+            ["jackd", "-n", self.name, "-d", "dummy", "-r", "48000", "-p", "256"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        subprocess.run(["jack_wait", "-s", self.name, "-w", "-t", "10"], check=True, capture_output=True)
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+# --- cpu ----------------------------------------------------------------------------------------
+
+
+def cpu_headless(size: tuple[int, int], seconds: float, publish_hz: float) -> dict:
+    """The app over a publishing fake engine, headless in this process; CPU per thread over ``seconds``."""
+    from sjtui.ui.app import JamApp
+    from sjtui.ui.fake import FakeEngine
+
+    engine = FakeEngine("jamming", publish_hz=publish_hz)
+    marks: dict = {}
+
+    class BenchApp(JamApp):
+        def on_mount(self) -> None:  # Textual calls JamApp.on_mount too (handlers run along the MRO)
+            self.set_timer(1.0, self._begin)  # skip start-up
+
+        def _begin(self) -> None:
+            marks["begin"] = (time.perf_counter(), time.process_time(), time.thread_time(), engine.publisher_cpu_s,
+                              self.polls, sum(v.repaints for v in self._views))  # fmt: skip
+            self.set_timer(seconds, self._end)
+
+        def _end(self) -> None:
+            marks["end"] = (time.perf_counter(), time.process_time(), time.thread_time(), engine.publisher_cpu_s,
+                            self.polls, sum(v.repaints for v in self._views))  # fmt: skip
+            self.exit()
+
+    app = BenchApp(engine)
+    app.run(headless=True, size=size)
+    engine.close()
+    (w0, p0, m0, e0, n0, r0), (w1, p1, m1, e1, n1, r1) = marks["begin"], marks["end"]
+    wall = w1 - w0
+    return {
+        "size": f"{size[0]}x{size[1]}",
+        "seconds": round(wall, 2),
+        "ui_main_thread_pct": round(100 * (m1 - m0) / wall, 2),
+        "whole_process_pct": round(100 * (p1 - p0) / wall, 2),
+        "peer_fake_engine_publisher_pct": round(100 * (e1 - e0) / wall, 2),
+        "polls_per_s": round((n1 - n0) / wall, 1),
+        "widget_repaints_per_s": round((r1 - r0) / wall, 1),
+    }
+
+
+def cpu_terminal(size: tuple[int, int], seconds: float, publish_hz: float) -> dict:
+    """The demo in a real terminal (tmux): whole-process CPU from /proc over ``seconds``."""
+    term = Tmux(f"{PYTHON} -m sjtui.ui.demo_fake jamming --publish-hz {publish_hz}", *size, env={"TERM": "xterm-256color"})
+    try:
+        term.wait_for("BPM")
+        time.sleep(1.0)
+        t0, c0 = time.perf_counter(), proc_cpu_s(term.pid)
+        time.sleep(seconds)
+        t1, c1 = time.perf_counter(), proc_cpu_s(term.pid)
+        memory = proc_memory_mb(term.pid)
+        term.keys("q")
+    finally:
+        time.sleep(0.5)
+        term.close()
+    return {
+        "size": f"{size[0]}x{size[1]}",
+        "seconds": round(t1 - t0, 2),
+        "whole_process_pct": round(100 * (c1 - c0) / (t1 - t0), 2),
+        "rss_mb": round(memory.get("VmRSS", 0.0), 1),
+    }
+
+
+# --- startup ------------------------------------------------------------------------------------
+
+
+def startup(repeats: int, jack: JackServer | None, library_dir: Path) -> dict:
+    out: dict = {}
+    env = {"TERM": "xterm-256color"}
+    times = []
+    for _ in range(repeats):
+        term = Tmux(f"sh -c 'echo READY; sleep 5'", 100, 30)  # peer: a shell printing one line
+        try:
+            times.append(term.wait_for("READY"))
+        finally:
+            term.close()
+    out["peer_shell_echo_s"] = round(statistics.median(times), 3)
+    times = []
+    for _ in range(repeats):
+        term = Tmux(f"{PYTHON} -c 'print(\"READY\"); import time; time.sleep(5)'", 100, 30)
+        try:
+            times.append(term.wait_for("READY"))
+        finally:
+            term.close()
+    out["peer_python_print_s"] = round(statistics.median(times), 3)
+    times = []
+    for _ in range(repeats):
+        term = Tmux(f"{PYTHON} -m sjtui.ui.demo_fake jamming", 100, 30, env=env)
+        try:
+            times.append(term.wait_for("BPM"))
+            term.keys("q")
+            time.sleep(0.3)
+        finally:
+            term.close()
+    out["ui_fake_engine_first_frame_s"] = round(statistics.median(times), 3)
+    if jack is not None:
+        times = []
+        for _ in range(repeats):
+            jam_env = dict(env, JACK_DEFAULT_SERVER=jack.name, SJTUI_DATA_DIR=str(library_dir / "data"))
+            term = Tmux(f"{SJTUI} jam --input {RECORDING} --loop --library {library_dir} --model none", 100, 30, env=jam_env)
+            try:
+                times.append(term.wait_for("BPM"))
+                term.keys("q")
+                time.sleep(0.5)
+            finally:
+                term.close()
+        out["sjtui_jam_first_frame_s"] = round(statistics.median(times), 3)
+    probe = subprocess.run(
+        [PYTHON, "-c", "import sys, time; t = time.perf_counter(); import sjtui.ui.app; "
+         "print(time.perf_counter() - t, 'torch' in sys.modules, 'textual' in sys.modules)"],
+        capture_output=True, text=True, cwd=REPO, check=True,
+    )  # fmt: skip
+    seconds, torch, _ = probe.stdout.split()
+    out["import_sjtui_ui_app_s"] = round(float(seconds), 3)
+    out["torch_imported"] = torch == "True"
+    return out
+
+
+# --- memory -------------------------------------------------------------------------------------
+
+
+def build_gmd_store(folder: Path) -> int:
+    from sjtui.grooves.gmd import import_gmd
+    from sjtui.grooves.store import GrooveStore
+
+    store = GrooveStore(folder)
+    try:
+        import_gmd(store, shared_dir() / "datasets" / "groove-midi")
+        return store.count()
+    finally:
+        store.close()
+
+
+def jam_memory(jack: JackServer, library_dir: Path, settle_s: float) -> dict:
+    env = {"TERM": "xterm-256color", "JACK_DEFAULT_SERVER": jack.name, "SJTUI_DATA_DIR": str(library_dir / "data")}
+    term = Tmux(f"{SJTUI} jam --input {RECORDING} --loop --library {library_dir} --model none", 100, 30, env=env)
+    try:
+        term.wait_for("kick", timeout_s=60)
+        time.sleep(settle_s)
+        memory = proc_memory_mb(term.pid)
+        screen = term.screen()
+        term.keys("q")
+        time.sleep(0.5)
+    finally:
+        term.close()
+    groove_count = next((line for line in screen.splitlines() if "grooves" in line), "")
+    return {"rss_mb": round(memory["VmRSS"], 1), "hwm_mb": round(memory["VmHWM"], 1), "screen_line": groove_count.strip()}
+
+
+# --- the real engine's timing with and without the UI ------------------------------------------------
+
+
+def engine_timing(jack: JackServer, library_dir: Path, seconds: float) -> dict:
+    """Engine timing stats after ``seconds`` of jamming: without the UI, then with the UI polling (same process)."""
+    os.environ["JACK_DEFAULT_SERVER"] = jack.name
+    os.environ["SJTUI_DATA_DIR"] = str(library_dir / "data")
+    from sjtui.engine import EngineOptions, create_engine
+    from sjtui.ui.app import JamApp
+
+    def run(with_ui: bool) -> dict:
+        options = EngineOptions(input=str(RECORDING), loop=True, library=str(library_dir), model="none",
+                                midi_backend="jack", state_file=False)  # fmt: skip
+        engine = create_engine(options)
+        engine.start()
+        try:
+            if with_ui:
+
+                class TimedApp(JamApp):
+                    def on_mount(self) -> None:  # JamApp.on_mount runs as well
+                        self.set_timer(seconds, self.exit)
+
+                TimedApp(engine).run(headless=True, size=(100, 30))
+            else:
+                stop = threading.Event()
+                stop.wait(seconds)
+            timing = engine.snapshot().timing
+        finally:
+            engine.close()
+        return {
+            "note_error_ms_p50": timing.note_error_ms_p50,
+            "note_error_ms_p99": timing.note_error_ms_p99,
+            "selection_ms_p99": timing.selection_ms_p99,
+            "xruns": timing.xruns,
+            "input_overflows": timing.input_overflows,
+        }
+
+    return {"without_ui": run(False), "with_ui_30hz": run(True)}
+
+
+# --- main ---------------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of each CPU measurement")
+    parser.add_argument("--publish-hz", type=float, default=60.0, help="snapshots per second from the fake engine")
+    parser.add_argument("--repeats", type=int, default=3, help="start-up runs (median)")
+    parser.add_argument("--no-real", action="store_true", help="skip what needs jackd (real engine, memory)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if shutil.which("tmux") is None:
+        print("bench/ui.py needs tmux (make test installs it)", file=sys.stderr)
+        return 2
+
+    result: dict = {"cpu_headless": [], "cpu_terminal": []}
+    for size in SIZES:
+        result["cpu_headless"].append(cpu_headless(size, args.seconds, args.publish_hz))
+    for size in SIZES:
+        result["cpu_terminal"].append(cpu_terminal(size, args.seconds, args.publish_hz))
+
+    jack = None if args.no_real or shutil.which("jackd") is None else JackServer()
+    try:
+        with tempfile.TemporaryDirectory(prefix="sjtui-bench-ui-") as tmp:
+            builtin_dir = Path(tmp) / "builtin"
+            builtin_dir.mkdir()
+            result["startup"] = startup(args.repeats, jack, builtin_dir)
+            if jack is not None:
+                gmd_dir = Path(tmp) / "gmd"
+                gmd_dir.mkdir()
+                start = time.perf_counter()
+                n = build_gmd_store(gmd_dir)
+                result["memory"] = {
+                    "gmd_grooves": n,
+                    "gmd_import_s": round(time.perf_counter() - start, 1),
+                    "jam_with_gmd_library": jam_memory(jack, gmd_dir, settle_s=5.0),
+                    "peer_jam_with_builtin_library": jam_memory(jack, builtin_dir, settle_s=5.0),
+                }
+                result["engine_timing"] = engine_timing(jack, builtin_dir, seconds=min(args.seconds, 15.0))
+    finally:
+        if jack is not None:
+            jack.close()
+
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for section, value in result.items():
+            print(f"{section}:")
+            for row in value if isinstance(value, list) else [value]:
+                print("  " + json.dumps(row))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
