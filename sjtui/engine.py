@@ -350,6 +350,7 @@ class Engine:
         self._last_publish = 0.0
         self._patterns: dict[int, np.ndarray] = {}
         self._last_off: dict[int, int] = {}  # channel * 128 + note -> latest note-off submitted
+        self._anchors_seen, self._anchors_seen_at = 0, time.monotonic()
         self._grooves: dict[int, object] = {}
         self.midi_clock_input = None
         self.notes = list(notes or [])
@@ -407,10 +408,7 @@ class Engine:
                 self._log("warning", f"the input ({self.input_name}) delivers no audio")
             self._clock_refit_at = 0.0
             self._refit_clock()
-            backend = getattr(self.output, "backend", None)
-            if backend is not None and not backend.timed and hasattr(backend, "frame_offset"):
-                frames_now = backend.now_sample() + backend.frame_offset
-                backend.frame_offset = int(round(frames_now - self.now_sample()))
+            self._tie_output_clock(self.output)
         self.output.start()
         for warning in list(getattr(self.output, "warnings", ())):
             self._log("info", warning)
@@ -967,11 +965,10 @@ class Engine:
                 self._stop_recording()
         elif isinstance(command, snap.ChooseMidiClockInput):
             self._choose_clock_input(command.port)
-        elif isinstance(command, (snap.ChooseMidiOutput, snap.ChooseInput)):
-            raise EngineError(
-                f"{type(command).__name__}: changing the device while jamming is not supported yet; "
-                "restart with --midi-out / --input"
-            )
+        elif isinstance(command, snap.ChooseMidiOutput):
+            self._choose_output(command.port, now)
+        elif isinstance(command, snap.ChooseInput):
+            self._choose_input(command.device, now)
         else:
             raise EngineError(f"unknown command {command!r}")
 
@@ -1012,6 +1009,86 @@ class Engine:
         self.plan[bar] = BarPlan("fill", fill, self._groove(fill).bars - 1, None, False, p.window_start, p.dynamics)
         self._resubmit_from(bar, now)
         self._log("info", f"fill {self.library.names[fill]} at bar {bar}")
+
+    # -- device changes ------------------------------------------------------------------------------
+
+    def _tie_output_clock(self, output) -> None:
+        """A buffered backend's frame clock is tied to the input timeline by its frame_offset."""
+        backend = getattr(output, "backend", None)
+        if backend is not None and not backend.timed and hasattr(backend, "frame_offset"):
+            frames_now = backend.now_sample() + backend.frame_offset
+            backend.frame_offset = int(round(frames_now - self.now_sample()))
+
+    def _reopen_output(self, now: float, options: EngineOptions) -> None:
+        """Open the output ``options`` name, then close the old one (all notes off) and re-queue the plan."""
+        if self.simulated:
+            raise EngineError("fast mode has no MIDI output to change")
+        new, name, rate = open_output(options, self.sample_rate_hz, self.now_sample)
+        if rate != self.sample_rate_hz:
+            new.close()
+            raise EngineError(f"{name} runs at {rate} Hz but the jam runs at {self.sample_rate_hz} Hz; restart with it")
+        old = self.output
+        try:
+            old.close()
+        except Exception as error:  # noqa: BLE001 - the new output takes over anyway
+            self._log("warning", f"closing the previous output: {error}")
+        self._tie_output_clock(new)
+        new.start()
+        self.output, self.output_name, self.options = new, name, options
+        self._last_off = {}
+        if self.state in ("playing", "count-in") and self.plan:
+            bar = self._next_bar_line(now)
+            self._submit_bars(bar, max(self.plan) + 1)
+            if options.clock_out and self.clock_running:
+                tm = self.transport.tempo_map
+                tick = int(round((float(tm.bar_to_beat(bar)) - self.clock_beat0) * 24))
+                self.output.clock_start(self._shifted_clock_map(), tick)
+
+    def _choose_output(self, port: str | None, now: float) -> None:
+        from dataclasses import replace as dc_replace
+
+        if port is None:
+            options = dc_replace(self.options, synth=True, midi_out=None)
+        elif port == "sjtui":
+            options = dc_replace(self.options, synth=False, midi_out=None)
+        else:
+            options = dc_replace(self.options, synth=False, midi_out=port)
+        self._reopen_output(now, options)
+        self._log("info", f"drums now go to {self.output_name}")
+
+    def _choose_input(self, device: str, now: float) -> None:
+        """Another input into the same ring (the sample index goes on); the output is re-tied to it."""
+        if self.simulated:
+            raise EngineError("fast mode plays its file; restart to change the input")
+        old = self.source
+        old.stop()
+        switch_index = self.ring.write_index
+        try:
+            if _is_file(device):
+                from sjtui.audio.file_source import FileSource
+
+                source = FileSource(self.ring, device, sample_rate_hz=self.sample_rate_hz, block_size=self.options.block_size, loop=True)
+                name = f"file {Path(device).name} (looping)"
+            else:
+                from sjtui.audio.device import DeviceInput
+
+                source = DeviceInput(int(device) if device.isdigit() else device, 1, self.sample_rate_hz, self.options.block_size, self.ring)
+                name = f"{source.device.name} input 1"
+            source.start()
+        except BaseException:
+            old.start()
+            raise
+        self.source, self.input_name = source, name
+        self.sample_clock.reset()
+        self.sample_clock._last_anchor_sample = switch_index - 1  # fit only the new device's anchors
+        count = self.ring.anchor_count
+        deadline = time.monotonic() + 1.0
+        while self.ring.anchor_count < count + 4 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        self._clock_refit_at = 0.0
+        self._refit_clock()
+        self._reopen_output(self.now_sample(), self.options)
+        self._log("info", f"listening to {name}")
 
     def _choose_clock_input(self, port: str | None) -> None:
         from sjtui.transport.midi_clock import RtMidiClockInput
@@ -1223,6 +1300,12 @@ class Engine:
             warnings.append(f"MIDI output stopped: {self.output.error}")
         if timing.input_overflows:
             warnings.append(f"input overflows: {timing.input_overflows}")
+        if not self.simulated:
+            count = self.ring.anchor_count
+            if count != self._anchors_seen:
+                self._anchors_seen, self._anchors_seen_at = count, t
+            elif t - self._anchors_seen_at > 1.0 and not getattr(self.source, "finished", threading.Event()).is_set():
+                warnings.append(f"input device gone? {self.input_name} has delivered no audio for {t - self._anchors_seen_at:.0f} s")
         grid = None
         if self.onset_grid is not None:
             grid = self.onset_grid.copy()

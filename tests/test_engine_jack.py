@@ -309,3 +309,49 @@ def test_a_midi_port_that_vanishes_is_reported_and_the_jam_goes_on(jack_server, 
         assert engine.error is None and engine.output.error is None
     finally:
         engine.close()
+
+
+def test_changing_the_midi_output_and_the_input_while_jamming(capture, library_dir, guitar_audio_dir):  # noqa: F811
+    from sjtui import snapshot as snap
+
+    other = MidiCapture("sjtui-test-other")
+    engine = create_engine(
+        EngineOptions(
+            input=str(guitar_audio_dir / RECORDING), loop=True, midi_out=capture.port_name, midi_backend="jack",
+            bpm=120.0, model="none", library=str(library_dir), state_file=False,
+        )
+    )  # fmt: skip
+
+    def bars(n, timeout_s=20.0):
+        got = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and len([r for r in got if r["groove"]]) < n:
+            try:
+                got.append(engine.bar_reports.get(timeout=0.1))
+            except Exception:
+                pass
+            assert engine.error is None
+        assert len([r for r in got if r["groove"]]) >= n, got
+        return got
+
+    try:
+        engine.start()
+        bars(2)
+        engine.send(snap.ChooseMidiOutput(other.port_name))
+        bars(2)
+        first = capture.take()
+        assert any(d[0] == 0x99 and d[2] > 0 for _, d in first)
+        assert sounding_after(first) == set() and any(d[:2] == bytes([0xB9, 123]) for _, d in first)
+        second = other.take()
+        assert any(d[0] == 0x99 and d[2] > 0 for _, d in second), "the new port gets the drums"
+        assert engine.snapshot().midi_destination == other.port_name
+        engine.send(snap.ChooseInput(str(guitar_audio_dir / "berklee_guitar_riff_cutup4.wav")))
+        bars(2)
+        assert "berklee_guitar_riff_cutup4" in engine.snapshot().input_name
+        assert any(d[0] == 0x99 and d[2] > 0 for _, d in other.take())
+    finally:
+        engine.close()
+        time.sleep(0.1)
+        rest = other.take()
+        other.close()
+    assert sounding_after(second + rest) == set()
