@@ -265,14 +265,19 @@ def estimate_tempo(
         bb = np.array([b])
         return float(tempo_scores(acf, bb, float(meter.beats_per_bar))[0] * _prior(bb)[0])
 
-    best_score = score_of(bpm) or float(scores[best])
     ratios = (0.5, 2.0, 2.0 / 3.0, 1.5, 0.75, 4.0 / 3.0)  # octaves, and the 3:2 / 4:3 levels of dotted riffs
-    alternatives = []
-    for ratio in ratios:
-        alt_bpm = bpm * ratio
-        if MIN_TEMPO_BPM * 0.9 <= alt_bpm <= MAX_TEMPO_BPM * 1.1:
-            alternatives.append((alt_bpm, score_of(alt_bpm) / best_score))
-    alternatives.sort(key=lambda a: -a[1])
+
+    def alternatives_of(b: float) -> list[tuple[float, float]]:
+        level = max(score_of(b), float(scores[best]))
+        in_range = [r for r in ratios if MIN_TEMPO_BPM * 0.9 <= b * r <= MAX_TEMPO_BPM * 1.1]
+        out = [(b * r, score_of(b * r) / level) for r in in_range]
+        return sorted(out, key=lambda a: -a[1])
+
+    alternatives = alternatives_of(bpm)
+    if alternatives and alternatives[0][1] > 1.0:
+        # the refinement moved off the comb's peak and a related tempo now scores higher: take it
+        bpm, phase_s = _refine(onset_s, weights, alternatives[0][0])
+        alternatives = alternatives_of(bpm)
     strength = float(np.clip(raw[best] / 2.5, 0.0, 1.0))  # raw is at most 1 + .5 + .5 + .25 + .25
     top_alt = alternatives[0][1] if alternatives else 0.0
     margin = float(np.clip(1.0 - top_alt, 0.0, 1.0))
