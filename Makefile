@@ -16,7 +16,9 @@ test: setup
 
 # Without a sound card (no /dev/snd) and no JACK server running, the demo starts a private
 # JACK dummy server for itself (as the tests do) so PortAudio has an output device, and stops it after.
-DEMO_JACK := sjtui-demo-$$$$
+# A fixed name: JACK keeps 8 server slots per user and frees a dead server's slot only when a server
+# of the same name starts again, so a demo that was killed does not leak a slot for good.
+DEMO_JACK := sjtui-demo
 demo: setup
 	@if [ -e /dev/snd ] || jack_wait -c 2>/dev/null | grep -q "^running" || [ -n "$$JACK_DEFAULT_SERVER" ]; then \
 	  $(BIN)/sjtui demo $(DEMO_ARGS); \

@@ -355,3 +355,38 @@ def test_changing_the_midi_output_and_the_input_while_jamming(capture, library_d
         rest = other.take()
         other.close()
     assert sounding_after(second + rest) == set()
+
+
+def test_after_sigkill_the_next_jam_cleans_up_on_start(capture, guitar_audio_dir, library_dir, tmp_path, monkeypatch):  # noqa: F811
+    runtime = tmp_path / "run"
+    proc = _jam_process(capture, library_dir, runtime, (), "[engine]\nnote_length_ms = 1500.0\n", tmp_path)
+    try:
+        _wait_bars(proc, 2)
+        time.sleep(0.37)
+        proc.kill()
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    time.sleep(0.2)
+    before = capture.take()
+    assert sounding_after(before), "with 1.5 s notes something must have been sounding at the kill"
+    assert list(runtime.glob(f"midi-out-{proc.pid}.json"))
+    # the next start (here an engine in this process, same runtime folder) silences what the dead one left
+    monkeypatch.setenv("SJTUI_RUNTIME_DIR", str(runtime))
+    engine = create_engine(
+        EngineOptions(
+            input=str(guitar_audio_dir / RECORDING), loop=True, midi_out=capture.port_name, midi_backend="jack",
+            bpm=120.0, model="none", library=str(library_dir),
+        )
+    )  # fmt: skip
+    try:
+        engine.start()
+        time.sleep(0.3)
+        assert any("cleaned up" in e.text for e in engine.snapshot().log), [e.text for e in engine.snapshot().log]
+    finally:
+        engine.close()
+    time.sleep(0.2)
+    after = capture.take()
+    assert sounding_after(before + after) == set()
+    assert not list(runtime.glob(f"midi-out-{proc.pid}.json"))
