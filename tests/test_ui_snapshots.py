@@ -35,3 +35,14 @@ def test_midi_picker_without_ports(snap_compare):
             await pilot.pause(0.02)
 
     assert snap_compare(make_app(frozen("no-midi")), run_before=open_picker, terminal_size=(80, 24))
+
+
+def test_light_theme(snap_compare):
+    """TEXTUAL_THEME=textual-light (or the theme set here) for a light terminal: same screen, dark text."""
+    app = make_app(frozen("jamming"))
+
+    async def light(pilot):
+        app.theme = "textual-light"
+        await pilot.pause()
+
+    assert snap_compare(app, run_before=light, terminal_size=(80, 24))

@@ -30,7 +30,8 @@ READING = (
     "Onsets: what you played in the current 4 bars, high, mid and low band; the taller the block, the harder "
     "the attack; ▲ is now; faded cells are the previous 4 bars.\n"
     "Groove: the drums sjtui plays over the same 4 bars; below it the next candidates and their scores, "
-    "which is why sjtui chose."
+    "which is why sjtui chose.\n"
+    "Light terminal? Start with TEXTUAL_THEME=textual-light. NO_COLOR is respected."
 )
 
 

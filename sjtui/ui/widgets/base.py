@@ -103,16 +103,18 @@ class SnapshotView(Widget):
     # --- styles, cached until the CSS or the theme changes ------------------------------------------
 
     def style(self, name: str, *, partial: bool = False) -> Style:
-        """The rich style of component class ``name`` over the widget's own colours.
+        """The rich style of component class ``name``.
 
-        ``partial``: only what the class sets (to add on top of another style,
-        e.g. the playhead's background over a hit's colour).
+        Full styles are blended over the widget's background (``$foreground 45%``
+        comes out as a real grey, and every segment carries the background,
+        which line-API content does not get otherwise). ``partial``: only what
+        the class sets, to add on top of a full style (the playhead's
+        background over a hit).
         """
         key = (name, partial)
         style = self._styles_by_name.get(key)
         if style is None:
-            own = self.get_component_rich_style(name, partial=True)
-            style = self._styles_by_name[key] = own if partial else self.base_style() + own
+            style = self._styles_by_name[key] = self.get_component_rich_style(name, partial=partial)
         return style
 
     def base_style(self) -> Style:

@@ -43,7 +43,7 @@ class KeyBar(Widget):
 
     DEFAULT_CSS = """
     KeyBar { height: 1; dock: bottom; background: $panel; }
-    KeyBar > .key-bar--key { color: $accent; text-style: bold; }
+    KeyBar > .key-bar--key { color: $text-accent; text-style: bold; }
     KeyBar > .key-bar--description { color: $foreground; }
     """
 

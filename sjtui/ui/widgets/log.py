@@ -22,8 +22,8 @@ class EventLog(SnapshotView):
     DEFAULT_CSS = """
     EventLog { height: 1fr; min-height: 1; }
     EventLog > .event-log--info { color: $foreground 70%; }
-    EventLog > .event-log--warning { color: $warning; }
-    EventLog > .event-log--error { color: $error; text-style: bold; }
+    EventLog > .event-log--warning { color: $text-warning; }
+    EventLog > .event-log--error { color: $text-error; text-style: bold; }
     EventLog > .event-log--standing { color: $text; background: $warning 30%; text-style: bold; }
     """
 

@@ -60,12 +60,12 @@ class TransportBar(SnapshotView):
     DEFAULT_CSS = """
     TransportBar { height: 2; }
     TransportBar > .transport-bar--state { text-style: bold; }
-    TransportBar > .transport-bar--playing { color: $success; text-style: bold; }
+    TransportBar > .transport-bar--playing { color: $text-success; text-style: bold; }
     TransportBar > .transport-bar--tempo { text-style: bold; }
     TransportBar > .transport-bar--dim { color: $foreground 65%; }
-    TransportBar > .transport-bar--locked { color: $warning; text-style: bold reverse; }
-    TransportBar > .transport-bar--alert { color: $error; text-style: bold; }
-    TransportBar > .transport-bar--rec { color: $error; text-style: bold; }
+    TransportBar > .transport-bar--locked { color: $text-warning; text-style: bold reverse; }
+    TransportBar > .transport-bar--alert { color: $text-error; text-style: bold; }
+    TransportBar > .transport-bar--rec { color: $text-error; text-style: bold; }
     TransportBar > .transport-bar--plain { color: $foreground; }
     """
 
