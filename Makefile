@@ -25,7 +25,7 @@ demo: setup
 	else \
 	  name=$(DEMO_JACK); \
 	  jackd -n $$name -d dummy -r 48000 -p 256 >/dev/null 2>&1 & pid=$$!; \
-	  trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null' EXIT INT TERM; \
+	  trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null' EXIT INT TERM HUP; \
 	  jack_wait -s $$name -w -t 10 >/dev/null || { echo "jackd did not start"; exit 1; }; \
 	  echo "no sound card: running the demo on a private JACK dummy server ($$name)"; \
 	  JACK_DEFAULT_SERVER=$$name $(BIN)/sjtui demo $(DEMO_ARGS); \

@@ -413,7 +413,8 @@ class Engine:
         for warning in list(getattr(self.output, "warnings", ())):
             self._log("info", warning)
         for report in getattr(self.output, "cleanup_reports", []) or []:
-            self._log("info", f"cleaned up after an earlier run: {report}")
+            reached = ", ".join(report.get("reached") or []) or "no port of it is left"
+            self._log("info", f"cleaned up after an earlier run (pid {report.get('pid')}): all notes off to {reached}")
         self._thread = threading.Thread(target=self._run, name="sjtui-engine", daemon=True)
         self._thread.start()
         return self
@@ -550,19 +551,22 @@ class Engine:
         for band, bar, step, strength in zip(
             onsets["band"].tolist(), placed["bar"].tolist(), placed["step"].tolist(), onsets["strength"].tolist()
         ):
-            window = (bar - self.window_start) // BARS_PER_WINDOW
-            self._ensure_grid(window, spb)
-            if window == self._grid_window and 0 <= step < spb:
-                k = (bar - self.window_start) % BARS_PER_WINDOW
+            # windows by their first bar (window_start moves to the next window at its decision)
+            first = self.window_start + BARS_PER_WINDOW * ((bar - self.window_start) // BARS_PER_WINDOW)
+            self._ensure_grid(first, spb)
+            if first == self._grid_window and 0 <= step < spb:
+                k = bar - first
                 self.onset_grid[band, k, step] = max(self.onset_grid[band, k, step], strength)
 
-    def _ensure_grid(self, window: int, spb: int) -> None:
-        if self._grid_window == window and self.onset_grid is not None and self.onset_grid.shape[2] == spb:
+    def _ensure_grid(self, first_bar: int, spb: int) -> None:
+        if self._grid_window == first_bar and self.onset_grid is not None and self.onset_grid.shape[2] == spb:
             return
-        if self._grid_window is not None and window > self._grid_window:
+        if self._grid_window is not None and first_bar < self._grid_window:
+            return  # a late onset of an older window: dropped
+        if self._grid_window is not None and self.onset_grid is not None:
             self.previous_onset_grid = self.onset_grid
         self.onset_grid = np.zeros((3, BARS_PER_WINDOW, spb), dtype=np.float32)
-        self._grid_window = window
+        self._grid_window = first_bar
 
     def _silent(self, now: float) -> bool:
         tm = self.transport.tempo_map
@@ -839,6 +843,7 @@ class Engine:
         if relocated:
             self._last_bar_reported = None  # bar numbers restart on the new grid
             self.window_start = None
+            self._grid_window = None
         if self.state not in ("playing", "count-in", "stopping") or not self.plan:
             return
         tm = tsnap.tempo_map

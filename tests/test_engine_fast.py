@@ -330,7 +330,11 @@ def test_the_snapshot_keeps_the_contract(library_dir, random_model):
             seen["snap"] = engine.snapshot()
 
     samples, _ = song([("straight8", 10, 1.0)])
-    run_fast(samples, library_dir, random_model, on_report=look)
+    engine, _ = run_fast(samples, library_dir, random_model, on_report=look)
+    # the last whole window's onset grid has the riff's 8ths in every one of its 4 bars
+    previous = engine.snapshot().previous_onset_grid
+    assert previous is not None and (previous.max(axis=(0, 2)) > 0).all(), previous.max(axis=(0, 2))
+    assert (previous.max(axis=0) > 0).sum(axis=1).min() >= 4
     s = seen["snap"]
     assert isinstance(s, snap.EngineSnapshot) and s.state in ("playing", "count-in", "stopping")
     assert s.transport.meter == "4/4" and s.transport.steps_per_bar == 48 and s.transport.bpm == BPM
