@@ -98,7 +98,9 @@ def test_match_estimates_the_tempo_and_stores_embeddings_once(capsys, library, t
     with GrooveStore(lib) as store:
         ids, vectors = store.embeddings(pair.groove_encoder_id)
         # every groove the encoder can take (at most 4 bars of at most 60 steps; the 12/8 built-in is longer)
-        takes = [r for r in store.list_rows() if r["bars"] <= 4 and parse_meter(r["meter"]).steps_per_bar <= 60]
+        takes = [
+            r for r in store.list_rows() if r["bars"] <= 4 and parse_meter(r["meter"]).steps_per_bar <= 60
+        ]
         assert ids.size == len(takes) and len(takes) < len(store.list_rows())
         np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
         assert store.fill_embeddings(pair) == 0  # already there: nothing recomputed
@@ -159,7 +161,9 @@ def test_a_damaged_model_falls_back_to_the_shipped_one(capsys, tmp_path, library
 
 
 def test_groove_import_fills_embeddings_with_the_model_in_use(capsys, tmp_path, groove_midi_dir, monkeypatch):
-    monkeypatch.setenv("SJTUI_DATA_DIR", str(tmp_path / "data"))  # no user model there: the shipped one is used
+    monkeypatch.setenv(
+        "SJTUI_DATA_DIR", str(tmp_path / "data")
+    )  # no user model there: the shipped one is used
     folder = tmp_path / "midi"
     folder.mkdir()
     for path in sorted((groove_midi_dir / "drummer1" / "session1").glob("*_beat_4-4.mid"))[:3]:

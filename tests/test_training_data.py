@@ -15,7 +15,11 @@ from training import augment, data
 def test_splits_have_disjoint_seeds_and_held_out_renderers_only_in_test():
     specs = {split: data.make_specs(split, 60) for split in ("train", "val", "test")}
     seeds = {split: {s.seed for s in items} for split, items in specs.items()}
-    assert not seeds["train"] & seeds["val"] and not seeds["train"] & seeds["test"] and not seeds["val"] & seeds["test"]
+    assert (
+        not seeds["train"] & seeds["val"]
+        and not seeds["train"] & seeds["test"]
+        and not seeds["val"] & seeds["test"]
+    )
     for split in ("train", "val"):
         assert not {s.renderer for s in specs[split]} & data.HELD_OUT_RENDERERS
     test_renderers = {s.renderer for s in specs["test"]}
@@ -31,16 +35,28 @@ def test_splits_have_disjoint_seeds_and_held_out_renderers_only_in_test():
 def test_cache_key_depends_on_every_generation_parameter():
     spec = data.make_specs("train", 1)[0]
     keys = {spec.key()}
-    for change in ({"bpm": spec.bpm + 1}, {"renderer": "ks:muted" if spec.renderer != "ks:muted" else "ks:clean"}, {"thin": spec.thin + 0.1}, {"swing": not spec.swing},
-                   {"seed": spec.seed + 1}, {"augment_strength": 0.5}):  # fmt: skip
+    for change in (
+        {"bpm": spec.bpm + 1},
+        {"renderer": "ks:muted" if spec.renderer != "ks:muted" else "ks:clean"},
+        {"thin": spec.thin + 0.1},
+        {"swing": not spec.swing},
+        {"seed": spec.seed + 1},
+        {"augment_strength": 0.5},
+    ):
         keys.add(dataclasses.replace(spec, **change).key())
     assert len(keys) == 7
     assert data.make_specs("train", 1)[0].key() == spec.key()
 
 
 def test_swing_moves_offbeat_eighths_to_the_triplet_position():
-    spec = dataclasses.replace(data.make_specs("train", 1)[0], style="straight8", meter="4/4", swing=True, thin=0.0,
-                               renderer="ks:clean")  # fmt: skip
+    spec = dataclasses.replace(
+        data.make_specs("train", 1)[0],
+        style="straight8",
+        meter="4/4",
+        swing=True,
+        thin=0.0,
+        renderer="ks:clean",
+    )
     _, riff = data.render_take(spec)
     positions = riff.onset_steps() % STEPS_PER_BEAT
     assert (positions == 8).any() and not (positions == 6).any()
@@ -82,10 +98,15 @@ def test_augmentation_chain_is_seeded_and_keeps_the_take_usable():
     used = {name for chain in chains for name, _ in chain}
     assert used == set(augment.PROBABILITIES)  # every effect occurs
     assert augment.random_chain(np.random.default_rng(1), strength=0.0) == []
-    heavy = [("eq", {"low_db": 6, "peak_hz": 800, "peak_db": -6, "high_db": 6}),
-             ("compressor", {"threshold_db": -20, "ratio": 4, "attack_ms": 5}), ("distortion", {"drive_db": 15}),
-             ("chorus", {"rate_hz": 1, "depth": 0.3, "mix": 0.4}), ("reverb", {"room_size": 0.5, "wet": 0.3}),
-             ("gain", {"gain_db": -6}), ("noise", {"snr_db": 30, "seed": 1})]  # fmt: skip
+    heavy = [
+        ("eq", {"low_db": 6, "peak_hz": 800, "peak_db": -6, "high_db": 6}),
+        ("compressor", {"threshold_db": -20, "ratio": 4, "attack_ms": 5}),
+        ("distortion", {"drive_db": 15}),
+        ("chorus", {"rate_hz": 1, "depth": 0.3, "mix": 0.4}),
+        ("reverb", {"room_size": 0.5, "wet": 0.3}),
+        ("gain", {"gain_db": -6}),
+        ("noise", {"snr_db": 30, "seed": 1}),
+    ]
     wet = augment.apply_chain(audio, 48000, heavy)
     assert wet.shape == audio.shape and wet.dtype == np.float32
     assert np.abs(wet - audio).max() > 0.01 and np.abs(wet).max() <= 1.0

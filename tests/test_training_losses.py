@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from training.losses import mse_regression, plain_infonce, rated_contrastive  # noqa: E402
+from training.losses import mse_regression, plain_infonce, rated_contrastive
 
 LOG_SCALE = torch.tensor(2.3)
 

@@ -17,13 +17,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from sjtui.grooves.textgrid import load_builtin  # noqa: E402
-from sjtui.model import inputs as layout  # noqa: E402
-from training import data as D  # noqa: E402
-from training import evaluate as E  # noqa: E402
-from training import targets as T  # noqa: E402
-from training import train as TR  # noqa: E402
-from training.towers import build_two_tower, save_checkpoint  # noqa: E402
+from sjtui.grooves.textgrid import load_builtin
+from sjtui.model import inputs as layout
+from training import data as D
+from training import evaluate as E
+from training import targets as T
+from training import train as TR
+from training.towers import build_two_tower, save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,10 @@ def tiny(tmp_path_factory):
         dataclasses.replace(s, renderer=r, augment_strength=0.5)
         for s, r in zip(D.make_specs("train", 4), ["ks:muted", "ks:clean", "ks:distorted", "ks:muted"])
     ]
-    specs = [dataclasses.replace(s, style=st, meter="4/4") for s, st in zip(specs, ["straight8", "funk16", "punk", "sparse"])]
+    specs = [
+        dataclasses.replace(s, style=st, meter="4/4")
+        for s, st in zip(specs, ["straight8", "funk16", "punk", "sparse"])
+    ]
     guitars = D.guitar_set(specs, cache, workers=1)
     grooves = [g for g in load_builtin() if g.bars <= 4 and g.meter.steps_per_bar <= 60]
     g_in = {"grid": guitars.grid, "context": guitars.context}
@@ -42,17 +45,26 @@ def tiny(tmp_path_factory):
     bpm = np.resize(np.sort(guitars.bpm), len(grooves))
     d["context"] = np.stack([layout.context_vector(b, gr.meter) for b, gr in zip(bpm, grooves)])
     g_side = T.GuitarSide(guitars.grid, guitars.context, guitars.bpm, guitars.meter, guitars.style)
-    d_side = T.GrooveSide(d["grid"], d["context"], bpm, [str(g.meter) for g in grooves], [g.style for g in grooves])
+    d_side = T.GrooveSide(
+        d["grid"], d["context"], bpm, [str(g.meter) for g in grooves], [g.style for g in grooves]
+    )
     tempo, meter = E.fit_matrices(g_side, d_side)
-    part = {"guitar_inputs": g_in, "groove_inputs": d, "ratings": T.ratings(g_side, d_side),
-            "allowed": tempo & meter, "tempo": tempo, "meter": meter}  # fmt: skip
+    part = {
+        "guitar_inputs": g_in,
+        "groove_inputs": d,
+        "ratings": T.ratings(g_side, d_side),
+        "allowed": tempo & meter,
+        "tempo": tempo,
+        "meter": meter,
+    }
     return part, grooves, guitars
 
 
 def _train(part, steps=30, seed=0):
     model = build_two_tower(seed)
-    history = TR.train_loop(model, part, part, "rated", steps=steps, seed=seed, batch_guitars=8,
-                            random_grooves=16, eval_every=10)  # fmt: skip
+    history = TR.train_loop(
+        model, part, part, "rated", steps=steps, seed=seed, batch_guitars=8, random_grooves=16, eval_every=10
+    )
     return model, history
 
 
@@ -78,7 +90,11 @@ def test_finetune_moves_scores_towards_the_ratings(tiny):
     rng = np.random.default_rng(0)
     n_g, n_d = part["ratings"].shape
     # a rater who loves the first half of the grooves and hates the rest
-    pairs = [(int(i), int(j), 5.0 if j < n_d // 2 else 0.0) for i in range(n_g) for j in rng.choice(n_d, 6, replace=False)]
+    pairs = [
+        (int(i), int(j), 5.0 if j < n_d // 2 else 0.0)
+        for i in range(n_g)
+        for j in rng.choice(n_d, 6, replace=False)
+    ]
     g0, d0 = TR.embed_numpy(model, part["guitar_inputs"], part["groove_inputs"])
     info = TR.finetune(model, part["guitar_inputs"], part["groove_inputs"], pairs, steps=40)
     g1, d1 = TR.embed_numpy(model, part["guitar_inputs"], part["groove_inputs"])
@@ -118,6 +134,9 @@ def test_export_of_a_trained_model_loads_in_the_runtime(tmp_path, tiny):
     g_torch, d_torch = TR.embed_numpy(model, part["guitar_inputs"], part["groove_inputs"])
     g_onnx = pair.embed_guitar_inputs(part["guitar_inputs"]["grid"], part["guitar_inputs"]["context"])
     np.testing.assert_allclose(g_onnx, g_torch, atol=1e-5)
+    d = part["groove_inputs"]
+    d_onnx = pair.embed_groove_inputs(d["grid"], d["descriptors"], d["context"])
+    np.testing.assert_allclose(d_onnx, d_torch, atol=1e-5)
 
 
 def _labels_db(tmp_path, guitars, grooves_store):
@@ -158,8 +177,20 @@ def test_sjtui_train_finetunes_from_a_labels_database_with_backups(tmp_path, tin
     with GrooveStore(library) as store:
         labels, n = _labels_db(tmp_path, guitars, store)
     out = tmp_path / "user-model"
-    args = ["train", "--labels", str(labels), "--library", str(library), "--base", str(base), "--out", str(out),
-            "--steps", "20", "--json"]  # fmt: skip
+    args = [
+        "train",
+        "--labels",
+        str(labels),
+        "--library",
+        str(library),
+        "--base",
+        str(base),
+        "--out",
+        str(out),
+        "--steps",
+        "20",
+        "--json",
+    ]
     assert main(args) == 0
     captured = capsys.readouterr()
     assert "skipped 1 rating(s) of grooves no longer in the library" in captured.err
@@ -185,11 +216,40 @@ def test_sjtui_train_with_an_empty_or_missing_database_writes_nothing(tmp_path, 
     library = tmp_path / "library"
     GrooveStore(library).close()
     out = tmp_path / "user-model"
-    assert main(["train", "--labels", str(tmp_path / "nothing-here"), "--library", str(library),
-                 "--base", str(base), "--out", str(out)]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--labels",
+                str(tmp_path / "nothing-here"),
+                "--library",
+                str(library),
+                "--base",
+                str(base),
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     assert "no labels database" in capsys.readouterr().err
     empty = tmp_path / "empty"
     LabelStore.open(empty).close()
-    assert main(["train", "--labels", str(empty), "--library", str(library), "--base", str(base), "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--labels",
+                str(empty),
+                "--library",
+                str(library),
+                "--base",
+                str(base),
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     assert "holds no ratings" in capsys.readouterr().err
     assert not out.exists()

@@ -30,24 +30,40 @@ def _fingerprint(cells: np.ndarray, meter: Meter = FOUR, bpm: float = 120.0) -> 
     onsets["step"] = cells % spb
     onsets["strength"] = 1.0
     shape = (3, 4, spb)
-    return Fingerprint(np.full(shape, 0.5, np.float32), np.zeros(shape, np.float32), onsets, meter, bpm, 0, 0.0)
+    return Fingerprint(
+        np.full(shape, 0.5, np.float32), np.zeros(shape, np.float32), onsets, meter, bpm, 0, 0.0
+    )
 
 
-def _groove(kick_cells, hat_unit: int = 6, hat_phase: int = 0, meter: Meter = FOUR, bpm: float = 120.0) -> Groove:
+def _groove(
+    kick_cells, hat_unit: int = 6, hat_phase: int = 0, meter: Meter = FOUR, bpm: float = 120.0
+) -> Groove:
     steps = 4 * meter.steps_per_bar
     hits = np.zeros((steps, N_VOICES), dtype=bool)
     hits[hat_phase::hat_unit, 2] = True
     hits[np.asarray(kick_cells) % steps, 0] = True
-    return Groove(hits, hits * np.float32(0.8), np.zeros(hits.shape, np.float32), meter, bpm, "test", "builtin")
+    return Groove(
+        hits, hits * np.float32(0.8), np.zeros(hits.shape, np.float32), meter, bpm, "test", "builtin"
+    )
 
 
 def _sides(fingerprints, grooves, styles=("straight8",), groove_styles=None):
     g = layout.guitar_inputs(fingerprints)
     d = layout.groove_inputs(grooves)
-    guitar = T.GuitarSide(g["grid"], g["context"], [fp.bpm for fp in fingerprints],
-                          [str(fp.meter) for fp in fingerprints], list(styles) * len(fingerprints))  # fmt: skip
-    groove = T.GrooveSide(d["grid"], d["context"], [gr.bpm for gr in grooves], [str(gr.meter) for gr in grooves],
-                          groove_styles or ["rock"] * len(grooves))  # fmt: skip
+    guitar = T.GuitarSide(
+        g["grid"],
+        g["context"],
+        [fp.bpm for fp in fingerprints],
+        [str(fp.meter) for fp in fingerprints],
+        list(styles) * len(fingerprints),
+    )
+    groove = T.GrooveSide(
+        d["grid"],
+        d["context"],
+        [gr.bpm for gr in grooves],
+        [str(gr.meter) for gr in grooves],
+        groove_styles or ["rock"] * len(grooves),
+    )
     return guitar, groove
 
 
@@ -111,10 +127,16 @@ def test_ratings_follow_the_documented_formula_on_the_builtin_library():
     styles = ["straight8", "funk16", "shuffle", "six8", "waltz", "punk"]
     g = layout.guitar_inputs(fingerprints)
     d = layout.groove_inputs(grooves)
-    guitar = T.GuitarSide(g["grid"], g["context"], [f.bpm for f in fingerprints],
-                          [str(f.meter) for f in fingerprints], styles)  # fmt: skip
-    groove = T.GrooveSide(d["grid"], d["context"], [x.bpm for x in grooves], [str(x.meter) for x in grooves],
-                          [x.style for x in grooves])  # fmt: skip
+    guitar = T.GuitarSide(
+        g["grid"], g["context"], [f.bpm for f in fingerprints], [str(f.meter) for f in fingerprints], styles
+    )
+    groove = T.GrooveSide(
+        d["grid"],
+        d["context"],
+        [x.bpm for x in grooves],
+        [str(x.meter) for x in grooves],
+        [x.style for x in grooves],
+    )
     ratings = T.ratings(guitar, groove)
     parts = T.components(guitar, groove)
     score = sum(T.WEIGHTS[name] * parts[name] for name in T.WEIGHTS)

@@ -132,7 +132,7 @@ def make_specs(split: str, n: int, seed: int = 0, renderers: list[str] | None = 
     specs = []
     for i in range(n):
         style = styles[i % len(styles)]
-        meter, feel, (lo, hi), _ = STYLES[style]
+        meter, _feel, (lo, hi), _ = STYLES[style]
         if split == "test" and held and i % 2 == 0:
             renderer = held[(i // 2) % len(held)]
         else:
@@ -208,7 +208,9 @@ def render_take(spec: GuitarSpec) -> tuple[np.ndarray, dict]:
     source, name = spec.renderer.split(":", 1)
     length = int(round((riff.duration_s + 0.5) * SAMPLE_RATE_HZ))
     if source == "ks":
-        audio = render_notes(riff.notes, SAMPLE_RATE_HZ, name, seed=spec.seed, length_s=length / SAMPLE_RATE_HZ)
+        audio = render_notes(
+            riff.notes, SAMPLE_RATE_HZ, name, seed=spec.seed, length_s=length / SAMPLE_RATE_HZ
+        )
     else:
         fonts = soundfonts()
         if source not in fonts:
@@ -217,7 +219,11 @@ def render_take(spec: GuitarSpec) -> tuple[np.ndarray, dict]:
                 "fluid-soundfont-gm / timgm6mb-soundfont)"
             )
         audio = render_riff(
-            riff, GUITAR_PROGRAMS[name], SAMPLE_RATE_HZ, soundfont=fonts[source], gain=float(rng.uniform(0.3, 0.8))
+            riff,
+            GUITAR_PROGRAMS[name],
+            SAMPLE_RATE_HZ,
+            soundfont=fonts[source],
+            gain=float(rng.uniform(0.3, 0.8)),
         )
     out = np.zeros(length, dtype=np.float32)
     out[: min(length, audio.size)] = audio[:length]
@@ -298,12 +304,20 @@ class GuitarSet:
     def __len__(self) -> int:
         return int(self.bpm.size)
 
-    def subset(self, rows: np.ndarray) -> "GuitarSet":
+    def subset(self, rows: np.ndarray) -> GuitarSet:
         rows = np.asarray(rows)
         return GuitarSet(
-            self.grid[rows], self.context[rows], self.bpm[rows], self.meter[rows], self.style[rows],
-            self.feel[rows], self.renderer[rows], self.take[rows], self.held_out_renderer[rows], self.specs,
-        )  # fmt: skip
+            self.grid[rows],
+            self.context[rows],
+            self.bpm[rows],
+            self.meter[rows],
+            self.style[rows],
+            self.feel[rows],
+            self.renderer[rows],
+            self.take[rows],
+            self.held_out_renderer[rows],
+            self.specs,
+        )
 
 
 def guitar_set(
@@ -390,12 +404,20 @@ class GrooveSet:
     def __len__(self) -> int:
         return int(self.bpm.size)
 
-    def subset(self, rows: np.ndarray) -> "GrooveSet":
+    def subset(self, rows: np.ndarray) -> GrooveSet:
         rows = np.asarray(rows)
         return GrooveSet(
-            self.grid[rows], self.descriptors[rows], self.context[rows], self.bpm[rows], self.meter[rows],
-            self.style[rows], self.split[rows], self.source[rows], self.name[rows], self.library_index[rows],
-        )  # fmt: skip
+            self.grid[rows],
+            self.descriptors[rows],
+            self.context[rows],
+            self.bpm[rows],
+            self.meter[rows],
+            self.style[rows],
+            self.split[rows],
+            self.source[rows],
+            self.name[rows],
+            self.library_index[rows],
+        )
 
 
 def groove_library(cache_dir: Path = DEFAULT_CACHE_DIR, gmd_dir: Path | None = DEFAULT_GMD_DIR):
@@ -420,9 +442,13 @@ def usable_rows(library) -> np.ndarray:
     """Library rows the model can take: beats of at most 4 bars in meters of at most 60 steps."""
     from sjtui.meter import parse_meter
 
-    ok_meter = {m: parse_meter(m).steps_per_bar <= layout.MODEL_STEPS_PER_BAR for m in set(library.meters.tolist())}
+    ok_meter = {
+        m: parse_meter(m).steps_per_bar <= layout.MODEL_STEPS_PER_BAR for m in set(library.meters.tolist())
+    }
     meter_ok = np.array([ok_meter[m] for m in library.meters.tolist()], dtype=bool)
-    return np.flatnonzero((library.kinds == "beat") & meter_ok & (library.bars <= layout.MODEL_BARS) & (library.bars >= 1))
+    return np.flatnonzero(
+        (library.kinds == "beat") & meter_ok & (library.bars <= layout.MODEL_BARS) & (library.bars >= 1)
+    )
 
 
 def groove_set_of(library, rows: np.ndarray) -> GrooveSet:
@@ -444,7 +470,9 @@ def groove_set_of(library, rows: np.ndarray) -> GrooveSet:
     )
 
 
-def groove_sets(cache_dir: Path = DEFAULT_CACHE_DIR, gmd_dir: Path | None = DEFAULT_GMD_DIR) -> dict[str, GrooveSet]:
+def groove_sets(
+    cache_dir: Path = DEFAULT_CACHE_DIR, gmd_dir: Path | None = DEFAULT_GMD_DIR
+) -> dict[str, GrooveSet]:
     """``{"train": GMD train + built-ins, "val": GMD validation, "test": GMD test}`` (beats only)."""
     library = groove_library(cache_dir, gmd_dir)
     rows = usable_rows(library)

@@ -133,7 +133,9 @@ def fit_matrices(guitar: T.GuitarSide, groove: T.GrooveSide) -> tuple[np.ndarray
 
     ratio = groove.bpm[np.newaxis, :] / guitar.bpm[:, np.newaxis]
     tol = fit.TEMPO_TOLERANCE
-    tempo = (np.abs(ratio - 1.0) <= tol) | (np.abs(ratio / 2.0 - 1.0) <= tol) | (np.abs(ratio * 2.0 - 1.0) <= tol)
+    tempo = (
+        (np.abs(ratio - 1.0) <= tol) | (np.abs(ratio / 2.0 - 1.0) <= tol) | (np.abs(ratio * 2.0 - 1.0) <= tol)
+    )
     meter = guitar.meter[:, np.newaxis] == groove.meter[np.newaxis, :]
     return tempo, meter
 
@@ -171,7 +173,9 @@ def evaluate_scores(
 
 def rater_ratings(guitar: T.GuitarSide, groove: T.GrooveSide, weak: np.ndarray) -> np.ndarray:
     """The simulated rater's ratings ``(n_guitar, n_groove)``: weak target + hidden taste for busy drums."""
-    rank = np.argsort(np.argsort(groove.density, kind="stable"), kind="stable") / max(1, groove.density.size - 1)
+    rank = np.argsort(np.argsort(groove.density, kind="stable"), kind="stable") / max(
+        1, groove.density.size - 1
+    )
     sparse = np.clip(1.0 - 2.0 * guitar.density, 0.0, 1.0)
     taste = (2.0 * rank[np.newaxis, :] - 1.0) * (0.5 + 0.5 * sparse[:, np.newaxis])
     tempo, meter = fit_matrices(guitar, groove)
@@ -191,8 +195,15 @@ def agreement(scores: np.ndarray, rater: np.ndarray, allowed: np.ndarray) -> flo
     return float(np.mean(agree)) if agree else float("nan")
 
 
-def personalisation_check(model, guitar_inputs: dict, groove_inputs: dict, guitar: T.GuitarSide,
-                          groove: T.GrooveSide, weak: np.ndarray, seed: int = 0) -> dict:  # fmt: skip
+def personalisation_check(
+    model,
+    guitar_inputs: dict,
+    groove_inputs: dict,
+    guitar: T.GuitarSide,
+    groove: T.GrooveSide,
+    weak: np.ndarray,
+    seed: int = 0,
+) -> dict:
     """Simulated rater rates 200 pairs, the model is fine-tuned on them; agreement before and after.
 
     ``model``: a :class:`training.towers.TwoTower` (not modified: a copy is tuned).
@@ -218,17 +229,21 @@ def personalisation_check(model, guitar_inputs: dict, groove_inputs: dict, guita
         chosen = list(rng.choice(top10, size=2, replace=False))
         rest = np.setdiff1d(candidates, chosen)
         chosen += list(rng.choice(rest, size=min(RATED_PER_WINDOW - 2, rest.size), replace=False))
-        pairs += [(int(i), int(j), float(np.round(rater[i, j]))) for j in chosen]  # integer stars, as a person
+        pairs += [
+            (int(i), int(j), float(np.round(rater[i, j]))) for j in chosen
+        ]  # integer stars, as a person
     tuned = copy.deepcopy(model)
     info = finetune(tuned, guitar_inputs, groove_inputs, pairs, seed=seed)
     g_after, d_after = embed_numpy(tuned, guitar_inputs, groove_inputs)
     after_scores = g_after @ d_after.T
     before = agreement(before_scores[eval_rows], rater[eval_rows], allowed[eval_rows])
     after = agreement(after_scores[eval_rows], rater[eval_rows], allowed[eval_rows])
-    weak_before = ranking_metrics(before_scores[eval_rows], weak[eval_rows], allowed[eval_rows],
-                                  tempo[eval_rows], meter[eval_rows])  # fmt: skip
-    weak_after = ranking_metrics(after_scores[eval_rows], weak[eval_rows], allowed[eval_rows],
-                                 tempo[eval_rows], meter[eval_rows])  # fmt: skip
+    weak_before = ranking_metrics(
+        before_scores[eval_rows], weak[eval_rows], allowed[eval_rows], tempo[eval_rows], meter[eval_rows]
+    )
+    weak_after = ranking_metrics(
+        after_scores[eval_rows], weak[eval_rows], allowed[eval_rows], tempo[eval_rows], meter[eval_rows]
+    )
     return {
         "taste": "busy drums, especially under sparse guitar (hidden from the model)",
         "n_ratings": len(pairs),
@@ -273,7 +288,7 @@ def evaluate_embeddings(g_emb, d_emb, guitars, g_side, d_side, weak, seed: int =
     )
     covered = (tempo & meter).any(axis=1)
     result["coverage"] = {
-        "guitar_windows": int(len(guitars)),
+        "guitar_windows": len(guitars),
         "windows_with_an_allowed_groove": int(covered.sum()),
         "meters_without_test_grooves": sorted(set(g_side.meter[~covered].tolist())),
         "test_grooves": int(d_side.bpm.size),
@@ -294,8 +309,9 @@ def beats_every_baseline(result: dict) -> dict:
     return out
 
 
-def evaluate_model_dir(model_dir: Path, checkpoint: Path | None = None, seed: int = 0,
-                       personalise: bool = True, cache_dir=None) -> dict:  # fmt: skip
+def evaluate_model_dir(
+    model_dir: Path, checkpoint: Path | None = None, seed: int = 0, personalise: bool = True, cache_dir=None
+) -> dict:
     """Figures of the ONNX model in ``model_dir`` (and, for personalisation, its torch ``checkpoint``)."""
     from sjtui.model.runtime import EncoderPair
 
@@ -320,9 +336,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=Path(__file__).resolve().parents[1] / "models")
     parser.add_argument(
-        "--checkpoint", type=Path, default=None,
+        "--checkpoint",
+        type=Path,
+        default=None,
         help="torch checkpoint of the same model, for the personalisation check (default: the one its manifest lists)",
-    )  # fmt: skip
+    )
     parser.add_argument("--no-personalisation", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, default=None)
@@ -339,13 +357,26 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, indent=2))
     else:
         rows = [("model", result["model"])] + list(result["baselines"].items())
-        print(f"{'method':20s} " + " ".join(f"{m:>12s}" for m in ("recall_at_1", "recall_at_10", "mrr", "roc_auc", "tempo_ok", "meter_ok")))
+        print(
+            f"{'method':20s} "
+            + " ".join(
+                f"{m:>12s}" for m in ("recall_at_1", "recall_at_10", "mrr", "roc_auc", "tempo_ok", "meter_ok")
+            )
+        )
         for name, figures in rows:
-            print(f"{name:20s} " + " ".join(f"{figures[m]:12.3f}" for m in ("recall_at_1", "recall_at_10", "mrr", "roc_auc", "tempo_ok", "meter_ok")))
+            print(
+                f"{name:20s} "
+                + " ".join(
+                    f"{figures[m]:12.3f}"
+                    for m in ("recall_at_1", "recall_at_10", "mrr", "roc_auc", "tempo_ok", "meter_ok")
+                )
+            )
         if "personalisation" in result:
             p = result["personalisation"]
-            print(f"personalisation: agreement {p['agreement_before']:.3f} -> {p['agreement_after']:.3f} "
-                  f"({p['personalisation_gain']:+.1f} points, {p['n_ratings']} ratings)")  # fmt: skip
+            print(
+                f"personalisation: agreement {p['agreement_before']:.3f} -> {p['agreement_after']:.3f} "
+                f"({p['personalisation_gain']:+.1f} points, {p['n_ratings']} ratings)"
+            )
     return 0
 
 

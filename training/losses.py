@@ -99,7 +99,11 @@ def rated_contrastive(
     diff_r = flat_r[j] - flat_r[k]
     across = _ordered_pairs(diff_r, flat_s[j] - flat_s[k], diff_r >= PAIR_MARGIN, pair_scale, scores)
     loss = nce + pair_weight * 0.5 * (pair + across)
-    return loss, {"infonce": float(nce.detach()), "pairwise": float(pair.detach()), "across": float(across.detach())}
+    return loss, {
+        "infonce": float(nce.detach()),
+        "pairwise": float(pair.detach()),
+        "across": float(across.detach()),
+    }
 
 
 def _ordered_pairs(diff_r, diff_s, ordered, pair_scale, scores) -> torch.Tensor:

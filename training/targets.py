@@ -167,18 +167,24 @@ class GrooveSide:
         self.hits_unit = _unit(hits.reshape(hits.shape[0], _N_CELLS))
         velocity = grid[:, _VELOCITY : _VELOCITY + layout.N_VOICES].sum(axis=1)
         self.triplet = triplet_share(velocity)
-        self.density = np.clip(hits.sum(axis=(1, 2)) / beats_in_window(context) / GROOVE_DENSITY_SCALE, 0.0, 1.0)
+        self.density = np.clip(
+            hits.sum(axis=(1, 2)) / beats_in_window(context) / GROOVE_DENSITY_SCALE, 0.0, 1.0
+        )
         self.bpm = np.asarray(bpm, dtype=np.float64)
         self.meter = np.asarray(meter).astype(str)
         self.style = np.asarray(style).astype(str)
 
 
-def allowed_matrix(guitar: GuitarSide, groove: GrooveSide, rows: slice | np.ndarray = slice(None)) -> np.ndarray:
+def allowed_matrix(
+    guitar: GuitarSide, groove: GrooveSide, rows: slice | np.ndarray = slice(None)
+) -> np.ndarray:
     """``(n_guitar, n_groove)`` bool: tempo fit (8 %, half/double) and same meter (sjtui.model.fit)."""
     g_bpm, g_meter = guitar.bpm[rows], guitar.meter[rows]
     ratio = groove.bpm[np.newaxis, :] / g_bpm[:, np.newaxis]
     tol = fit.TEMPO_TOLERANCE
-    tempo = (np.abs(ratio - 1.0) <= tol) | (np.abs(ratio / 2.0 - 1.0) <= tol) | (np.abs(ratio * 2.0 - 1.0) <= tol)
+    tempo = (
+        (np.abs(ratio - 1.0) <= tol) | (np.abs(ratio / 2.0 - 1.0) <= tol) | (np.abs(ratio * 2.0 - 1.0) <= tol)
+    )
     return tempo & (g_meter[:, np.newaxis] == groove.meter[np.newaxis, :])
 
 

@@ -88,10 +88,14 @@ def groove_arrays(grooves: D.GrooveSet) -> dict[str, np.ndarray]:
 def embed_numpy(model: TwoTower, guitar_inputs: dict, groove_inputs: dict, batch: int = 512):
     """``(guitar (n, 128), groove (m, 128))`` float32 numpy embeddings of numpy inputs."""
     model.eval()
-    g = [model.guitar(**_tensors(guitar_inputs, slice(i, i + batch))).numpy()
-         for i in range(0, len(guitar_inputs["grid"]), batch)]  # fmt: skip
-    d = [model.groove(**_tensors(groove_inputs, slice(i, i + batch))).numpy()
-         for i in range(0, len(groove_inputs["grid"]), batch)]  # fmt: skip
+    g = [
+        model.guitar(**_tensors(guitar_inputs, slice(i, i + batch))).numpy()
+        for i in range(0, len(guitar_inputs["grid"]), batch)
+    ]
+    d = [
+        model.groove(**_tensors(groove_inputs, slice(i, i + batch))).numpy()
+        for i in range(0, len(groove_inputs["grid"]), batch)
+    ]
     return np.concatenate(g), np.concatenate(d)
 
 
@@ -104,7 +108,9 @@ class PairSampler:
     the full matrix, so every cell is labelled (no false negatives).
     """
 
-    def __init__(self, ratings: np.ndarray, allowed: np.ndarray, batch_guitars: int, random_grooves: int, seed: int):
+    def __init__(
+        self, ratings: np.ndarray, allowed: np.ndarray, batch_guitars: int, random_grooves: int, seed: int
+    ):
         self.ratings = ratings
         self.rng = np.random.default_rng([seed, 99])
         self.positives = [np.flatnonzero(row >= T.POSITIVE_RATING) for row in ratings]
@@ -254,8 +260,14 @@ def finetune(
         if progress:
             progress(step + 1, steps, float(loss.detach()))
     model.eval()
-    return {"steps": steps, "seconds": time.perf_counter() - started, "final_loss": float(loss.detach()),
-            "n_pairs": len(pairs), "n_guitar": int(g_rows.size), "n_groove": int(d_rows.size)}  # fmt: skip
+    return {
+        "steps": steps,
+        "seconds": time.perf_counter() - started,
+        "final_loss": float(loss.detach()),
+        "n_pairs": len(pairs),
+        "n_guitar": int(g_rows.size),
+        "n_groove": int(d_rows.size),
+    }
 
 
 # ---------------------------------------------------------------------------- plots
@@ -325,18 +337,26 @@ def load_all(args, console) -> tuple[dict, dict, dict]:
         f"test {len(grooves['test'])} (GMD test, never trained on) [{time.perf_counter() - t0:.1f} s]"
     )
     sets = {}
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=console) as bar:  # fmt: skip
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
         for split, n in (("train", args.n_train), ("val", args.n_val), ("test", args.n_test)):
             task = bar.add_task(f"guitar takes ({split})", total=n)
             sets[split] = D.guitar_set(
-                D.make_specs(split, n, args.seed), args.cache, args.workers,
+                D.make_specs(split, n, args.seed),
+                args.cache,
+                args.workers,
                 lambda done, total, task=task: bar.update(task, completed=done),
-            )  # fmt: skip
+            )
     console.print(
-        "guitar windows: " + ", ".join(f"{k} {len(v)}" for k, v in sets.items())
+        "guitar windows: "
+        + ", ".join(f"{k} {len(v)}" for k, v in sets.items())
         + f" [{time.perf_counter() - t0:.1f} s]"
-    )  # fmt: skip
+    )
     train = pair_data(sets["train"], grooves["train"])
     val = pair_data(sets["val"], grooves["val"])
     test = pair_data(sets["test"], grooves["test"])
@@ -363,12 +383,27 @@ def _progress_callback(bar, task):
 def train_with_bar(model, train, val, console, loss_name, steps, args, label) -> dict:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-                  console=console) as bar:  # fmt: skip
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+    ) as bar:
         task = bar.add_task(label, total=steps, info="")
-        return train_loop(model, train, val, loss_name, steps, args.seed, lr=args.lr,
-                          eval_every=args.eval_every, progress=_progress_callback(bar, task))  # fmt: skip
+        return train_loop(
+            model,
+            train,
+            val,
+            loss_name,
+            steps,
+            args.seed,
+            lr=args.lr,
+            eval_every=args.eval_every,
+            progress=_progress_callback(bar, task),
+        )
 
 
 def summary_text(info: dict, train: dict, sets: dict, grooves: dict, history: dict, loss_name: str) -> str:
@@ -400,21 +435,27 @@ def run_training(args, console) -> int:
         histories, results = {}, {}
         for loss_name in ("rated", "infonce", "mse"):
             model = build_two_tower(args.seed)
-            histories[loss_name] = train_with_bar(model, train, val, console, loss_name, args.compare_steps, args,
-                                                  f"{loss_name:8s}")  # fmt: skip
+            histories[loss_name] = train_with_bar(
+                model, train, val, console, loss_name, args.compare_steps, args, f"{loss_name:8s}"
+            )
             g_emb, d_emb = embed_numpy(model, test["guitar_inputs"], test["groove_inputs"])
             results[loss_name] = {
                 "best_step": histories[loss_name]["best_step"],
                 "validation": histories[loss_name]["best_val"],
-                "test": E.evaluate_embeddings(g_emb, d_emb, sets["test"], test["guitar_side"],
-                                              test["groove_side"], test["ratings"])["model"],  # fmt: skip
+                "test": E.evaluate_embeddings(
+                    g_emb, d_emb, sets["test"], test["guitar_side"], test["groove_side"], test["ratings"]
+                )["model"],
                 "seconds": histories[loss_name]["seconds"],
             }
             console.print(f"{loss_name}: val {histories[loss_name]['best_val']}")
-        plot_history(histories, run_dir / "loss_comparison.png",
-                     f"loss comparison, {args.compare_steps} steps each, same data/seed/batches")  # fmt: skip
-        (run_dir / "loss_comparison.json").write_text(json.dumps({"steps": args.compare_steps, "results": results,
-                                                                  "histories": histories}, indent=1))  # fmt: skip
+        plot_history(
+            histories,
+            run_dir / "loss_comparison.png",
+            f"loss comparison, {args.compare_steps} steps each, same data/seed/batches",
+        )
+        (run_dir / "loss_comparison.json").write_text(
+            json.dumps({"steps": args.compare_steps, "results": results, "histories": histories}, indent=1)
+        )
         console.print(json.dumps(results, indent=1))
         console.print(f"figures: {run_dir / 'loss_comparison.png'}")
         return 0
@@ -422,18 +463,27 @@ def run_training(args, console) -> int:
     model = build_two_tower(args.seed)
     history = train_with_bar(model, train, val, console, args.loss, args.steps, args, "training")
     console.print(f"best validation (step {history['best_step']}): {history['best_val']}")
-    plot_history({args.loss: history}, run_dir / "training_curve.png",
-                 f"sjtui two-tower {VERSION}: {args.loss} loss, seed {args.seed}")  # fmt: skip
+    plot_history(
+        {args.loss: history},
+        run_dir / "training_curve.png",
+        f"sjtui two-tower {VERSION}: {args.loss} loss, seed {args.seed}",
+    )
     (run_dir / "history.json").write_text(json.dumps(history, indent=1))
 
     # evaluation on the held-out data
     g_emb, d_emb = embed_numpy(model, test["guitar_inputs"], test["groove_inputs"])
-    evaluation = E.evaluate_embeddings(g_emb, d_emb, sets["test"], test["guitar_side"], test["groove_side"],
-                                       test["ratings"], args.seed)  # fmt: skip
+    evaluation = E.evaluate_embeddings(
+        g_emb, d_emb, sets["test"], test["guitar_side"], test["groove_side"], test["ratings"], args.seed
+    )
     evaluation["personalisation"] = E.personalisation_check(
-        model, test["guitar_inputs"], test["groove_inputs"], test["guitar_side"], test["groove_side"],
-        test["ratings"], args.seed,
-    )  # fmt: skip
+        model,
+        test["guitar_inputs"],
+        test["groove_inputs"],
+        test["guitar_side"],
+        test["groove_side"],
+        test["ratings"],
+        args.seed,
+    )
     evaluation["targets_met"] = E.beats_every_baseline(evaluation)
     evaluation["status"] = "evaluated"
     evaluation["summary"] = (
@@ -464,8 +514,11 @@ def run_training(args, console) -> int:
         latest.unlink()
     latest.symlink_to(run_dir.name)
     (run_dir / "evaluation.json").write_text(json.dumps(evaluation, indent=1))
-    console.print(json.dumps({k: evaluation[k] for k in ("model", "baselines", "personalisation", "targets_met")},
-                             indent=1))  # fmt: skip
+    console.print(
+        json.dumps(
+            {k: evaluation[k] for k in ("model", "baselines", "personalisation", "targets_met")}, indent=1
+        )
+    )
     if args.no_export:
         console.print(f"run: {run_dir} (not exported)")
         return 0
@@ -478,13 +531,24 @@ def run_training(args, console) -> int:
     ckpt_name = f"checkpoint-{VERSION}.pt"
     staged = out / (ckpt_name + ".new")
     shutil.copyfile(checkpoint, staged)
-    training["checkpoint"] = {"file": ckpt_name, "sha256": sha256_of(staged), "size_bytes": staged.stat().st_size}
+    training["checkpoint"] = {
+        "file": ckpt_name,
+        "sha256": sha256_of(staged),
+        "size_bytes": staged.stat().st_size,
+    }
     real = {
         "guitar": {"test_windows32": _tensors(test["guitar_inputs"], slice(0, 32))},
         "groove": {"gmd_test32": _tensors(test["groove_inputs"], slice(0, 32))},
     }
-    manifest = export_model(model, out, version=VERSION, training=training, evaluation=evaluation,
-                            real_inputs=real, seed=args.seed)  # fmt: skip
+    manifest = export_model(
+        model,
+        out,
+        version=VERSION,
+        training=training,
+        evaluation=evaluation,
+        real_inputs=real,
+        seed=args.seed,
+    )
     target = out / ckpt_name
     if target.exists() and sha256_of(target) != training["checkpoint"]["sha256"]:
         os.replace(target, out / f"{ckpt_name}.bak-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}")
@@ -496,8 +560,9 @@ def run_training(args, console) -> int:
 # ---------------------------------------------------------------------------- labels DB
 
 
-def finetune_from_labels(labels_db, *, library=None, base_dir=None, out_dir=None, steps: int = 150,
-                         seed: int = 0, log=print) -> dict:  # fmt: skip
+def finetune_from_labels(
+    labels_db, *, library=None, base_dir=None, out_dir=None, steps: int = 150, seed: int = 0, log=print
+) -> dict:
     """Fine-tune the shipped model on the ratings of a labels database and install it as the user's model.
 
     ``labels_db``: the labels SQLite file (or its folder); ``library``: the
@@ -522,7 +587,9 @@ def finetune_from_labels(labels_db, *, library=None, base_dir=None, out_dir=None
     manifest = read_manifest(base_dir)
     entry = manifest.get("training", {}).get("checkpoint")
     if not isinstance(entry, dict):
-        raise ModelError(f"model {base_dir} ships no torch checkpoint to fine-tune; retrain with `python -m training.train`")
+        raise ModelError(
+            f"model {base_dir} ships no torch checkpoint to fine-tune; retrain with `python -m training.train`"
+        )
     checkpoint = verify_file(base_dir, entry, "model checkpoint")
     with GrooveStore(library) if library is not None else GrooveStore() as store:
         with LabelStore.open(labels_db, groove_store=store, readonly=True) as labels:
@@ -536,8 +603,10 @@ def finetune_from_labels(labels_db, *, library=None, base_dir=None, out_dir=None
         no_fp = [r for r in rated if r.groove_id is not None and r.fingerprint is None]
         usable = [r for r in rated if r.groove_id is not None and r.fingerprint is not None]
         if missing_groove:
-            log(f"skipped {len(missing_groove)} rating(s) of grooves no longer in the library "
-                f"(e.g. {missing_groove[0].groove})")  # fmt: skip
+            log(
+                f"skipped {len(missing_groove)} rating(s) of grooves no longer in the library "
+                f"(e.g. {missing_groove[0].groove})"
+            )
         if no_fp:
             log(f"skipped {len(no_fp)} rating(s) whose clip has no stored fingerprint")
         if not usable:
@@ -570,30 +639,50 @@ def finetune_from_labels(labels_db, *, library=None, base_dir=None, out_dir=None
         human_ratings=len(pairs),
         skipped_ratings={"groove_not_in_library": len(missing_groove), "no_fingerprint": len(no_fp)},
         finetune=info,
-    )  # fmt: skip
+    )
     version = f"{manifest['version']}+user.{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
-    evaluation = {"status": "not evaluated", "summary": "fine-tuned on the user's ratings; the shipped model's "
-                  "figures do not apply"}  # fmt: skip
-    exported = export_model(model, out_dir, version=version, training=training, evaluation=evaluation, seed=seed)
-    return {"out_dir": str(out_dir), "version": exported["version"], "n_ratings": len(pairs),
-            "skipped": training["skipped_ratings"], "seconds": info["seconds"]}  # fmt: skip
+    evaluation = {
+        "status": "not evaluated",
+        "summary": "fine-tuned on the user's ratings; the shipped model's figures do not apply",
+    }
+    exported = export_model(
+        model, out_dir, version=version, training=training, evaluation=evaluation, seed=seed
+    )
+    return {
+        "out_dir": str(out_dir),
+        "version": exported["version"],
+        "n_ratings": len(pairs),
+        "skipped": training["skipped_ratings"],
+        "seconds": info["seconds"],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
     parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "models", help="model directory to install into")
+    parser.add_argument(
+        "--out", type=Path, default=REPO_ROOT / "models", help="model directory to install into"
+    )
     parser.add_argument("--runs", type=Path, default=REPO_ROOT / "runs", help="where run folders go")
     parser.add_argument("--cache", type=Path, default=D.DEFAULT_CACHE_DIR, help="generated-data cache")
-    parser.add_argument("--gmd", type=Path, default=D.DEFAULT_GMD_DIR, help="Groove MIDI Dataset folder or zip")
+    parser.add_argument(
+        "--gmd", type=Path, default=D.DEFAULT_GMD_DIR, help="Groove MIDI Dataset folder or zip"
+    )
     parser.add_argument("--workers", type=int, default=2, help="processes generating guitar takes")
     parser.add_argument("--loss", choices=sorted(LOSSES), default="rated")
-    parser.add_argument("--compare", action="store_true", help="train every loss with the same budget; report")
+    parser.add_argument(
+        "--compare", action="store_true", help="train every loss with the same budget; report"
+    )
     parser.add_argument("--compare-steps", type=int, default=600)
     parser.add_argument("--no-export", action="store_true")
-    parser.add_argument("--finetune", type=Path, default=None, metavar="LABELS_DB",
-                        help="fine-tune the shipped model on a labels database instead of training")  # fmt: skip
+    parser.add_argument(
+        "--finetune",
+        type=Path,
+        default=None,
+        metavar="LABELS_DB",
+        help="fine-tune the shipped model on a labels database instead of training",
+    )
     parser.add_argument("--library", type=Path, default=None, help="with --finetune: the groove library")
     for key in ("n_train", "n_val", "n_test", "steps", "eval_every", "seed"):
         parser.add_argument("--" + key.replace("_", "-"), type=int, default=DEFAULTS[key])

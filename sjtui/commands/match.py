@@ -30,14 +30,23 @@ def add_parser(subparsers) -> None:
         description="Run the whole chain offline on a recording: for each 4-bar window, the top grooves with scores.",
     )
     parser.add_argument("file", type=Path, help="audio file (WAV, FLAC, OGG or MP3)")
-    parser.add_argument("--bpm", type=float, default=None, help="tempo in BPM (default: estimated from the playing)")
+    parser.add_argument(
+        "--bpm", type=float, default=None, help="tempo in BPM (default: estimated from the playing)"
+    )
     parser.add_argument("--meter", default="4/4", help="meter of the playing (default 4/4)")
     parser.add_argument(
-        "--start", type=float, default=None, metavar="SECONDS",
+        "--start",
+        type=float,
+        default=None,
+        metavar="SECONDS",
         help="with --bpm: time of the first downbeat (default: estimated, else the first onset)",
-    )  # fmt: skip
-    parser.add_argument("--library", type=Path, default=None, help="groove library folder or file (default: yours)")
-    parser.add_argument("--model", type=Path, default=None, help="model folder (default: yours, else the shipped one)")
+    )
+    parser.add_argument(
+        "--library", type=Path, default=None, help="groove library folder or file (default: yours)"
+    )
+    parser.add_argument(
+        "--model", type=Path, default=None, help="model folder (default: yours, else the shipped one)"
+    )
     parser.add_argument("--top", type=int, default=5, metavar="K", help="grooves per window (default 5)")
     parser.add_argument("--hop-bars", type=int, default=4, help="bars between window starts (default 4)")
     parser.add_argument("--all-kinds", action="store_true", help="also consider fills (default: beats only)")
@@ -80,7 +89,11 @@ def match_recording(
     meter_obj = parse_meter(meter)
     features = analyze(audio, sample_rate_hz)
     estimate = estimate_from_features(features, sample_rate_hz, meter_obj)
-    tempo = {"source": "given" if bpm else "estimated", "meter": str(meter_obj), **estimate.as_dict(sample_rate_hz)}
+    tempo = {
+        "source": "given" if bpm else "estimated",
+        "meter": str(meter_obj),
+        **estimate.as_dict(sample_rate_hz),
+    }
     if bpm is None:
         if estimate.bpm is None:
             raise AudioError(
@@ -94,7 +107,11 @@ def match_recording(
         tempo["source"] = "given"
     if start_s is not None:
         anchor = float(start_s) * sample_rate_hz
-    elif estimate.bpm is not None and estimate.downbeat_sample is not None and abs(estimate.bpm / bpm - 1) < 0.02:
+    elif (
+        estimate.bpm is not None
+        and estimate.downbeat_sample is not None
+        and abs(estimate.bpm / bpm - 1) < 0.02
+    ):
         anchor = float(estimate.downbeat_sample)
     elif features.onsets.size:
         anchor = float(features.onsets["sample"][0])
@@ -128,13 +145,19 @@ def match_recording(
                 }
                 for i, s in zip(indices, scores)
             ]
-        windows.append({"start_s": round(fp.start_sample / sample_rate_hz, 4), "bar": int(fp.first_bar), "top": top})
+        windows.append(
+            {"start_s": round(fp.start_sample / sample_rate_hz, 4), "bar": int(fp.first_bar), "top": top}
+        )
     return {
         "file": None,
         "tempo": tempo,
-        "model": {"name": model.name, "version": model.version, "trained": model.trained,
-                  "groove_encoder": model.groove_encoder_id[:16]},  # fmt: skip
-        "library": {"grooves": int(len(library)), "fitting_tempo_and_meter": int(allowed.sum())},
+        "model": {
+            "name": model.name,
+            "version": model.version,
+            "trained": model.trained,
+            "groove_encoder": model.groove_encoder_id[:16],
+        },
+        "library": {"grooves": len(library), "fitting_tempo_and_meter": int(allowed.sum())},
         "windows": windows,
     }
 
@@ -176,13 +199,21 @@ def run(args) -> int:
         print(json.dumps(result, indent=2))
         return 0
     tempo = result["tempo"]
-    print(f"{args.file}: {tempo['bpm']} BPM ({tempo['source']}), {tempo['meter']}, first downbeat {tempo['downbeat_s']} s")
-    print(f"model {model.describe()}; {result['library']['fitting_tempo_and_meter']} of "
-          f"{result['library']['grooves']} grooves fit tempo and meter")  # fmt: skip
+    print(
+        f"{args.file}: {tempo['bpm']} BPM ({tempo['source']}), {tempo['meter']}, first downbeat {tempo['downbeat_s']} s"
+    )
+    print(
+        f"model {model.describe()}; {result['library']['fitting_tempo_and_meter']} of "
+        f"{result['library']['grooves']} grooves fit tempo and meter"
+    )
     for window in result["windows"]:
         print(f"\n{window['start_s']:8.2f} s  (bar {window['bar'] + 1})")
         if not window["top"]:
-            print("    no groove in the library fits this tempo and meter; import more (`sjtui grooves import --gmd`)")
+            print(
+                "    no groove in the library fits this tempo and meter; import more (`sjtui grooves import --gmd`)"
+            )
         for rank, pick in enumerate(window["top"], start=1):
-            print(f"    {rank:2d}. {pick['score']:+.3f}  #{pick['id']:<6d} {pick['style']:12s} {pick['bpm']:6.1f} BPM  {pick['name']}")
+            print(
+                f"    {rank:2d}. {pick['score']:+.3f}  #{pick['id']:<6d} {pick['style']:12s} {pick['bpm']:6.1f} BPM  {pick['name']}"
+            )
     return 0

@@ -25,10 +25,18 @@ def add_parser(subparsers) -> None:
         help="fine-tune the model on your ratings (needs the train extra)",
         description="Fine-tune the shipped model on the ratings of your labels database and install it as yours.",
     )
-    parser.add_argument("--labels", type=Path, default=None, help="labels database or folder (default: yours)")
-    parser.add_argument("--library", type=Path, default=None, help="groove library folder or file (default: yours)")
-    parser.add_argument("--base", type=Path, default=None, help="model to start from (default: the shipped one)")
-    parser.add_argument("--out", type=Path, default=None, help="where to install (default: your model folder)")
+    parser.add_argument(
+        "--labels", type=Path, default=None, help="labels database or folder (default: yours)"
+    )
+    parser.add_argument(
+        "--library", type=Path, default=None, help="groove library folder or file (default: yours)"
+    )
+    parser.add_argument(
+        "--base", type=Path, default=None, help="model to start from (default: the shipped one)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="where to install (default: your model folder)"
+    )
     parser.add_argument("--steps", type=int, default=150, help="fine-tuning steps (default 150)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -71,9 +79,14 @@ def run(args) -> int:
         raise SjtuiError(f"no labels database at {labels}; rate some pairs first (`sjtui label`), then train")
     train = _import_training()
     result = train.finetune_from_labels(
-        labels, library=args.library, base_dir=args.base, out_dir=args.out, steps=args.steps, seed=args.seed,
+        labels,
+        library=args.library,
+        base_dir=args.base,
+        out_dir=args.out,
+        steps=args.steps,
+        seed=args.seed,
         log=lambda text: print(f"note: {text}", file=sys.stderr),
-    )  # fmt: skip
+    )
     if args.json:
         print(json.dumps(result, indent=2))
     else:
