@@ -157,28 +157,60 @@ def run_headless(engine, as_json: bool, max_bars: int | None, out=None) -> int:
 
 
 def run_tui(engine) -> int | None:
-    """Run the Textual app on ``engine`` if the UI exists; None when it does not."""
+    """Run the Textual app on ``engine`` if the UI exists; None when it does not.
+
+    SIGTERM and SIGHUP (the terminal went away) ask the app to exit from a
+    watcher thread; if it has not ended 3 s later the engine is closed (every
+    note off) and the process exits anyway: never a hang, never a stuck note.
+    """
     try:
-        from sjtui.ui import app as ui_app  # noqa: F401
+        from sjtui.ui import app as ui_app
     except ImportError:
         return None
-    runner = getattr(ui_app, "run_app", None)
-    if runner is not None:
-        engine.start()  # the app polls and commands; it closes the engine on any exit
-        try:
-            return int(runner(engine) or 0)
-        finally:
-            engine.close()
     make_app = getattr(ui_app, "make_app", None)
     if make_app is None:
         return None
-    app = make_app(engine=engine)
+    import os
+    import threading
+
+    app = make_app(engine)
+    got = {"signal": None}
+    wake = threading.Event()
+
+    def on_signal(signum, frame):
+        got["signal"] = signum
+        wake.set()
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+
+    def watch():
+        wake.wait()
+        if got["signal"] is None:
+            return
+
+        def ask_app():  # call_from_thread waits for the app's loop: never on the watcher itself
+            try:
+                app.call_from_thread(app.exit, 128 + got["signal"])
+            except Exception:  # noqa: BLE001 - the app is not running (yet or any more)
+                pass
+
+        threading.Thread(target=ask_app, name="sjtui-exit-app", daemon=True).start()
+        time.sleep(3.0)
+        engine.close()
+        os._exit(128 + got["signal"])
+
+    threading.Thread(target=watch, name="sjtui-signal-watch", daemon=True).start()
+    engine.start()  # the app polls and commands
     try:
-        engine.start()
-        app.run()
+        result = app.run()
     finally:
         engine.close()
-    return 0
+        if got["signal"] is None:
+            wake.set()  # let the watcher end
+    if got["signal"] is not None:
+        return 128 + got["signal"]
+    return int(result or 0)
 
 
 def run(args) -> int:
