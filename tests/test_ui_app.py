@@ -8,6 +8,7 @@ MIDI ports) come from the fake's scenarios.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 
@@ -438,3 +439,76 @@ async def test_no_color_draws_in_greys_only(monkeypatch):
     not_grey = [c for c in colours - window_chrome if len({c[0:2], c[2:4], c[4:6]}) > 1]
     assert not not_grey, not_grey
     assert "NO_COLOR" not in os.environ or os.environ["NO_COLOR"] == "1"
+
+
+# --- an engine built by a factory while the screen is already up ------------------------------
+
+
+async def test_a_factory_engine_starts_behind_a_drawn_screen():
+    import threading
+
+    release = threading.Event()
+    built: list[FakeEngine] = []
+
+    def factory():
+        release.wait(10)
+        built.append(frozen("jamming"))
+        return built[0]
+
+    app = make_app(factory)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert "starting: opening the input" in text_of(app, EventLog)
+        assert "IDLE" in text_of(app, TransportBar)
+        await pilot.press("l")  # nothing to send it to yet: dropped, not queued
+        release.set()
+        await wait_for(pilot, lambda: "PLAYING" in text_of(app, TransportBar))
+        await pilot.press("s")
+        await pilot.pause()
+        await pilot.press("q")
+        await pilot.pause()
+    assert built[0].commands == [Skip()]
+    assert built[0].close_calls == 1
+    assert app.return_value == 0
+
+
+async def test_a_factory_that_fails_shows_why_and_quits_with_2():
+    from sjtui.errors import SjtuiError
+
+    def factory():
+        raise SjtuiError("no audio input device 'Scarlett': `sjtui devices` lists them")
+
+    app = make_app(factory)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.start_error is not None)
+        await pilot.pause(0.1)
+        log = text_of(app, EventLog)
+        assert "could not start: no audio input device 'Scarlett'" in log
+        assert "ERROR" in text_of(app, TransportBar)
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_value == 2
+
+
+async def test_quitting_while_the_factory_runs_still_closes_the_engine():
+    import threading
+
+    release = threading.Event()
+    built: list[FakeEngine] = []
+
+    def factory():
+        release.wait(10)
+        built.append(frozen("jamming"))
+        return built[0]
+
+    app = make_app(factory)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("q")
+        await pilot.pause()
+    release.set()
+    for _ in range(100):
+        if built and built[0].close_calls:
+            break
+        await asyncio.sleep(0.02)
+    assert built and built[0].close_calls == 1

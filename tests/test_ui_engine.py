@@ -209,9 +209,12 @@ async def test_real_engine_pickers_list_what_this_machine_has(jam):
         await pilot.press("escape")
         picker = await open_picker("m")
         labels = [c.label for c in picker.choices]
-        assert any("sjtui-ui-test-listener" in label for label in labels), labels
+        listener_port = next(label for label in labels if "sjtui-ui-test-listener" in label)
         assert labels[-1].startswith("built-in synth")
-        await pilot.press("escape")
+        await pilot.press(*["down"] * labels.index(listener_port), "enter")  # drums to the listener's port
+        await wait_for(pilot, lambda: "sjtui-ui-test-listener" in app.last_snapshot.midi_destination)
+        await pilot.pause(0.1)
+        assert "sjtui-ui-test-listener" in text_of(app, TransportBar)
         picker = await open_picker("c")
         assert [c.value[0] for c in picker.choices][:3] == ["auto", "internal", "tap"]
         await pilot.press("down", "enter")  # internal

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -29,6 +30,7 @@ from sjtui.snapshot import (
     EngineLike,
     EngineSnapshot,
     FillNow,
+    LogEntry,
     NudgeTempo,
     Rate,
     SetClockSource,
@@ -97,6 +99,39 @@ class OnsetPanel(Horizontal):
             self.border_title = title
 
 
+class StartingEngine:
+    """Stands in for the engine while a factory builds it: an idle snapshot saying so, or the error."""
+
+    def __init__(self) -> None:
+        self._snapshot = EngineSnapshot(
+            state="idle", log=(LogEntry(0.0, "info", "starting: opening the input, the groove library and MIDI…"),)
+        )
+
+    def failed(self, error: BaseException) -> None:
+        text = f"could not start: {error}"
+        self._snapshot = EngineSnapshot(
+            state="error", warnings=(text, "press q to quit"), log=(*self._snapshot.log, LogEntry(0.0, "error", text))
+        )
+
+    def snapshot(self) -> EngineSnapshot:
+        return self._snapshot
+
+    def send(self, command: Command) -> None:
+        pass
+
+    def list_inputs(self) -> list[str]:
+        return []
+
+    def list_midi_outputs(self) -> list[str]:
+        return []
+
+    def list_midi_inputs(self) -> list[str]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
 class JamApp(App[int]):
     """The jam screen over any :class:`~sjtui.snapshot.EngineLike` engine."""
 
@@ -128,13 +163,19 @@ class JamApp(App[int]):
 
     def __init__(
         self,
-        engine: EngineLike,
+        engine: EngineLike | Callable[[], EngineLike],
         *,
         poll_hz: float = POLL_HZ,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
+        self._factory: Callable[[], EngineLike] | None = None
+        if not hasattr(engine, "snapshot") and callable(engine):
+            # a factory: the screen comes up at once and the engine is built (and started) in a worker
+            self._factory = engine
+            engine = StartingEngine()
         self.engine = engine
+        self.start_error: BaseException | None = None
         self.poll_hz = poll_hz
         self.clock = clock
         self.polls = 0
@@ -165,6 +206,37 @@ class JamApp(App[int]):
         self._groove_panel = self.query_one(GroovePanel)
         self.poll()
         self.set_interval(1.0 / self.poll_hz, self.poll, name="snapshot-poll")
+        if self._factory is not None:
+            self._build_engine()
+
+    @work(thread=True, exclusive=True, group="engine-start", exit_on_error=False)
+    def _build_engine(self) -> None:
+        """Create and start the engine off the UI thread (opening devices and the library takes a while)."""
+        try:
+            engine = self._factory()
+        except Exception as error:  # shown on screen; run_app prints it again after the screen closes
+            try:
+                self.call_from_thread(self._engine_failed, error)
+            except RuntimeError:  # the app has already gone
+                pass
+            return
+        try:
+            self.call_from_thread(self._engine_ready, engine)
+        except RuntimeError:  # the player quit while it was starting: still close it cleanly
+            engine.close()
+
+    def _engine_ready(self, engine: EngineLike) -> None:
+        if self._engine_closed:  # quit while starting
+            engine.close()
+            return
+        self.engine = engine
+        self.poll()
+
+    def _engine_failed(self, error: BaseException) -> None:
+        self.start_error = error
+        if isinstance(self.engine, StartingEngine):
+            self.engine.failed(error)
+        self.poll()
 
     # --- the poll ----------------------------------------------------------------------------------
 
@@ -188,6 +260,9 @@ class JamApp(App[int]):
     # --- commands ----------------------------------------------------------------------------------
 
     def send(self, command: Command) -> None:
+        if isinstance(self.engine, StartingEngine):
+            self.notify("the engine is not running yet" if self.start_error is None else "the engine did not start")
+            return
         try:
             self.engine.send(command)
         except Exception as error:  # e.g. a full command queue: say so, keep the jam going
@@ -249,7 +324,7 @@ class JamApp(App[int]):
 
     def action_quit_jam(self) -> None:
         self.close_engine()
-        self.exit(0)
+        self.exit(2 if self.start_error is not None else 0)
 
     # --- shutdown ----------------------------------------------------------------------------------
 
@@ -263,8 +338,19 @@ class JamApp(App[int]):
         self.close_engine()
 
 
-def make_app(engine: EngineLike | None = None, *, poll_hz: float = POLL_HZ, clock: Callable[[], float] = time.monotonic) -> JamApp:
-    """The jam screen over ``engine`` (a fake engine playing a demo riff when None)."""
+def make_app(
+    engine: EngineLike | Callable[[], EngineLike] | None = None,
+    *,
+    poll_hz: float = POLL_HZ,
+    clock: Callable[[], float] = time.monotonic,
+) -> JamApp:
+    """The jam screen over ``engine`` (a fake engine playing a demo riff when None).
+
+    ``engine`` may also be a function returning a started engine: the screen
+    then draws its first frame at once and builds the engine in a worker
+    thread (opening the input, the library and MIDI takes most of a second);
+    an error from it is shown on screen and quitting returns 2.
+    """
     if engine is None:
         from sjtui.ui.fake import FakeEngine
 
@@ -272,11 +358,19 @@ def make_app(engine: EngineLike | None = None, *, poll_hz: float = POLL_HZ, cloc
     return JamApp(engine, poll_hz=poll_hz, clock=clock)
 
 
-def run_app(engine: EngineLike, **kwargs) -> int:
-    """Run the jam screen in this terminal until the player quits; the engine is closed on any exit."""
+def run_app(engine: EngineLike | Callable[[], EngineLike], **kwargs) -> int:
+    """Run the jam screen in this terminal until the player quits; the engine is closed on any exit.
+
+    ``engine``: an engine, or a function returning a started one (see :func:`make_app`).
+    """
     app = make_app(engine, **kwargs)
     try:
         result = app.run()
     finally:
         app.close_engine()
+    if app.start_error is not None:
+        import sys
+
+        print(f"sjtui: {app.start_error}", file=sys.stderr)
+        return 2
     return int(result or 0)
