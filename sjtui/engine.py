@@ -1490,12 +1490,20 @@ def _load_model(spec: str | None, notes: list[str]):
 
     if spec is not None and not Path(spec).exists():
         raise EngineError(f"model {spec} does not exist; give a model folder (with manifest.json) or --model none")
-    try:
-        loaded = load_model(spec)
-    except ModelError as error:
-        if spec is not None:
+    if spec is not None:  # the model asked for, or nothing: no silent fallback to another one
+        from sjtui.model.runtime import EncoderPair
+
+        try:
+            pair = EncoderPair(spec)
+        except ModelError as error:
             raise EngineError(f"model {spec} cannot be used: {error}") from None
-        notes.append(f"{NO_MODEL_MESSAGE} ({str(error).splitlines()[0]})")
+        notes.append(f"model: {pair.describe()}")
+        return pair, f"{pair.name} {pair.version}"
+    try:
+        loaded = load_model(None)
+    except ModelError as error:
+        reasons = " ".join(line.strip("- ") for line in str(error).splitlines()[1:2])
+        notes.append(f"{NO_MODEL_MESSAGE} ({reasons or error})")
         return None, ""
     if loaded.fallback_reason:
         notes.append(loaded.fallback_reason)
