@@ -15,8 +15,9 @@ Figures (each with the peer it is compared with, measured in the same run):
 - ``startup``: from launching the program in tmux to the first drawn frame
   (the transport line on screen), median of ``--repeats``: the UI over the
   fake engine, and ``sjtui jam`` with the real engine on a file input
-  (private JACK dummy server); peer: the bare interpreter start
-  (``python -c pass``) measured the same way. Also: seconds to import
+  (private JACK dummy server), and the same jam started through
+  ``run_app(factory)`` (screen first, engine built behind it); peers: a
+  shell and a bare interpreter printing one line, measured the same way. Also: seconds to import
   ``sjtui.ui.app`` and whether torch got imported. Target: at most 2 s.
 - ``memory``: resident memory (VmRSS, VmHWM) of ``sjtui jam`` running with
   the whole Groove MIDI Dataset imported into its library (built in a
@@ -241,6 +242,18 @@ def startup(repeats: int, jack: JackServer | None, library_dir: Path) -> dict:
             finally:
                 term.close()
         out["sjtui_jam_first_frame_s"] = round(statistics.median(times), 3)
+        times = []
+        for _ in range(repeats):
+            jam_env = dict(env, JACK_DEFAULT_SERVER=jack.name, SJTUI_DATA_DIR=str(library_dir / "data"))
+            term = Tmux(f"{PYTHON} {Path(__file__).resolve()} --run-jam-factory {library_dir}", 100, 30, env=jam_env)
+            try:
+                times.append(term.wait_for("BPM"))
+                term.wait_for("PLAYING")
+                term.keys("q")
+                time.sleep(0.5)
+            finally:
+                term.close()
+        out["jam_via_run_app_factory_first_frame_s"] = round(statistics.median(times), 3)
     probe = subprocess.run(
         [PYTHON, "-c", "import sys, time; t = time.perf_counter(); import sjtui.ui.app; "
          "print(time.perf_counter() - t, 'torch' in sys.modules, 'textual' in sys.modules)"],
@@ -326,7 +339,22 @@ def engine_timing(jack: JackServer, library_dir: Path, seconds: float) -> dict:
 # --- main ---------------------------------------------------------------------------------------------
 
 
+def run_jam_factory(library_dir: str) -> int:
+    """The same jam as ``sjtui jam``, started through ``run_app(factory)``: the screen first, the engine behind."""
+    from sjtui.ui.app import run_app
+
+    def factory():
+        from sjtui.engine import EngineOptions, create_engine
+
+        options = EngineOptions(input=str(RECORDING), loop=True, library=library_dir, model="none")
+        return create_engine(options).start()
+
+    return run_app(factory)
+
+
 def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--run-jam-factory":  # used by the start-up measurement
+        return run_jam_factory(sys.argv[2])
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each CPU measurement")
     parser.add_argument("--publish-hz", type=float, default=60.0, help="snapshots per second from the fake engine")

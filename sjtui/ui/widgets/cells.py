@@ -62,3 +62,13 @@ def level_bar(fraction: float, width: int, marker: float | None = None) -> str:
         elif position > full:
             cells[position] = "┃"
     return "".join(cells)
+
+
+SIXTEENTH_STEPS = 3  # grid steps per 16th note (12 steps per quarter)
+
+
+def playhead_cell(step: int, cell_steps: int) -> int:
+    """The cell the playhead is drawn in: it moves by 16th notes at most (finer cells on wide
+    screens would only repaint more often without telling the player more)."""
+    quantum = max(cell_steps, SIXTEENTH_STEPS)
+    return (step // quantum) * quantum // cell_steps

@@ -7,7 +7,7 @@ import numpy as np
 from sjtui.constants import BARS_PER_WINDOW, DRUM_VOICES, STEPS_PER_BEAT
 from sjtui.snapshot import EngineSnapshot, GrooveInfo
 from sjtui.ui.widgets.base import SnapshotView, StripBuilder
-from sjtui.ui.widgets.cells import block_glyphs, columns_per_bar, pool_max
+from sjtui.ui.widgets.cells import block_glyphs, columns_per_bar, playhead_cell, pool_max
 
 VOICE_LABELS = {
     "kick": "kick",
@@ -83,7 +83,7 @@ class DrumPattern(SnapshotView):
         n_steps = groove.pattern.shape[1]
         steps_per_bar = max(n_steps // BARS_PER_WINDOW, 1)
         columns = columns_per_bar(steps_per_bar, self._max_columns())
-        return (groove.id, id(groove.pattern), t.step // (steps_per_bar // columns), self.size.width)
+        return (groove.id, id(groove.pattern), playhead_cell(t.step, steps_per_bar // columns), self.size.width)
 
     def show(self, snapshot: EngineSnapshot, now_s: float) -> None:
         rows_before = self._rows(self.snapshot)
@@ -124,7 +124,7 @@ class DrumPattern(SnapshotView):
         columns = columns_per_bar(steps_per_bar, self._max_columns())
         n_cells = BARS_PER_WINDOW * columns
         cell_steps = steps_per_bar // columns
-        play_cell = min(snapshot.transport.step // cell_steps, n_cells - 1)
+        play_cell = min(playhead_cell(snapshot.transport.step, cell_steps), n_cells - 1)
         glyphs = block_glyphs(pool_max(pattern[:, : n_cells * cell_steps], n_cells), threshold=1e-3)
         beat_cells = max(columns * STEPS_PER_BEAT // steps_per_bar, 1)
 

@@ -18,7 +18,7 @@ import numpy as np
 from sjtui.constants import BAND_NAMES, BARS_PER_WINDOW, STEPS_PER_BEAT
 from sjtui.snapshot import EngineSnapshot
 from sjtui.ui.widgets.base import SnapshotView, StripBuilder
-from sjtui.ui.widgets.cells import block_glyphs, columns_per_bar, pool_max
+from sjtui.ui.widgets.cells import block_glyphs, columns_per_bar, playhead_cell, pool_max
 
 _ROWS = tuple(reversed(range(len(BAND_NAMES))))  # high, mid, low
 
@@ -90,7 +90,7 @@ class OnsetGrid(SnapshotView):
         # with the arrays last drawn (cheap: 3 x 4 x 48 values) and keep their identity in the key
         current = self._same_as(current, "_drawn_current")
         previous = self._same_as(previous, "_drawn_previous")
-        return (id(current), id(previous), t.step // cell_steps, t.bar, t.steps_per_bar, self.size.width, self.size.height)
+        return (id(current), id(previous), playhead_cell(t.step, cell_steps), t.bar, t.steps_per_bar, self.size.width, self.size.height)
 
     _drawn_current: np.ndarray | None = None
     _drawn_previous: np.ndarray | None = None
@@ -120,7 +120,7 @@ class OnsetGrid(SnapshotView):
         columns, side_by_side = layout(steps_per_bar, width)
         cell_steps = steps_per_bar // columns
         n_cells = BARS_PER_WINDOW * columns
-        play_cell = min(t.step // cell_steps, n_cells - 1)
+        play_cell = min(playhead_cell(t.step, cell_steps), n_cells - 1)
 
         scale = float(current.max())
         previous = snapshot.previous_onset_grid
