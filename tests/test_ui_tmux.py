@@ -2,10 +2,10 @@
 
 Each test runs the program in a detached tmux session on a private tmux
 server (``-L``), types keys with ``send-keys`` and reads the screen with
-``capture-pane -p``. ``sjtui demo`` is not built yet (its command prints a
-note), so the screen runs over the fake engine (``python -m
-sjtui.ui.demo_fake``) and over the real engine with ``sjtui jam`` fed a
-guitar recording on the private JACK server.
+``capture-pane -p``: ``sjtui demo`` (synthesized guitar, drums on the
+built-in synth) and ``sjtui jam`` fed a guitar recording, both on the
+private JACK dummy server, and the screen over the in-memory fake engine
+(``python -m sjtui.ui.demo_fake``) for keys whose effect the fake shows.
 """
 
 from __future__ import annotations
@@ -132,5 +132,40 @@ def test_real_jam_over_tmux(jack_server, guitar_audio_dir, tmp_path, tmux_sessio
     time.sleep(0.5)
     assert "Reading the screen" not in term.screen()
     term.keys("q")  # quits: engine closed, all notes off
+    final = term.wait_for("SJTUI-EXIT=", timeout_s=20)
+    assert "SJTUI-EXIT=0" in final
+
+
+def test_sjtui_demo_over_tmux(jack_server, tmp_path, tmux_sessions):
+    sjtui = Path(sys.executable).with_name("sjtui")
+    env = {
+        "TERM": "xterm-256color",
+        "JACK_DEFAULT_SERVER": jack_server,
+        "SJTUI_DATA_DIR": str(tmp_path / "data"),
+        "XDG_RUNTIME_DIR": str(tmp_path),
+    }
+    term = Tmux(f"{shlex.quote(str(sjtui))} demo", env=env)
+    tmux_sessions.append(term)
+    screen = term.wait_for("PLAYING", timeout_s=40)
+    assert "synthesized guitar" in screen and "built-in synth" in screen
+    screen = term.wait_for("kick", timeout_s=40)  # the drums came in: a groove and its pattern on screen
+    assert "onsets · bars" in screen
+    lines = screen.splitlines()
+    assert len(lines) == 30 and "q quit" in lines[-1]
+
+    term.keys("?")
+    term.wait_for("Reading the screen")
+    term.keys("Escape")
+    time.sleep(0.5)
+    assert "Reading the screen" not in term.screen()
+    term.keys("l")
+    term.wait_for("LOCKED")
+    term.keys("l")
+    deadline = time.monotonic() + 10
+    while "LOCKED" in term.screen() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "LOCKED" not in term.screen().splitlines()[0]
+
+    term.keys("q")
     final = term.wait_for("SJTUI-EXIT=", timeout_s=20)
     assert "SJTUI-EXIT=0" in final
