@@ -8,10 +8,12 @@
    same process: the same ranking without a model (tempo/meter order only)
    and the bare dot product + top-k (``best_grooves``) alone.
 2. ``realtime``: the real engine on a private JACK server for ``--seconds``
-   (default 60): the guitar fed into PortAudio's input by a JACK client (a
-   rendered riff, looped), drums out through the sample-accurate JACK MIDI
-   backend into a capture client, and a UI-like thread polling the
-   snapshot at 30 Hz and spending ~3 ms of Python per poll. Reported: JACK
+   (default 60): the jam in its own process (engine + a UI-like thread
+   polling the snapshot at 30 Hz and spending ~3 ms of Python per poll, as
+   the Textual screen would), the guitar fed into PortAudio's input by a
+   JACK client of this process (a rendered riff, looped), drums out through
+   the sample-accurate JACK MIDI backend into a capture client of this
+   process (so the test clients do not share the jam's GIL). Reported: JACK
    xruns, input overflows, analysis overruns, events the backend got late,
    the share of clock ticks exactly on their frame, selection_ms in the run,
    and the load average of the machine (other jobs share its cores).
@@ -227,74 +229,91 @@ def ui_like_load(engine, stop: threading.Event, stats: dict) -> None:
     stats["ui_polls"] = polls
 
 
+def child_jam(library_dir: Path, model_dir: Path, seconds: float, capture_port: str) -> dict:
+    """In the jam's own process: the engine and the UI-like load, nothing else (no test clients)."""
+    from sjtui.config import EngineConfig
+    from sjtui.engine import EngineOptions, create_engine
+
+    engine = create_engine(
+        EngineOptions(
+            input="system", midi_out=capture_port, midi_backend="jack", clock_out=True, bpm=120.0,
+            model=str(model_dir), library=str(library_dir), config=EngineConfig(), state_file=False,
+        )
+    )  # fmt: skip
+    stop = threading.Event()
+    ui_stats: dict = {}
+    ui = threading.Thread(target=ui_like_load, args=(engine, stop, ui_stats), daemon=True)
+    try:
+        engine.start()
+        print("READY", flush=True)
+        ui.start()
+        time.sleep(seconds)
+    finally:
+        stop.set()
+        ui.join(2)
+        snap = engine.snapshot()
+        engine.close()
+    backend = engine.output.backend
+    return {
+        "input_overflows": int(engine.ring.overflow_count),
+        "analysis_overruns": int(engine.analysis.overrun_count),
+        "backend_late_events": int(backend.late_events),
+        "backend_lost_events": int(backend.lost_events),
+        "scheduler_late_events": int(engine.output.late_events),
+        "scheduler_realtime_priority": bool(engine.output.realtime),
+        "selection_ms_in_run": percentiles(list(engine.selection_ms)),
+        "ui_polls": ui_stats.get("ui_polls"),
+        "engine_error": None if engine.error is None else repr(engine.error),
+        "warnings": list(snap.warnings),
+    }
+
+
 def bench_realtime(library_dir: Path, model_dir: Path, seconds: float) -> dict:
+    """A private JACK server; the jam (engine + UI-like load) in a child process; feeder and capture here."""
     jackd = shutil.which("jackd")
     if jackd is None:
         return {"skipped": "jackd not installed"}
-    name = f"sjtui-bench-{os.getpid()}"
+    name = "sjtui-bench-engine"  # fixed: a killed run's JACK registry slot is reclaimed by the next
     proc = subprocess.Popen([jackd, "-n", name, "-d", "dummy", "-r", str(SR), "-p", "256"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    child = None
     try:
         subprocess.run(["jack_wait", "-s", name, "-w", "-t", "10"], check=True, capture_output=True)
         os.environ["JACK_DEFAULT_SERVER"] = name
-        import sounddevice as sd
-
-        sd._terminate()
-        sd._initialize()
-        from sjtui.config import EngineConfig
-        from sjtui.engine import EngineOptions, create_engine
-
         capture = Capture()
-        engine = create_engine(
-            EngineOptions(
-                input="system", midi_out=capture.port.name, midi_backend="jack", clock_out=True, bpm=120.0,
-                model=str(model_dir), library=str(library_dir), config=EngineConfig(), state_file=False,
-            )
-        )  # fmt: skip
         feeder = LoopFeeder(riff_audio(120.0, 8))
-        stop = threading.Event()
-        ui_stats: dict = {}
-        ui = threading.Thread(target=ui_like_load, args=(engine, stop, ui_stats), daemon=True)
         load_before = os.getloadavg()
-        try:
-            engine.start()
-            feeder.connect()
-            ui.start()
-            time.sleep(seconds)
-        finally:
-            stop.set()
-            ui.join(2)
-            engine.close()
-            feeder.close()
+        child = subprocess.Popen(
+            [sys.executable, __file__, "--child-jam", str(seconds), "--library", str(library_dir), "--model",
+             str(model_dir), "--capture-port", capture.port.name],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+        )  # fmt: skip
+        line = child.stdout.readline()
+        if not line.startswith("READY"):
+            return {"error": "the jam did not start", "stderr": child.stderr.read()[-2000:]}
+        time.sleep(0.3)
+        feeder.connect()
+        out, err = child.communicate(timeout=seconds + 60)
         time.sleep(0.2)
-        snap = engine.snapshot()
+        feeder.close()
         capture.close()
-        backend = engine.output.backend
+        result = json.loads(out.strip().splitlines()[-1])
         ticks = np.array(capture.ticks, dtype=np.int64)
         diffs = np.diff(ticks) if ticks.size > 1 else np.zeros(0)
-        return {
-            "seconds": seconds,
-            "load_average_1min_before": load_before[0],
-            "cpu_count": os.cpu_count(),
-            "jack_xruns": capture.xruns,
-            "input_overflows": int(engine.ring.overflow_count),
-            "analysis_overruns": int(engine.analysis.overrun_count),
-            "backend_late_events": int(backend.late_events),
-            "backend_lost_events": int(backend.lost_events),
-            "notes_received": capture.notes,
-            "ticks_received": int(ticks.size),
-            "tick_intervals_exact_share": float(np.mean(diffs == 1000)) if diffs.size else None,
-            "tick_interval_frames_std": float(diffs.std()) if diffs.size else None,
-            "selection_ms_in_run": percentiles(list(engine.selection_ms)),
-            "ui_polls": ui_stats.get("ui_polls"),
-            "engine_error": None if engine.error is None else repr(engine.error),
-            "warnings": list(snap.warnings),
-        }
+        result.update(
+            seconds=seconds,
+            load_average_1min_before=load_before[0],
+            cpu_count=os.cpu_count(),
+            jack_xruns_seen_by_capture=capture.xruns,
+            notes_received=capture.notes,
+            ticks_received=int(ticks.size),
+            tick_intervals_exact_share=float(np.mean(diffs == 1000)) if diffs.size else None,
+            tick_interval_frames_std=float(diffs.std()) if diffs.size else None,
+        )
+        return result
     finally:
-        import sounddevice as sd
-
-        sd._terminate()
-        os.environ["JACK_DEFAULT_SERVER"] = "sjtui-no-server"
+        if child is not None and child.poll() is None:
+            child.kill()
         proc.terminate()
         try:
             proc.wait(5)
@@ -309,7 +328,12 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=60.0, help="real-time run length (0: skip)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--child-jam", type=float, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--capture-port", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child_jam is not None:
+        print(json.dumps(child_jam(args.library, args.model, args.child_jam, args.capture_port)), flush=True)
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model_dir = args.model or make_model(tmp / "model")

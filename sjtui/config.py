@@ -59,6 +59,11 @@ class EngineConfig:
     # bench/timing.py) plus one analysis batch (5.3 ms) plus GIL delays (5 ms switch
     # interval): 150 ms leaves a wide margin and is still short against a bar.
     decision_lead_ms: float = 150.0
+    # Python's GIL switch interval while jamming (process-wide). The audio and JACK callbacks
+    # run Python and need the GIL once per period (5.3 ms at 256/48 kHz); with the default 5 ms
+    # interval a busy engine or UI thread can hold it for a whole period and the input overflows.
+    # 1 ms costs a few more thread switches and cut overflows in bench/engine.py.
+    switch_interval_ms: float = 1.0
     # Snapshots are published at most this often (the UI polls at ~30 Hz).
     snapshot_interval_ms: float = 25.0
 
@@ -134,6 +139,8 @@ class EngineConfig:
             problems.append(f"channel {self.channel} must be 1..16 (10 is the GM drum channel)")
         if self.note_length_ms <= 0:
             problems.append(f"note_length_ms {self.note_length_ms} must be positive")
+        if not 0.1 <= self.switch_interval_ms <= 10.0:
+            problems.append(f"switch_interval_ms {self.switch_interval_ms} must be 0.1..10")
         if self.ring_seconds < 4:
             problems.append(f"ring_seconds {self.ring_seconds} must be at least 4")
         if problems:

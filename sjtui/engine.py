@@ -398,6 +398,10 @@ class Engine:
     def start(self) -> "Engine":
         if self._thread is not None:
             return self
+        if not self.simulated:
+            import sys
+
+            sys.setswitchinterval(self.config.switch_interval_ms * 1e-3)  # see EngineConfig
         self.source.start()
         if not self.simulated:
             # the audio clock first (a few blocks of anchors), then the output's timeline is tied to it
