@@ -14,7 +14,8 @@ Figures (each with the peer it is compared with, measured in the same run):
   Target: the UI at most 10% of one core.
 - ``startup``: from launching the program in tmux to the first drawn frame
   (the transport line on screen), median of ``--repeats``: the UI over the
-  fake engine, and ``sjtui jam`` with the real engine on a file input
+  fake engine; bare ``sjtui`` (the jam on the default input, the JACK
+  ``system`` device here); ``sjtui demo``; ``sjtui jam`` on a file input
   (private JACK dummy server), and the same jam started through
   ``run_app(factory)`` (screen first, engine built behind it); peers: a
   shell and a bare interpreter printing one line, measured the same way. Also: seconds to import
@@ -95,7 +96,9 @@ class Tmux:
         self.pid = int(self._tmux("display-message", "-p", "-t", "b", "#{pane_pid}").strip())
 
     def _tmux(self, *args) -> str:
-        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=10).stdout
+        return subprocess.run(
+            ["tmux", "-L", self.socket, *args], check=False, capture_output=True, text=True, timeout=10
+        ).stdout
 
     def screen(self) -> str:
         return self._tmux("capture-pane", "-p", "-t", "b")
@@ -178,7 +181,11 @@ def cpu_headless(size: tuple[int, int], seconds: float, publish_hz: float) -> di
 
 def cpu_terminal(size: tuple[int, int], seconds: float, publish_hz: float) -> dict:
     """The demo in a real terminal (tmux): whole-process CPU from /proc over ``seconds``."""
-    term = Tmux(f"{PYTHON} -m sjtui.ui.demo_fake jamming --publish-hz {publish_hz}", *size, env={"TERM": "xterm-256color"})
+    term = Tmux(
+        f"{PYTHON} -m sjtui.ui.demo_fake jamming --publish-hz {publish_hz}",
+        *size,
+        env={"TERM": "xterm-256color"},
+    )
     try:
         term.wait_for("BPM")
         time.sleep(1.0)
@@ -206,7 +213,7 @@ def startup(repeats: int, jack: JackServer | None, library_dir: Path) -> dict:
     env = {"TERM": "xterm-256color"}
     times = []
     for _ in range(repeats):
-        term = Tmux(f"sh -c 'echo READY; sleep 5'", 100, 30)  # peer: a shell printing one line
+        term = Tmux("sh -c 'echo READY; sleep 5'", 100, 30)  # peer: a shell printing one line
         try:
             times.append(term.wait_for("READY"))
         finally:
@@ -234,7 +241,12 @@ def startup(repeats: int, jack: JackServer | None, library_dir: Path) -> dict:
         times = []
         for _ in range(repeats):
             jam_env = dict(env, JACK_DEFAULT_SERVER=jack.name, SJTUI_DATA_DIR=str(library_dir / "data"))
-            term = Tmux(f"{SJTUI} jam --input {RECORDING} --loop --library {library_dir} --model none", 100, 30, env=jam_env)
+            term = Tmux(
+                f"{SJTUI} jam --input {RECORDING} --loop --library {library_dir} --model none",
+                100,
+                30,
+                env=jam_env,
+            )
             try:
                 times.append(term.wait_for("BPM"))
                 term.keys("q")
@@ -242,10 +254,27 @@ def startup(repeats: int, jack: JackServer | None, library_dir: Path) -> dict:
             finally:
                 term.close()
         out["sjtui_jam_first_frame_s"] = round(statistics.median(times), 3)
+        for name, command in (
+            ("sjtui_bare_first_frame_s", SJTUI),
+            ("sjtui_demo_first_frame_s", f"{SJTUI} demo"),
+        ):
+            times = []
+            for _ in range(repeats):
+                jam_env = dict(env, JACK_DEFAULT_SERVER=jack.name, SJTUI_DATA_DIR=str(library_dir / "data"))
+                term = Tmux(command, 100, 30, env=jam_env)
+                try:
+                    times.append(term.wait_for("BPM"))
+                    term.keys("q")
+                    time.sleep(0.5)
+                finally:
+                    term.close()
+            out[name] = round(statistics.median(times), 3)
         times = []
         for _ in range(repeats):
             jam_env = dict(env, JACK_DEFAULT_SERVER=jack.name, SJTUI_DATA_DIR=str(library_dir / "data"))
-            term = Tmux(f"{PYTHON} {Path(__file__).resolve()} --run-jam-factory {library_dir}", 100, 30, env=jam_env)
+            term = Tmux(
+                f"{PYTHON} {Path(__file__).resolve()} --run-jam-factory {library_dir}", 100, 30, env=jam_env
+            )
             try:
                 times.append(term.wait_for("BPM"))
                 term.wait_for("PLAYING")
@@ -255,8 +284,8 @@ def startup(repeats: int, jack: JackServer | None, library_dir: Path) -> dict:
                 term.close()
         out["jam_via_run_app_factory_first_frame_s"] = round(statistics.median(times), 3)
     probe = subprocess.run(
-        [PYTHON, "-c", "import sys, time; t = time.perf_counter(); import sjtui.ui.app; "
-         "print(time.perf_counter() - t, 'torch' in sys.modules, 'textual' in sys.modules)"],
+        [PYTHON, "-c", ("import sys, time; t = time.perf_counter(); import sjtui.ui.app; "
+                        "print(time.perf_counter() - t, 'torch' in sys.modules, 'textual' in sys.modules)")],
         capture_output=True, text=True, cwd=REPO, check=True,
     )  # fmt: skip
     seconds, torch, _ = probe.stdout.split()
@@ -281,8 +310,14 @@ def build_gmd_store(folder: Path) -> int:
 
 
 def jam_memory(jack: JackServer, library_dir: Path, settle_s: float) -> dict:
-    env = {"TERM": "xterm-256color", "JACK_DEFAULT_SERVER": jack.name, "SJTUI_DATA_DIR": str(library_dir / "data")}
-    term = Tmux(f"{SJTUI} jam --input {RECORDING} --loop --library {library_dir} --model none", 100, 30, env=env)
+    env = {
+        "TERM": "xterm-256color",
+        "JACK_DEFAULT_SERVER": jack.name,
+        "SJTUI_DATA_DIR": str(library_dir / "data"),
+    }
+    term = Tmux(
+        f"{SJTUI} jam --input {RECORDING} --loop --library {library_dir} --model none", 100, 30, env=env
+    )
     try:
         term.wait_for("kick", timeout_s=60)
         time.sleep(settle_s)
@@ -357,7 +392,9 @@ def main() -> int:
         return run_jam_factory(sys.argv[2])
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each CPU measurement")
-    parser.add_argument("--publish-hz", type=float, default=60.0, help="snapshots per second from the fake engine")
+    parser.add_argument(
+        "--publish-hz", type=float, default=60.0, help="snapshots per second from the fake engine"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="start-up runs (median)")
     parser.add_argument("--no-real", action="store_true", help="skip what needs jackd (real engine, memory)")
     parser.add_argument("--json", action="store_true")

@@ -33,7 +33,7 @@ from sjtui.ui.app import JamApp, make_app
 from sjtui.ui.fake import FakeEngine, frozen
 from sjtui.ui.screens.help import HelpScreen
 from sjtui.ui.screens.pickers import PickerScreen
-from sjtui.ui.widgets.groove import Candidates, DrumPattern
+from sjtui.ui.widgets.groove import DrumPattern
 from sjtui.ui.widgets.keys import KeyBar
 from sjtui.ui.widgets.log import EventLog
 from sjtui.ui.widgets.meters import InputMeter
@@ -156,7 +156,7 @@ async def test_help_lists_every_key_and_closes():
         assert isinstance(app.screen, HelpScreen)
         help_text = str(app.screen.query_one("#help-text").render())
         for key in ("space", "l", "s", "f", "t", "+ / -", "0-5", "r", "d", "m", "c", "?", "q"):
-            assert re.search(rf"^\s*{re.escape(key)}\s\s", help_text, re.M), key
+            assert re.search(rf"^\s*{re.escape(key)}\s\s", help_text, re.MULTILINE), key
         await pilot.press("question_mark")
         await pilot.pause()
         assert not isinstance(app.screen, HelpScreen)
@@ -249,7 +249,9 @@ async def test_midi_picker_explains_when_no_port_exists():
         picker = await open_picker(pilot, app, "m")
         assert len(picker.choices) == 2
         note = picker_note(picker)
-        assert "No MIDI output ports" in note and "virtual port named sjtui" in note and "built-in synth" in note
+        assert (
+            "No MIDI output ports" in note and "virtual port named sjtui" in note and "built-in synth" in note
+        )
 
 
 async def test_clock_picker_sets_the_source_and_the_midi_clock_input():

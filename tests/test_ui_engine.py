@@ -120,7 +120,7 @@ async def test_real_engine_jam_driven_by_keys(jam):
     engine.start()
     app = make_app(engine)
     async with app.run_test(size=(100, 30)) as pilot:
-        snapshot = lambda: app.last_snapshot  # noqa: E731
+        snapshot = lambda: app.last_snapshot
         await wait_for(pilot, lambda: snapshot().state == "playing" and snapshot().current is not None)
         await pilot.pause(0.2)
         transport = text_of(app, TransportBar)
@@ -150,7 +150,9 @@ async def test_real_engine_jam_driven_by_keys(jam):
         await wait_for(pilot, lambda: not snapshot().recording)
 
         await pilot.press("4")
-        await wait_for(pilot, lambda: snapshot().last_rating == 4 or any(e.level == "error" for e in snapshot().log[-3:]))
+        await wait_for(
+            pilot, lambda: snapshot().last_rating == 4 or any(e.level == "error" for e in snapshot().log[-3:])
+        )
         log_text = " ".join(e.text for e in snapshot().log)
 
         await pilot.press("f", "s")
@@ -169,7 +171,9 @@ async def test_real_engine_jam_driven_by_keys(jam):
     assert snapshot().last_rating == 4, log_text
     messages = listener.messages()
     last_note_on = max(i for i, m in enumerate(messages) if len(m) == 3 and m[0] & 0xF0 == 0x90 and m[2] > 0)
-    assert bytes([0xB9, 123, 0]) in messages[last_note_on:], "All Notes Off on channel 10 after the last note-on"
+    assert bytes([0xB9, 123, 0]) in messages[last_note_on:], (
+        "All Notes Off on channel 10 after the last note-on"
+    )
     assert count_open_notes(messages) == 0, "every note-on got its note-off at the receiver"
 
 
@@ -220,7 +224,10 @@ async def test_real_engine_pickers_list_what_this_machine_has(jam):
         await pilot.press("down", "enter")  # internal
         await pilot.pause(0.3)
         assert not isinstance(app.screen, PickerScreen)
-        assert "clock" in " ".join(e.text for e in app.last_snapshot.log[-5:]).lower() or app.last_snapshot.transport.source
+        assert (
+            "clock" in " ".join(e.text for e in app.last_snapshot.log[-5:]).lower()
+            or app.last_snapshot.transport.source
+        )
         await pilot.press("q")
         await pilot.pause()
     assert engine.finished.is_set()

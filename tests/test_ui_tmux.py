@@ -38,7 +38,9 @@ class Tmux:
         self._tmux("new-session", "-d", "-s", "jam", "-x", str(width), "-y", str(height), shell)
 
     def _tmux(self, *args: str) -> str:
-        result = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=10)
+        result = subprocess.run(
+            ["tmux", "-L", self.socket, *args], check=False, capture_output=True, text=True, timeout=10
+        )
         if result.returncode != 0:
             raise RuntimeError(f"tmux {' '.join(args)}: {result.stderr}")
         return result.stdout
@@ -60,7 +62,9 @@ class Tmux:
         raise AssertionError(f"{text!r} never appeared; the screen was:\n{screen}")
 
     def close(self) -> None:
-        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=10)
+        subprocess.run(
+            ["tmux", "-L", self.socket, "kill-server"], check=False, capture_output=True, timeout=10
+        )
 
 
 @pytest.fixture
@@ -72,7 +76,9 @@ def tmux_sessions():
 
 
 def test_demo_screen_over_tmux_keys_and_clean_exit(tmux_sessions):
-    term = Tmux(f"{shlex.quote(sys.executable)} -m sjtui.ui.demo_fake jamming", env={"TERM": "xterm-256color"})
+    term = Tmux(
+        f"{shlex.quote(sys.executable)} -m sjtui.ui.demo_fake jamming", env={"TERM": "xterm-256color"}
+    )
     tmux_sessions.append(term)
     screen = term.wait_for("BPM")
     lines = screen.splitlines()

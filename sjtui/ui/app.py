@@ -104,13 +104,16 @@ class StartingEngine:
 
     def __init__(self) -> None:
         self._snapshot = EngineSnapshot(
-            state="idle", log=(LogEntry(0.0, "info", "starting: opening the input, the groove library and MIDI…"),)
+            state="idle",
+            log=(LogEntry(0.0, "info", "starting: opening the input, the groove library and MIDI…"),),
         )
 
     def failed(self, error: BaseException) -> None:
         text = f"could not start: {error}"
         self._snapshot = EngineSnapshot(
-            state="error", warnings=(text, "press q to quit"), log=(*self._snapshot.log, LogEntry(0.0, "error", text))
+            state="error",
+            warnings=(text, "press q to quit"),
+            log=(*self._snapshot.log, LogEntry(0.0, "error", text)),
         )
 
     def snapshot(self) -> EngineSnapshot:
@@ -214,7 +217,7 @@ class JamApp(App[int]):
         """Create and start the engine off the UI thread (opening devices and the library takes a while)."""
         try:
             engine = self._factory()
-        except Exception as error:  # shown on screen; run_app prints it again after the screen closes
+        except Exception as error:  # noqa: BLE001 - shown on screen; run_app prints it again after the screen closes
             try:
                 self.call_from_thread(self._engine_failed, error)
             except RuntimeError:  # the app has already gone
@@ -244,7 +247,7 @@ class JamApp(App[int]):
         """Read the engine's latest snapshot and hand it to every widget (never blocks on the engine)."""
         try:
             snapshot = self.engine.snapshot()
-        except Exception as error:  # a broken engine must not take the screen down with it
+        except Exception as error:  # noqa: BLE001 - a broken engine must not take the screen down with it
             self.poll_errors += 1
             if self.poll_errors == 1:
                 self.notify(f"engine snapshot failed: {error}", severity="error", timeout=10)
@@ -261,11 +264,13 @@ class JamApp(App[int]):
 
     def send(self, command: Command) -> None:
         if isinstance(self.engine, StartingEngine):
-            self.notify("the engine is not running yet" if self.start_error is None else "the engine did not start")
+            self.notify(
+                "the engine is not running yet" if self.start_error is None else "the engine did not start"
+            )
             return
         try:
             self.engine.send(command)
-        except Exception as error:  # e.g. a full command queue: say so, keep the jam going
+        except Exception as error:  # noqa: BLE001 - e.g. a full command queue: say so, keep the jam going
             self.notify(f"{type(command).__name__} not sent: {error}", severity="warning")
 
     def action_toggle_play(self) -> None:

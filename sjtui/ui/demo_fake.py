@@ -15,7 +15,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m sjtui.ui.demo_fake", description=__doc__.split("\n")[0])
     parser.add_argument("scenario", nargs="?", default="jamming", choices=SCENARIOS)
-    parser.add_argument("--publish-hz", type=float, default=60.0, help="snapshots per second the fake publishes")
+    parser.add_argument(
+        "--publish-hz", type=float, default=60.0, help="snapshots per second the fake publishes"
+    )
     args = parser.parse_args(argv)
 
     from sjtui.ui.app import run_app

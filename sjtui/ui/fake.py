@@ -103,7 +103,7 @@ def drum_pattern(steps_per_bar: int, variant: int = 0) -> np.ndarray:
     pattern[hat, ::beat] = 0.8
     pattern[voice["kick"], ::steps_per_bar] = 1.0
     pattern[voice["kick"], 2 * beat + (variant % 2) * eighth :: steps_per_bar] = 0.9
-    pattern[voice["snare"], beat::2 * beat] = 0.95
+    pattern[voice["snare"], beat :: 2 * beat] = 0.95
     if variant % 2:
         pattern[voice["snare"], 3 * beat + 3 * eighth // 2 :: steps_per_bar] = 0.35  # ghost note
     pattern[voice["crash"], 0] = 1.0
@@ -150,24 +150,34 @@ class FakeEngine:
         self._lock = threading.Lock()
         self._seed = seed
         playing = scenario not in ("idle", "no-device")
-        self.inputs = list(inputs) if inputs is not None else (
-            [] if scenario == "no-device" else ["system (JACK, 2 in)", "Scarlett 2i2 USB (hw:1,0)"]
+        self.inputs = (
+            list(inputs)
+            if inputs is not None
+            else ([] if scenario == "no-device" else ["system (JACK, 2 in)", "Scarlett 2i2 USB (hw:1,0)"])
         )
-        self.midi_outputs = list(midi_outputs) if midi_outputs is not None else (
-            [] if scenario == "no-midi" else ["FLUID Synth:midi_00", "Hydrogen:midi_in"]
+        self.midi_outputs = (
+            list(midi_outputs)
+            if midi_outputs is not None
+            else ([] if scenario == "no-midi" else ["FLUID Synth:midi_00", "Hydrogen:midi_in"])
         )
-        self.midi_inputs = list(midi_inputs) if midi_inputs is not None else (
-            ["Digitakt:midi_out"] if scenario == "clock-lost" else []
+        self.midi_inputs = (
+            list(midi_inputs)
+            if midi_inputs is not None
+            else (["Digitakt:midi_out"] if scenario == "clock-lost" else [])
         )
         self.state = {
             "state": "playing" if playing else "idle",
             "bpm": 124.0,
-            "source": {"locked": "tap", "clock-lost": "midi"}.get(scenario, "detected" if playing else "internal"),
+            "source": {"locked": "tap", "clock-lost": "midi"}.get(
+                scenario, "detected" if playing else "internal"
+            ),
             "confidence": 0.87,
             "meter": "4/4",
             "locked": scenario == "locked",
             "recording": scenario == "jamming",
-            "midi_destination": {"no-midi": "sjtui (virtual)", "no-device": ""}.get(scenario, "FLUID Synth:midi_00"),
+            "midi_destination": {"no-midi": "sjtui (virtual)", "no-device": ""}.get(
+                scenario, "FLUID Synth:midi_00"
+            ),
             "input_name": "" if scenario == "no-device" else "system (JACK, 2 in)",
             "clock_state": "lost" if scenario == "clock-lost" else "ok",
             "model_version": "" if scenario == "no-model" else "guitar-encoder v3",
@@ -249,7 +259,9 @@ class FakeEngine:
     def _seed_log(self) -> None:
         log = self._log
         if self.scenario == "idle":
-            log.append(LogEntry(0.0, "info", "ready: 1,150 grooves, model guitar-encoder v3; press space to jam"))
+            log.append(
+                LogEntry(0.0, "info", "ready: 1,150 grooves, model guitar-encoder v3; press space to jam")
+            )
             return
         log.append(LogEntry(0.0, "info", "listening on system (JACK, 2 in) at 48000 Hz, 256 frames"))
         if self.scenario == "no-device":
@@ -265,7 +277,9 @@ class FakeEngine:
             log.append(LogEntry(0.1, "warning", "no model found: choosing grooves by rhythm descriptors"))
             self._warnings.append("no model: choosing by descriptors")
         elif self.scenario == "no-midi":
-            log.append(LogEntry(0.2, "warning", "no MIDI ports: created virtual port sjtui (connect a synth to it)"))
+            log.append(
+                LogEntry(0.2, "warning", "no MIDI ports: created virtual port sjtui (connect a synth to it)")
+            )
         elif self.scenario == "clipping":
             log.append(LogEntry(30.2, "warning", "input clipping: turn the interface gain down"))
         else:
@@ -340,7 +354,7 @@ class FakeEngine:
     def _build_locked(self) -> EngineSnapshot:
         s = self.state
         now = self._now()
-        steps_per_bar = 48 if s["meter"] == "4/4" else int(round(float(eval_meter(s["meter"])) * STEPS_PER_BEAT))
+        steps_per_bar = 48 if s["meter"] == "4/4" else round(float(eval_meter(s["meter"])) * STEPS_PER_BEAT)
         beats_per_bar = steps_per_bar / STEPS_PER_BEAT
         playing = s["state"] == "playing"
         silent = not playing or s["input_name"] == ""
@@ -460,4 +474,4 @@ def frozen(scenario: str, at_s: float = 37.3, **kwargs) -> FakeEngine:
     return FakeEngine(scenario, frozen_at_s=at_s, **kwargs)
 
 
-__all__ = ["FakeEngine", "SCENARIOS", "drum_pattern", "frozen", "riff_onsets"]
+__all__ = ["SCENARIOS", "FakeEngine", "drum_pattern", "frozen", "riff_onsets"]

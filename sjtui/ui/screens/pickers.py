@@ -76,7 +76,7 @@ class PickerScreen(ModalScreen[Picked | None]):
         try:
             found = list(self._find())
             error = None
-        except Exception as exc:  # a device scan that fails is shown, not raised into the UI
+        except Exception as exc:  # noqa: BLE001 - a device scan that fails is shown, not raised into the UI
             found, error = [], f"could not list them: {exc}"
         self.app.call_from_thread(self._show, found, error)
 
@@ -114,7 +114,9 @@ class PickerScreen(ModalScreen[Picked | None]):
 def input_choices(found: list[str]) -> tuple[list[Choice], str]:
     choices = [Choice(name, name) for name in found]
     if found:
-        note = "Audio inputs found. Or type the path of a WAV or FLAC file below to jam along with a recording."
+        note = (
+            "Audio inputs found. Or type the path of a WAV or FLAC file below to jam along with a recording."
+        )
     else:
         note = (
             "No audio input devices found. Start JACK or PipeWire or plug in your interface, then press d again; "
@@ -155,7 +157,9 @@ def clock_choices(found: list[str]) -> tuple[list[Choice], str]:
 
 
 def input_picker(find: Callable[[], list[str]]) -> PickerScreen:
-    return PickerScreen("Audio input", find, input_choices, path_prompt="or a file: /path/to/riff.wav", id="input-picker")
+    return PickerScreen(
+        "Audio input", find, input_choices, path_prompt="or a file: /path/to/riff.wav", id="input-picker"
+    )
 
 
 def midi_output_picker(find: Callable[[], list[str]]) -> PickerScreen:

@@ -18,14 +18,13 @@ from textual.widget import Widget
 
 from sjtui.snapshot import EngineSnapshot
 
-
 _NULL_STYLE = Style()
 
 
 class StripBuilder:
     """Lines of (text, style) runs, merged while the style stays the same object; builds Strips."""
 
-    __slots__ = ("lines", "_chars", "_style", "_base")
+    __slots__ = ("_base", "_chars", "_style", "lines")
 
     def __init__(self, base: Style | None = None) -> None:
         self.lines: list[list[Segment]] = [[]]

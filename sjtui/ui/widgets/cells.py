@@ -49,7 +49,7 @@ def level_bar(fraction: float, width: int, marker: float | None = None) -> str:
     ``marker`` (0..1) puts a peak-hold line ``┃`` in the empty part.
     """
     width = max(width, 0)
-    eighths = int(round(min(max(fraction, 0.0), 1.0) * width * 8))
+    eighths = round(min(max(fraction, 0.0), 1.0) * width * 8)
     full, remainder = divmod(eighths, 8)
     cells = ["█"] * full
     if full < width:
@@ -57,9 +57,7 @@ def level_bar(fraction: float, width: int, marker: float | None = None) -> str:
         cells.extend(" " * (width - full - 1))
     if marker is not None and width:
         position = min(int(min(max(marker, 0.0), 1.0) * width), width - 1)
-        if position >= len(cells) or cells[position] == " ":
-            cells[position] = "┃"
-        elif position > full:
+        if position >= len(cells) or cells[position] == " " or position > full:
             cells[position] = "┃"
     return "".join(cells)
 

@@ -25,7 +25,7 @@ LABEL_WIDTH = 6
 
 def format_played(bars: int, bpm: float, meter_beats: float = 4.0) -> str:
     """``"6 bars · 0:12"``: how long a groove has played, in bars and minutes:seconds at ``bpm``."""
-    seconds = int(round(bars * meter_beats * 60.0 / max(bpm, 1e-6)))
+    seconds = round(bars * meter_beats * 60.0 / max(bpm, 1e-6))
     return f"{bars} bar{'s' if bars != 1 else ''} · {seconds // 60}:{seconds % 60:02d}"
 
 
@@ -83,7 +83,12 @@ class DrumPattern(SnapshotView):
         n_steps = groove.pattern.shape[1]
         steps_per_bar = max(n_steps // BARS_PER_WINDOW, 1)
         columns = columns_per_bar(steps_per_bar, self._max_columns())
-        return (groove.id, id(groove.pattern), playhead_cell(t.step, steps_per_bar // columns), self.size.width)
+        return (
+            groove.id,
+            id(groove.pattern),
+            playhead_cell(t.step, steps_per_bar // columns),
+            self.size.width,
+        )
 
     def show(self, snapshot: EngineSnapshot, now_s: float) -> None:
         rows_before = self._rows(self.snapshot)
@@ -213,7 +218,9 @@ class Candidates(SnapshotView):
         else:
             out.add("locked; " if snapshot.locked else "", dim)
             out.add("next: ", title)
-        shown = [g for g in candidates if snapshot.next is None or snapshot.locked or g.id != snapshot.next.id]
+        shown = [
+            g for g in candidates if snapshot.next is None or snapshot.locked or g.id != snapshot.next.id
+        ]
         for rank, groove in enumerate(shown):
             if rank:
                 out.add(" · ", dim)

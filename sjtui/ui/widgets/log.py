@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from sjtui.snapshot import EngineSnapshot, LogEntry
 from sjtui.ui.widgets.base import SnapshotView, StripBuilder
 
@@ -40,7 +39,12 @@ class EventLog(SnapshotView):
         room = height - len(lines)
         if room > 0:
             for entry in snapshot.log[-room:]:
-                lines.append((entry_line(entry), f"event-log--{entry.level}" if entry.level in LEVEL_MARKS else "event-log--info"))
+                lines.append(
+                    (
+                        entry_line(entry),
+                        f"event-log--{entry.level}" if entry.level in LEVEL_MARKS else "event-log--info",
+                    )
+                )
         for k, (line, style) in enumerate(lines):
             if k:
                 out.newline()

@@ -86,10 +86,14 @@ class _Metered(SnapshotView):
         key = (level, peak, now_s < self.clip_until_s, round(float(self.ballistics.peak_db[0]), 0), snapshot.silent,
                self.size.width, self.size.height)  # fmt: skip
         old = self._view_key
-        if isinstance(old, tuple) and key[2:] == old[2:] and now_s - self._painted_s < FALL_REPAINT_S:
-            # a bar only falling (release) is redrawn at most every FALL_REPAINT_S; a rise shows at once
-            if all(new <= before for new, before in zip(level + peak, old[0] + old[1])):
-                return old
+        # a bar only falling (release) is redrawn at most every FALL_REPAINT_S; a rise shows at once
+        if (
+            isinstance(old, tuple)
+            and key[2:] == old[2:]
+            and now_s - self._painted_s < FALL_REPAINT_S
+            and all(new <= before for new, before in zip(level + peak, old[0] + old[1]))
+        ):
+            return old
         self._painted_s = now_s
         return key
 
@@ -157,7 +161,9 @@ class BandMeters(_Metered):
         for row, band in enumerate(reversed(range(len(BAND_NAMES)))):
             if row:
                 out.newline()
-            for _ in range(rows_per_band_for(self.size.height) - 1):  # the label sits on the band's bottom row
+            for _ in range(
+                rows_per_band_for(self.size.height) - 1
+            ):  # the label sits on the band's bottom row
                 out.newline()
             out.add(f"{BAND_NAMES[band]:>4} ", label)
             out.add(level_bar(fraction(float(self.ballistics.level_db[band])), width), bar_style)

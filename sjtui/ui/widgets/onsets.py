@@ -90,16 +90,29 @@ class OnsetGrid(SnapshotView):
         # with the arrays last drawn (cheap: 3 x 4 x 48 values) and keep their identity in the key
         current = self._same_as(current, "_drawn_current")
         previous = self._same_as(previous, "_drawn_previous")
-        return (id(current), id(previous), playhead_cell(t.step, cell_steps), t.bar, t.steps_per_bar, self.size.width, self.size.height)
+        return (
+            id(current),
+            id(previous),
+            playhead_cell(t.step, cell_steps),
+            t.bar,
+            t.steps_per_bar,
+            self.size.width,
+            self.size.height,
+        )
 
     _drawn_current: np.ndarray | None = None
     _drawn_previous: np.ndarray | None = None
 
     def _same_as(self, array: np.ndarray | None, attribute: str) -> np.ndarray | None:
         drawn = getattr(self, attribute)
-        if array is not None and drawn is not None and array is not drawn:
-            if array.shape == drawn.shape and np.array_equal(array, drawn):
-                return drawn
+        if (
+            array is not None
+            and drawn is not None
+            and array is not drawn
+            and array.shape == drawn.shape
+            and np.array_equal(array, drawn)
+        ):
+            return drawn
         setattr(self, attribute, array)
         return array
 
@@ -130,7 +143,11 @@ class OnsetGrid(SnapshotView):
             previous = None
         scale = scale if scale > 1e-9 else 1.0
         now_cells = pool_max(current.reshape(current.shape[0], -1), n_cells) / scale
-        before_cells = pool_max(previous.reshape(previous.shape[0], -1), n_cells) / scale if previous is not None else None
+        before_cells = (
+            pool_max(previous.reshape(previous.shape[0], -1), n_cells) / scale
+            if previous is not None
+            else None
+        )
         rows_per_band = rows_per_band_for(self.size.height)
 
         hit = self.style("onset-grid--hit")
@@ -138,28 +155,68 @@ class OnsetGrid(SnapshotView):
         grid = self.style("onset-grid--grid")
         playhead = self.style("onset-grid--playhead", partial=True)
         ruler = self.style("onset-grid--ruler")
-        hit_at_playhead, faded_at_playhead, grid_at_playhead = hit + playhead, faded + playhead, grid + playhead
+        hit_at_playhead, faded_at_playhead, grid_at_playhead = (
+            hit + playhead,
+            faded + playhead,
+            grid + playhead,
+        )
         beat_cells = max(columns * STEPS_PER_BEAT // steps_per_bar, 1)
 
-        for row_number, (band, part) in enumerate((b, p) for b in _ROWS for p in reversed(range(rows_per_band))):
+        for row_number, (band, part) in enumerate(
+            (b, p) for b in _ROWS for p in reversed(range(rows_per_band))
+        ):
             if row_number:
                 out.newline()
             # a band `rows_per_band` rows tall: row `part` (0 = bottom) shows its slice of the level
             now_glyphs = block_glyphs(_slice(now_cells, part, rows_per_band))
-            before_glyphs = block_glyphs(_slice(before_cells, part, rows_per_band)) if before_cells is not None else None
+            before_glyphs = (
+                block_glyphs(_slice(before_cells, part, rows_per_band)) if before_cells is not None else None
+            )
             if side_by_side:
                 self._draw_window(
-                    out, before_glyphs, band, None, columns, beat_cells, faded, faded, grid, None, dots=part == 0
+                    out,
+                    before_glyphs,
+                    band,
+                    None,
+                    columns,
+                    beat_cells,
+                    faded,
+                    faded,
+                    grid,
+                    None,
+                    dots=part == 0,
                 )
                 out.add(" ┃ ", grid)
                 self._draw_window(
-                    out, now_glyphs, band, play_cell, columns, beat_cells, hit, hit_at_playhead, grid, grid_at_playhead,
-                    faded_after=None, dots=part == 0,
+                    out,
+                    now_glyphs,
+                    band,
+                    play_cell,
+                    columns,
+                    beat_cells,
+                    hit,
+                    hit_at_playhead,
+                    grid,
+                    grid_at_playhead,
+                    faded_after=None,
+                    dots=part == 0,
                 )
             else:
                 self._draw_window(
-                    out, now_glyphs, band, play_cell, columns, beat_cells, hit, hit_at_playhead, grid, grid_at_playhead,
-                    faded_after=before_glyphs, faded=faded, faded_at_playhead=faded_at_playhead, dots=part == 0,
+                    out,
+                    now_glyphs,
+                    band,
+                    play_cell,
+                    columns,
+                    beat_cells,
+                    hit,
+                    hit_at_playhead,
+                    grid,
+                    grid_at_playhead,
+                    faded_after=before_glyphs,
+                    faded=faded,
+                    faded_at_playhead=faded_at_playhead,
+                    dots=part == 0,
                 )
         out.newline()
         first_bar = t.bar - (t.step // steps_per_bar) + 1  # 1-based bar number shown at the window's start
@@ -195,7 +252,7 @@ class OnsetGrid(SnapshotView):
         for bar in range(BARS_PER_WINDOW):
             label = str(first_bar + bar) if first_bar + bar > 0 else ""
             start = bar * (columns + 1)
-            for k, char in enumerate(label[: columns]):
+            for k, char in enumerate(label[:columns]):
                 cells[start + k] = char
         if play_cell is not None:
             position = play_cell + play_cell // columns  # skip the bar separators

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from sjtui.snapshot import EngineSnapshot
 from sjtui.ui.widgets.base import SnapshotView, StripBuilder
 
@@ -104,18 +103,28 @@ class TransportBar(SnapshotView):
             snapshot.state, "transport-bar--state"
         )
         first.append((0, [(state, style(state_style))]))
-        first.append((0, [(tempo_text(snapshot), alert if t.clock_state == "lost" else style("transport-bar--tempo"))]))
+        first.append(
+            (0, [(tempo_text(snapshot), alert if t.clock_state == "lost" else style("transport-bar--tempo"))])
+        )
         first.append((3, [(t.meter, None)]))
         if snapshot.state in ("playing", "count-in", "stopping"):
             first.append((1, [(position_text(snapshot), None)]))
         decision = decision_text(snapshot)
         if decision:
-            first.append((0 if snapshot.locked else 2, [(decision, style("transport-bar--locked") if snapshot.locked else dim)]))
+            first.append(
+                (
+                    0 if snapshot.locked else 2,
+                    [(decision, style("transport-bar--locked") if snapshot.locked else dim)],
+                )
+            )
         if snapshot.silent and snapshot.state == "playing":
             first.append((4, [("silent", dim)]))
 
         second: list[tuple] = []
-        midi = [("MIDI → ", dim), (snapshot.midi_destination or "none (m)", None if snapshot.midi_destination else alert)]
+        midi = [
+            ("MIDI → ", dim),
+            (snapshot.midi_destination or "none (m)", None if snapshot.midi_destination else alert),
+        ]
         second.append((0, midi))
         if snapshot.clock_out:
             second.append((6, [("+clock", dim)], " "))
@@ -127,7 +136,12 @@ class TransportBar(SnapshotView):
             second.append((5, [("○ not recording", dim)]))
         input_name = shorten(snapshot.input_name, max(24, width // 2 - 4)) or "none (d)"
         second.append((1, [("in: ", dim), (input_name, None if snapshot.input_name else alert)]))
-        second.append((2 if snapshot.model_version else 0, [(snapshot.model_version or "no model", dim if snapshot.model_version else alert)]))
+        second.append(
+            (
+                2 if snapshot.model_version else 0,
+                [(snapshot.model_version or "no model", dim if snapshot.model_version else alert)],
+            )
+        )
         if snapshot.library_size:
             second.append((8, [(f"· {snapshot.library_size:,} grooves", dim)], " "))
 
