@@ -1,10 +1,12 @@
 """Losses over a batch: ``scores`` (B, M) cosines of B guitar windows with M grooves, ``ratings`` (B, M) 0..5.
 
-The shipped model uses :func:`rated_contrastive`: InfoNCE over *every*
-positive of a row (rating >= 4) against the row's non-positive grooves
-(in-batch negatives), plus a pairwise term that orders the row's grooves by
-rating. The two simple alternatives, trained with the same budget for the
-comparison in ``training/README.md`` (``python -m training.train --compare``):
+The shipped model uses :func:`rated_contrastive`: a graded InfoNCE over
+*every* positive of a row (rating >= 4) against the row's grooves rated at
+least a point lower (in-batch negatives), a pairwise term that orders
+grooves by rating within and across rows, and half a plain InfoNCE on each
+row's best groove for the very top of the ranking. The alternatives,
+trained with the same budget for the comparison in ``training/README.md``
+(``python -m training.train --compare``):
 
 - :func:`plain_infonce`: the usual CLIP-style InfoNCE with one positive per
   guitar window (its best-rated groove) and every other groove of the batch
@@ -15,6 +17,8 @@ comparison in ``training/README.md`` (``python -m training.train --compare``):
   spends its capacity on getting absolute values right for the bulk of
   unremarkable pairs (most ratings are 0: tempo or meter do not fit), which
   is not what a ranking needs.
+- :func:`rated_without_top_pick`: the rated loss without its top-pick term
+  (ablation).
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import torch.nn.functional as F
 
 POSITIVE = 4.0
 PAIR_MARGIN = 1.0
+BEST_WEIGHT = 0.5
+"""Weight of the top-pick (plain InfoNCE on the best-rated groove) term in :func:`rated_contrastive`."""
 """Pairs of one row whose ratings differ by at least this much are ordered by the pairwise term."""
 
 
@@ -35,8 +41,9 @@ def rated_contrastive(
     pair_scale: float = 10.0,
     known: torch.Tensor | None = None,
     max_pairs: int = 1024,
+    best_weight: float = BEST_WEIGHT,
 ) -> tuple[torch.Tensor, dict]:
-    """Multi-positive InfoNCE + rating-ordered pairwise logistic loss.
+    """Graded multi-positive InfoNCE + rating-ordered pairwise logistic loss (+ a top-pick term).
 
     InfoNCE: for each positive ``p`` of row ``i`` (``ratings[i, p] >= 4``),
     ``-log softmax`` of ``p`` among ``{p} U lower(i, p)`` with logits
@@ -52,11 +59,16 @@ def rated_contrastive(
     pairs per row when ``M * M`` is larger, which keeps a step cheap), and the
     same over ``4 max_pairs`` random pairs of cells of the whole batch (across
     windows, so scores are comparable between windows); the two averaged.
+    Top pick: ``best_weight`` times :func:`plain_infonce` (each window's
+    best-rated groove against the whole batch) when every cell is rated;
+    it sharpens the very top of the ranking (chosen on the validation split:
+    see ``training/README.md``).
     ``known``: optional (B, M) bool of the pairs that have a rating (fine-tuning
     from a few ratings): unknown pairs are neither positives, negatives nor
-    ordered. Returns ``(loss, parts)``.
+    ordered, and the top-pick term is off. Returns ``(loss, parts)``.
     """
     logits = scores * log_scale.exp()
+    known_all = known is None
     known = torch.ones_like(ratings, dtype=torch.bool) if known is None else known
     positive = (ratings >= POSITIVE) & known
     # graded denominators: positive p of row i competes with the row's known grooves rated at least
@@ -99,7 +111,12 @@ def rated_contrastive(
     diff_r = flat_r[j] - flat_r[k]
     across = _ordered_pairs(diff_r, flat_s[j] - flat_s[k], diff_r >= PAIR_MARGIN, pair_scale, scores)
     loss = nce + pair_weight * 0.5 * (pair + across)
+    best = scores.sum() * 0.0
+    if best_weight and known_all:
+        best, _ = plain_infonce(scores, ratings, log_scale)
+        loss = loss + best_weight * best
     return loss, {
+        "best": float(best.detach()),
         "infonce": float(nce.detach()),
         "pairwise": float(pair.detach()),
         "across": float(across.detach()),
@@ -132,4 +149,16 @@ def mse_regression(
     return loss, {"mse": float(loss.detach())}
 
 
-LOSSES = {"rated": rated_contrastive, "infonce": plain_infonce, "mse": mse_regression}
+def rated_without_top_pick(
+    scores: torch.Tensor, ratings: torch.Tensor, log_scale: torch.Tensor
+) -> tuple[torch.Tensor, dict]:
+    """Ablation: :func:`rated_contrastive` without the top-pick term (``best_weight=0``)."""
+    return rated_contrastive(scores, ratings, log_scale, best_weight=0.0)
+
+
+LOSSES = {
+    "rated": rated_contrastive,
+    "rated_no_top": rated_without_top_pick,
+    "infonce": plain_infonce,
+    "mse": mse_regression,
+}

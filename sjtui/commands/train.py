@@ -1,6 +1,6 @@
 """``sjtui train``: fine-tune the model on your own ratings (needs the ``train`` extra: PyTorch).
 
-Reads every rating of the labels database (``sjtui label`` writes it),
+Reads every rating of the labels database (the labelling mode writes it),
 fine-tunes the shipped model's checkpoint on them (about a minute at most
 for 200 ratings on one core) and installs the result as your model in the
 data folder (``model/``; files it replaces are kept as ``*.bak-<stamp>``).
@@ -76,7 +76,10 @@ def run(args) -> int:
         raise SjtuiError(f"--steps {args.steps}: give at least 1")
     labels = _resolve_db_path(args.labels)
     if not labels.is_file():
-        raise SjtuiError(f"no labels database at {labels}; rate some pairs first (`sjtui label`), then train")
+        raise SjtuiError(
+            f"no labels database at {labels}; rate some pairs first (the labelling mode writes them there), "
+            "then train"
+        )
     train = _import_training()
     result = train.finetune_from_labels(
         labels,
