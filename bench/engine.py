@@ -229,15 +229,16 @@ def ui_like_load(engine, stop: threading.Event, stats: dict) -> None:
     stats["ui_polls"] = polls
 
 
-def child_jam(library_dir: Path, model_dir: Path, seconds: float, capture_port: str) -> dict:
+def child_jam(library_dir: Path, model_dir: Path, seconds: float, capture_port: str, switch_ms: float | None) -> dict:
     """In the jam's own process: the engine and the UI-like load, nothing else (no test clients)."""
     from sjtui.config import EngineConfig
     from sjtui.engine import EngineOptions, create_engine
 
+    config = EngineConfig() if switch_ms is None else EngineConfig(switch_interval_ms=switch_ms)
     engine = create_engine(
         EngineOptions(
             input="system", midi_out=capture_port, midi_backend="jack", clock_out=True, bpm=120.0,
-            model=str(model_dir), library=str(library_dir), config=EngineConfig(), state_file=False,
+            model=str(model_dir), library=str(library_dir), config=config, state_file=False,
         )
     )  # fmt: skip
     stop = threading.Event()
@@ -255,6 +256,7 @@ def child_jam(library_dir: Path, model_dir: Path, seconds: float, capture_port: 
         engine.close()
     backend = engine.output.backend
     return {
+        "switch_interval_ms": config.switch_interval_ms,
         "input_overflows": int(engine.ring.overflow_count),
         "analysis_overruns": int(engine.analysis.overrun_count),
         "backend_late_events": int(backend.late_events),
@@ -268,7 +270,7 @@ def child_jam(library_dir: Path, model_dir: Path, seconds: float, capture_port: 
     }
 
 
-def bench_realtime(library_dir: Path, model_dir: Path, seconds: float) -> dict:
+def bench_realtime(library_dir: Path, model_dir: Path, seconds: float, switch_ms: float | None = None) -> dict:
     """A private JACK server; the jam (engine + UI-like load) in a child process; feeder and capture here."""
     jackd = shutil.which("jackd")
     if jackd is None:
@@ -285,7 +287,8 @@ def bench_realtime(library_dir: Path, model_dir: Path, seconds: float) -> dict:
         load_before = os.getloadavg()
         child = subprocess.Popen(
             [sys.executable, __file__, "--child-jam", str(seconds), "--library", str(library_dir), "--model",
-             str(model_dir), "--capture-port", capture.port.name],
+             str(model_dir), "--capture-port", capture.port.name]
+            + ([] if switch_ms is None else ["--switch-ms", str(switch_ms)]),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
         )  # fmt: skip
         line = child.stdout.readline()
@@ -330,9 +333,11 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--child-jam", type=float, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--capture-port", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--switch-ms", type=float, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--no-peer", action="store_true", help="skip the peer real-time run with Python's default 5 ms switch interval")
     args = parser.parse_args()
     if args.child_jam is not None:
-        print(json.dumps(child_jam(args.library, args.model, args.child_jam, args.capture_port)), flush=True)
+        print(json.dumps(child_jam(args.library, args.model, args.child_jam, args.capture_port, args.switch_ms)), flush=True)
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -341,6 +346,8 @@ def main() -> int:
         result = {"selection": bench_selection(library_dir, model_dir, args.repeats)}
         if args.seconds > 0:
             result["realtime"] = bench_realtime(library_dir, model_dir, args.seconds)
+            if not args.no_peer:
+                result["realtime_peer_switch_interval_5ms"] = bench_realtime(library_dir, model_dir, args.seconds, 5.0)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -349,8 +356,9 @@ def main() -> int:
         print(f"  selection_ms p50 {sel['selection_ms']['p50']:.3f}  p99 {sel['selection_ms']['p99']:.3f}  max {sel['selection_ms']['max']:.3f}")
         print(f"  parts p50 (ms): {sel['parts_ms_p50']}")
         print(f"  peer: no-model ranking p50 {sel['peer_no_model_rank_ms']['p50']:.3f} ms (ratio {sel['ratio_selection_p50_vs_no_model']:.1f}x)")
-        if "realtime" in result:
-            print("real time:", json.dumps(result["realtime"], indent=2))
+        for key in ("realtime", "realtime_peer_switch_interval_5ms"):
+            if key in result:
+                print(f"{key}:", json.dumps(result[key], indent=2))
     return 0
 
 

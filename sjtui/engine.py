@@ -350,6 +350,10 @@ class Engine:
         self._last_publish = 0.0
         self._patterns: dict[int, np.ndarray] = {}
         self._last_off: dict[int, int] = {}  # channel * 128 + note -> latest note-off submitted
+        self._transport_dirty = False
+        self._transport_applied_at = -float("inf")
+        self._decision_cache: tuple = (None, None, 0.0)
+        self._next_bar_cache: tuple = (None, 0.0)
         self._anchors_seen, self._anchors_seen_at = 0, time.monotonic()
         self._grooves: dict[int, object] = {}
         self.midi_clock_input = None
@@ -510,9 +514,15 @@ class Engine:
         self._apply_commands(now)
         if self.midi_clock_input is not None:
             self.midi_clock_input.drain(self.transport.midi_clock, self.sample_clock)
-        tsnap = self.transport.apply_pending(now)
-        if tsnap.tempo_map is not self._map:
-            self._map_changed(tsnap, now)
+        # the transport applies its queue at block boundaries; it only has work after a command
+        # of ours or while following a MIDI clock (the playing's lock changes its map directly)
+        t = self.transport
+        if self._transport_dirty or t.source == "midi_clock" or now - self._transport_applied_at > 0.1 * self.sample_rate_hz:
+            t.apply_pending(now)
+            self._transport_dirty = False
+            self._transport_applied_at = now
+        if t.tempo_map is not self._map:
+            self._map_changed(t, now)
         if update is not None:
             self._take_features(update)
         self._step_jam(now)
@@ -605,8 +615,13 @@ class Engine:
 
     def _decision_sample(self, window_bar: int) -> float:
         tm = self.transport.tempo_map
+        key_bar, key_map, value = self._decision_cache
+        if key_bar == window_bar and key_map is tm:
+            return value
         bar = window_bar - (1 if self.config.fill_before_switch else 0)
-        return float(tm.bar_to_sample(bar)) - self._lead_samples()
+        value = float(tm.bar_to_sample(bar)) - self._lead_samples()
+        self._decision_cache = (window_bar, tm, value)
+        return value
 
     def _step_jam(self, now: float) -> None:
         if self.state in ("idle", "stopped"):
@@ -840,6 +855,10 @@ class Engine:
 
     # -- map changes ---------------------------------------------------------------------------------
 
+    def _transport_submit(self, command) -> None:
+        self.transport.submit(command)
+        self._transport_dirty = True
+
     def _map_changed(self, tsnap, now: float) -> None:
         old, self._map = self._map, tsnap.tempo_map
         relocated = tsnap.epoch != self._epoch
@@ -950,21 +969,21 @@ class Engine:
             if self.clock_choice != "tap":
                 self.clock_choice = "tap"
             sample = now - (time.monotonic() - command.time_s) * self.sample_rate_hz
-            self.transport.submit(tr.Tap(sample))
+            self._transport_submit(tr.Tap(sample))
         elif isinstance(command, snap.SetTempo):
-            self.transport.submit(tr.SetTempo(command.bpm))
+            self._transport_submit(tr.SetTempo(command.bpm))
         elif isinstance(command, snap.NudgeTempo):
-            self.transport.submit(tr.SetTempo(float(np.clip(self.transport.bpm + command.delta_bpm, 20, 400))))
+            self._transport_submit(tr.SetTempo(float(np.clip(self.transport.bpm + command.delta_bpm, 20, 400))))
         elif isinstance(command, snap.SetMeter):
             meter = parse_meter(command.meter)
             if not (self.ranker.is_beat & self.ranker.meter_mask(meter)).any():
                 raise EngineError(self.ranker.describe_no_fit(self.transport.bpm, meter))
-            self.transport.submit(tr.SetMeter(meter))
+            self._transport_submit(tr.SetMeter(meter))
         elif isinstance(command, snap.SetClockSource):
             if command.source not in CLOCK_SOURCES:
                 raise EngineError(f"clock source {command.source!r} is unknown; choose one of {', '.join(CLOCK_SOURCES)}")
             self.clock_choice = command.source
-            self.transport.submit(tr.SetSource(_TRANSPORT_SOURCE[command.source]))
+            self._transport_submit(tr.SetSource(_TRANSPORT_SOURCE[command.source]))
         elif isinstance(command, snap.Rate):
             self._rate(command.rating, now)
         elif isinstance(command, snap.ToggleRecord):
@@ -1183,7 +1202,11 @@ class Engine:
 
     def _report_bars(self, now: float) -> None:
         tm = self.transport.tempo_map
+        cached_map, next_line = self._next_bar_cache
+        if cached_map is tm and self._last_bar_reported is not None and now < next_line:
+            return  # no bar line crossed since the last tick (the common case: no conversions)
         bar = int(np.floor(float(tm.sample_to_bar(now))))
+        self._next_bar_cache = (tm, float(tm.bar_to_sample(bar + 1)))
         if self._last_bar_reported is None:
             self._last_bar_reported = bar
             return
