@@ -72,12 +72,12 @@ class AnalysisConfig:
     frame_size: int = FRAME_SIZE
     hop_size: int = HOP_SIZE
     band_edges_hz: tuple = BAND_EDGES_HZ
-    compression: float = 1000.0
+    compression: float = 10000.0
     threshold_ms: float = 100.0
     threshold_ratio: float = 1.0
-    delta: tuple = (0.2, 0.1, 0.12)
+    delta: tuple = (0.3, 0.08, 0.25)
     rise_ms: float = 20.0
-    reference_ms: tuple = (60.0, 20.0, 10.0)
+    reference_ms: tuple = (60.0, 20.0, 5.0)
     min_interval_ms: float = 60.0
     min_energy_db: float = -70.0
     onset_lag_hops: float = 1.0
