@@ -77,3 +77,19 @@ def test_streaming_finds_the_same_onsets_on_a_rendered_riff():
     assert np.array_equal(online, offline)
     f, _, _ = _f(riff.onset_times_s(), merge_band_onsets(online, int(0.05 * RATE))["sample"] / RATE)
     assert f >= 0.9
+
+
+@pytest.mark.parametrize("gain", [0.1, 3.0])
+def test_input_gain_barely_changes_the_onsets(gain):
+    """A guitar 20 dB quieter or 10 dB louder: per band about the same onsets (the low band loses
+    a few quiet ones at -20 dB), and the merged onsets still match the notes."""
+    riff = generate_riff("funk16", bars=4, seed=22)
+    x = render_riff(riff, "clean", RATE)
+    reference = analyze(x, RATE).onsets
+    scaled = analyze(x * np.float32(gain), RATE).onsets
+    for band in range(3):
+        n_ref = int(np.sum(reference["band"] == band))
+        n_scaled = int(np.sum(scaled["band"] == band))
+        assert abs(n_scaled - n_ref) <= max(2, 0.2 * n_ref), (band, n_ref, n_scaled)
+    f, _, _ = _f(riff.onset_times_s(), merge_band_onsets(scaled, int(0.05 * RATE))["sample"] / RATE)
+    assert f >= 0.95
