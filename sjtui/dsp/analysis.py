@@ -64,6 +64,8 @@ class AnalysisConfig:
     - ``rise_ms``: the flux must exceed every value of this many ms before.
     - ``min_interval_ms``: minimum time between two onsets of one band.
     - ``min_energy_db``: no onset in a band quieter than this.
+    - ``mask_ms``/``mask_ratio``: within ``mask_ms`` after a band's onset, a new one needs at
+      least ``mask_ratio`` times its flux (0 = off).
     - ``onset_lag_hops``: ``sample = decided_at - onset_lag_hops * hop_size``.
     - ``clip_level``: samples with ``|x| >= clip_level`` count as clipped.
     - ``max_batch_frames``: frames per kernel call (bounds the scratch memory).
@@ -80,6 +82,8 @@ class AnalysisConfig:
     reference_ms: tuple = (60.0, 20.0, 5.0)
     min_interval_ms: float = 60.0
     min_energy_db: float = -70.0
+    mask_ms: float = 0.0
+    mask_ratio: float = 0.0
     onset_lag_hops: float = 1.0
     clip_level: float = 0.999
     max_batch_frames: int = 128
@@ -220,6 +224,8 @@ class _Core:
             rise_frames=min(config.frames(config.rise_ms, rate), config.frames(config.threshold_ms, rate)),
             min_interval_frames=config.frames(config.min_interval_ms, rate),
             min_energy_db=config.min_energy_db,
+            mask_frames=config.frames(config.mask_ms, rate) if config.mask_ratio > 0 else 0,
+            mask_ratio=config.mask_ratio,
         )
         self.onset_lag_samples = int(round(config.onset_lag_hops * self.hop_size))
         self.clip_level = np.float32(config.clip_level)

@@ -9,7 +9,10 @@ quanta (integers, see :data:`sjtui.dsp.spectral.FLUX_QUANTUM`):
 2. ``q[t] > max(q[t-P .. t-1])`` with ``P = rise_frames`` (the flux is still
    rising: the first frame of an attack, not its decay);
 3. the band's energy is at least ``min_energy_db``;
-4. at least ``min_interval_frames`` frames since the band's last onset.
+4. at least ``min_interval_frames`` frames since the band's last onset;
+5. within ``mask_frames`` of the band's last onset, at least ``mask_ratio``
+   times that onset's flux (a strong attack masks the weaker ripples that
+   follow it, e.g. the second wave of a distorted chord).
 
 Nothing looks ahead: the decision for frame ``t`` is made when frame ``t`` is
 complete. Because ``q`` holds integers, the moving sums are exact and the
@@ -49,6 +52,8 @@ class OnsetPicker:
         rise_frames: int,
         min_interval_frames: int,
         min_energy_db: float,
+        mask_frames: int = 0,
+        mask_ratio: float = 0.0,
     ):
         if threshold_frames < 1 or rise_frames < 1 or rise_frames > threshold_frames:
             raise ValueError("need 1 <= rise_frames <= threshold_frames")
@@ -61,6 +66,9 @@ class OnsetPicker:
         self.rise = int(rise_frames)
         self.min_interval = int(min_interval_frames)
         self.min_energy_db = np.float32(min_energy_db)
+        self.mask_frames = int(mask_frames)
+        self.mask_ratio = float(mask_ratio)
+        self._last_q = [0] * n_bands  # flux (quanta) of each band's last onset
         self._history = np.zeros((n_bands, self.window), dtype=np.int64)  # oldest first
         # views for the one-frame path
         self._rise_view = self._history[:, self.window - self.rise :]
@@ -72,6 +80,7 @@ class OnsetPicker:
         self._ext = np.zeros((n_bands, self.window + 1), dtype=np.int64)
 
     def reset(self) -> None:
+        self._last_q = [0] * self.n_bands
         self._history[...] = 0
         self._last[...] = _NO_ONSET
         self._next_frame = 0
@@ -107,10 +116,14 @@ class OnsetPicker:
         frames = frame_in_batch.astype(np.int64) + first
         keep = np.zeros(frames.size, dtype=bool)
         last = self._last
+        last_q = self._last_q
         gap = self.min_interval
-        for i, (f, b) in enumerate(zip(frames.tolist(), band.tolist())):
-            if f - last[b] >= gap:
+        mask, mask_ratio = self.mask_frames, self.mask_ratio
+        for i, (f, b, qf) in enumerate(zip(frames.tolist(), band.tolist(), q[band, frame_in_batch].tolist())):
+            since = f - last[b]
+            if since >= gap and (since > mask or qf >= mask_ratio * last_q[b]):
                 last[b] = f
+                last_q[b] = qf
                 keep[i] = True
         return frames[keep], band[keep].astype(np.int64)
 
@@ -128,17 +141,21 @@ class OnsetPicker:
         self._next_frame += 1
         found = []
         last = self._last
+        last_q = self._last_q
         floor = float(self.min_energy_db)
         delta_w = self._delta_w_list
         for b in range(self.n_bands):
             qb = int(q[b])
+            since = frame - last[b]
             if (
                 qb * self.window >= self.ratio * past_sum[b] + delta_w[b]
                 and qb > rise_ref[b]
                 and energy_db[b] >= floor
-                and frame - last[b] >= self.min_interval
+                and since >= self.min_interval
+                and (since > self.mask_frames or qb >= self.mask_ratio * last_q[b])
             ):
                 last[b] = frame
+                last_q[b] = qb
                 found.append(b)
         if not found:
             return _NO_FRAMES, _NO_FRAMES
