@@ -18,7 +18,9 @@ note times (48 kHz), concatenated to the same length.
   (band onsets merged into one stream), aubio (specflux, default threshold)
   and librosa (``onset_detect`` on ``onset_strength`` with n_fft 1024, hop
   256, defaults otherwise), on riffs with seeds the detector was NOT tuned on
-  (tuning used seeds 0 and 1; this reports seeds 10 and 11).
+  (tuning used 4-bar riffs with seeds 0 and 1 of the same styles and timbres,
+  plus the distortion recall of tests/test_fingerprint.py; this reports seeds
+  10 and 11). Peers run with their default thresholds.
 - ``latency_ms``: median time from a MIDI note-on to sjtui's onset decision
   (``decided_at``) for onsets matched within 50 ms; also p95 and the hop in ms.
 
