@@ -33,6 +33,7 @@ Drum side (:func:`groove_sets`)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -45,7 +46,39 @@ from sjtui.constants import STEPS_PER_BEAT, feature_constants
 from sjtui.model import inputs as layout
 
 CACHE_VERSION = 2
-"""Bumped whenever generation or analysis of a take changes (invalidates the cache keys)."""
+"""Bumped whenever generation of a take changes in a way the source hash below does not see."""
+
+ANALYSIS_SOURCES = (
+    "sjtui/dsp/analysis.py",
+    "sjtui/dsp/onsets.py",
+    "sjtui/dsp/spectral.py",
+    "sjtui/dsp/fingerprint.py",
+    "sjtui/transport/timebase.py",
+    "sjtui/constants.py",
+    "sjtui/audio/riffs.py",
+    "sjtui/audio/render.py",
+    "sjtui/audio/synth_guitar.py",
+    "training/augment.py",
+    "training/data.py",
+)
+"""Source files a cached take depends on: the analysis is tuned while the project grows, and a model
+must be trained on the analysis the app runs, so their contents are part of every cache key."""
+
+
+@functools.lru_cache(maxsize=1)
+def _sources_sha256_once() -> str:
+    return analysis_sources_sha256()
+
+
+def analysis_sources_sha256() -> str:
+    """sha256 over the contents of :data:`ANALYSIS_SOURCES` (in order)."""
+    digest = hashlib.sha256()
+    for name in ANALYSIS_SOURCES:
+        path = REPO_ROOT / name
+        digest.update(name.encode())
+        digest.update(path.read_bytes() if path.is_file() else b"<missing>")
+    return digest.hexdigest()
+
 
 SAMPLE_RATE_HZ = 48000
 TAKE_BARS = 12
@@ -108,6 +141,7 @@ class GuitarSpec:
             "sample_rate_hz": SAMPLE_RATE_HZ,
             "feature_constants": feature_constants(),
             "input_layout": layout.input_layout(),
+            "sources": _sources_sha256_once(),
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 
@@ -483,3 +517,54 @@ def groove_sets(
         "test": rows[(source == "gmd") & (split == "test")],
     }
     return {name: groove_set_of(library, chosen) for name, chosen in picks.items()}
+
+
+# ---------------------------------------------------------------------------- analysis reference
+
+ANALYSIS_REFERENCE_TAKES = (("straight8", "muted", 112.0), ("funk16", "clean", 96.0), ("six8", "chord", 70.0))
+"""Fixed Karplus-Strong takes whose analysis is stored with the shipped model (style, timbre, BPM)."""
+
+
+def analysis_reference_arrays() -> dict[str, np.ndarray]:
+    """What the running analysis gives on :data:`ANALYSIS_REFERENCE_TAKES`.
+
+    Per take ``i``: ``take_{i}_onset_sample`` / ``_band`` / ``_strength``
+    (every detected onset) and ``take_{i}_grid`` ``(1, 13, 4, 60)``, the
+    guitar-encoder input of its first 4-bar window.
+    """
+    from sjtui.audio.riffs import generate_riff
+    from sjtui.audio.synth_guitar import render_notes
+    from sjtui.dsp.analysis import analyze
+    from sjtui.dsp.fingerprint import fingerprints_of
+    from sjtui.transport.timebase import TempoMap
+
+    arrays: dict[str, np.ndarray] = {}
+    for i, (style, timbre, bpm) in enumerate(ANALYSIS_REFERENCE_TAKES):
+        riff = generate_riff(style, bpm=bpm, bars=5, seed=i)
+        audio = render_notes(riff.notes, SAMPLE_RATE_HZ, timbre, seed=i, length_s=riff.duration_s + 0.3)
+        features = analyze(audio, SAMPLE_RATE_HZ)
+        arrays[f"take_{i}_onset_sample"] = np.asarray(features.onsets["sample"], dtype=np.int64)
+        arrays[f"take_{i}_onset_band"] = np.asarray(features.onsets["band"], dtype=np.int64)
+        arrays[f"take_{i}_onset_strength"] = np.asarray(features.onsets["strength"], dtype=np.float64)
+        fingerprint = fingerprints_of(features, TempoMap.constant(SAMPLE_RATE_HZ, bpm, riff.meter))[0]
+        arrays[f"take_{i}_grid"] = layout.guitar_inputs(fingerprint)["grid"]
+    return arrays
+
+
+def compare_analysis_reference(stored: dict[str, np.ndarray]) -> list[str]:
+    """Differences between ``stored`` analysis-reference arrays and the running analysis (empty: same)."""
+    now = analysis_reference_arrays()
+    problems = []
+    for key in sorted(now):
+        if key not in stored:
+            problems.append(f"{key}: not stored")
+            continue
+        a, b = np.asarray(stored[key]), now[key]
+        if a.shape != b.shape:
+            problems.append(f"{key}: {a.shape[0] if a.ndim else a} stored, {b.shape[0] if b.ndim else b} now")
+        elif key.endswith(("_sample", "_band")):
+            if not np.array_equal(a, b):
+                problems.append(f"{key}: {int((a != b).sum())} of {a.size} differ")
+        elif not np.allclose(a, b, atol=1e-4, rtol=0):
+            problems.append(f"{key}: max abs difference {float(np.max(np.abs(a - b))):.3g}")
+    return problems

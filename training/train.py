@@ -504,6 +504,8 @@ def run_training(args, console) -> int:
         "n_guitar_windows": {k: len(v) for k, v in sets.items()},
         "n_grooves": {k: len(v) for k, v in grooves.items()},
         "held_out_renderers": sorted(D.HELD_OUT_RENDERERS),
+        "analysis_sources_sha256": D.analysis_sources_sha256(),
+        "analysis_sources": list(D.ANALYSIS_SOURCES),
         "validation": history["best_val"],
         "command": "python -m training.train " + " ".join(sys.argv[1:]),
     }
@@ -528,6 +530,17 @@ def run_training(args, console) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    reference_name = f"analysis-reference-{VERSION}.npz"
+    analysis_reference = run_dir / reference_name
+    np.savez_compressed(analysis_reference, **D.analysis_reference_arrays())
+    staged_reference = out / (reference_name + ".new")
+    shutil.copyfile(analysis_reference, staged_reference)
+    training["analysis_reference"] = {
+        "file": reference_name,
+        "sha256": sha256_of(staged_reference),
+        "size_bytes": staged_reference.stat().st_size,
+        "takes": [list(t) for t in D.ANALYSIS_REFERENCE_TAKES],
+    }
     ckpt_name = f"checkpoint-{VERSION}.pt"
     staged = out / (ckpt_name + ".new")
     shutil.copyfile(checkpoint, staged)
@@ -553,6 +566,10 @@ def run_training(args, console) -> int:
     if target.exists() and sha256_of(target) != training["checkpoint"]["sha256"]:
         os.replace(target, out / f"{ckpt_name}.bak-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}")
     os.replace(staged, target)
+    target = out / reference_name
+    if target.exists() and sha256_of(target) != training["analysis_reference"]["sha256"]:
+        os.replace(target, out / f"{reference_name}.bak-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}")
+    os.replace(staged_reference, target)
     console.print(f"installed {manifest['name']} {manifest['version']} into {out}; run: {run_dir}")
     return 0
 
