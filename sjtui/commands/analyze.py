@@ -28,6 +28,13 @@ def add_parser(subparsers) -> None:
         "--channel", type=int, default=None, metavar="N", help="analyse channel N (1-based) instead of the mono mix"
     )
     parser.add_argument("--width", type=int, default=None, metavar="COLS", help="picture width (default: terminal)")
+    parser.add_argument(
+        "--bpm", type=float, default=None, metavar="N", help="tempo of the recording (default: estimated from the playing)"
+    )
+    parser.add_argument("--meter", default="4/4", help="time signature, e.g. 4/4, 3/4, 6/8, 7/8 (default 4/4)")
+    parser.add_argument(
+        "--downbeat", type=float, default=None, metavar="SECONDS", help="time of a downbeat (default: first onset)"
+    )
     parser.set_defaults(run=run)
 
 
@@ -145,6 +152,56 @@ def onset_listing(features, sample_rate_hz: int, width: int = 80) -> str:
     return "\n".join(out)
 
 
+FINGERPRINT_SHADES = "·▁▃▅█"  # onset strength 0 (none) .. 1
+
+
+def fingerprint_windows(features, sample_rate_hz: int, bpm=None, meter="4/4", downbeat_s=None):
+    """``(tempo dict, [window dict], [Fingerprint])`` of every 4-bar window of the recording.
+
+    A recording whose tempo cannot be estimated (too short, too sparse) gives
+    no windows and a tempo dict that says why; a bad ``bpm`` or ``meter``
+    raises :class:`~sjtui.errors.SjtuiError`.
+    """
+    from sjtui.dsp.fingerprint import fingerprints_of
+    from sjtui.errors import AudioError
+    from sjtui.meter import parse_meter
+    from sjtui.recording import grid_for_recording
+
+    meter = parse_meter(meter)
+    try:
+        grid = grid_for_recording(features, sample_rate_hz, bpm, meter, downbeat_s)
+    except AudioError as error:
+        return {"bpm": None, "confidence": 0.0, "downbeat_s": None, "source": "estimated",
+                "meter": str(meter), "message": str(error)}, [], []
+    fingerprints = fingerprints_of(features, grid.tempo_map)
+    windows = []
+    for fp in fingerprints:
+        window = fp.to_json()
+        window["start_s"] = round(fp.start_sample / sample_rate_hz, 4)
+        windows.append(window)
+    return grid.tempo_json(), windows, fingerprints
+
+
+def render_fingerprint(fp, index: int, start_s: float) -> str:
+    """One 4-bar window: a row per band and bar, a column per grid step, onsets shaded by strength.
+
+    Beats are separated by ``|``; at 12 steps per beat a 4/4 bar is 48
+    columns, so the picture fits 80 columns.
+    """
+    from sjtui.constants import BAND_NAMES, STEPS_PER_BEAT
+
+    grid = fp.onset_grid()
+    lines = [f"window {index} at {start_s:.2f} s ({fp.meter}, {fp.bpm:.1f} BPM; bars {fp.first_bar}-{fp.first_bar + 3})"]
+    top = len(FINGERPRINT_SHADES) - 1
+    for bar in range(grid.shape[1]):
+        for band, name in enumerate(BAND_NAMES):
+            cells = [FINGERPRINT_SHADES[int(round(v * top))] if v > 0 else FINGERPRINT_SHADES[0] for v in grid[band, bar]]
+            beats = ["".join(cells[i : i + STEPS_PER_BEAT]) for i in range(0, len(cells), STEPS_PER_BEAT)]
+            label = f"{bar + 1} {name}" if band == 0 else f"  {name}"
+            lines.append(f"{label:>7} |{'|'.join(beats)}|")
+    return "\n".join(lines)
+
+
 def run(args) -> int:
     import shutil
 
@@ -154,8 +211,11 @@ def run(args) -> int:
     config = AnalysisConfig()
     features = analyze(signal, rate, config)
     hop = config.hop_size
+    tempo, windows, fingerprints = fingerprint_windows(features, rate, args.bpm, args.meter, args.downbeat)
     if args.json:
-        json.dump(analysis_report(features, rate, hop, signal.size), sys.stdout)
+        report = analysis_report(features, rate, hop, signal.size)
+        report.update(tempo=tempo, windows=windows)
+        json.dump(report, sys.stdout)
         sys.stdout.write("\n")
         return 0
     width = args.width or shutil.get_terminal_size((80, 24)).columns
@@ -164,4 +224,13 @@ def run(args) -> int:
         print(f"warning: {warning}")
     print(render_picture(features, rate, width))
     print(onset_listing(features, rate, width))
+    print()
+    if tempo["bpm"] is None:
+        print(f"no 4-bar windows: {tempo['message']}")
+    else:
+        confidence = "" if tempo.get("confidence") is None else f", confidence {tempo['confidence']:.2f}"
+        print(f"tempo {tempo['bpm']:.1f} BPM ({tempo['source']}{confidence}), meter {tempo['meter']}, "
+              f"first downbeat at {tempo['downbeat_s']:.2f} s; {len(windows)} whole 4-bar window(s)")
+        for i, (fp, window) in enumerate(zip(fingerprints, windows)):
+            print(render_fingerprint(fp, i, window["start_s"]))
     return 0

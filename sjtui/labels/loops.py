@@ -107,8 +107,8 @@ def loops_from_recording(
     """
     from sjtui.audio.file_source import load_audio
     from sjtui.dsp.analysis import analyze
-    from sjtui.transport.tempo_estimate import estimate_from_features
-    from sjtui.transport.timebase import TempoMap
+    from sjtui.errors import AudioError, SjtuiError
+    from sjtui.recording import grid_for_recording
 
     path = Path(path)
     meter = parse_meter(meter)
@@ -118,26 +118,22 @@ def loops_from_recording(
     rate = loaded.sample_rate_hz
     features = analyze(loaded.samples, rate)
     origin = {"file": str(path), "file_sample_rate_hz": loaded.file_sample_rate_hz}
-    if bpm is None:
-        estimate = estimate_from_features(features, rate, meter)
-        if estimate.bpm is None:
-            raise LabelError(f"{path}: no tempo found ({estimate.message}); give the tempo (--bpm)")
-        bpm = float(estimate.bpm)
-        anchor = float(estimate.downbeat_sample)
+    try:
+        # a given tempo without a downbeat starts bar 0 at the file's start
+        grid = grid_for_recording(features, rate, bpm, meter, None if bpm is None else (downbeat_s or 0.0))
+    except AudioError as error:
+        raise LabelError(f"{path}: no tempo found ({error})") from None
+    except SjtuiError as error:
+        raise LabelError(str(error)) from None
+    if grid.estimate is not None:
         origin.update(
             tempo="estimated",
-            tempo_state=estimate.state,
-            tempo_confidence=round(float(estimate.confidence), 3),
+            tempo_state=grid.estimate.state,
+            tempo_confidence=round(float(grid.estimate.confidence), 3),
         )
     else:
-        if not np.isfinite(bpm) or not 20 <= bpm <= 400:
-            raise LabelError(f"tempo {bpm!r} BPM is outside 20..400")
-        anchor = float(downbeat_s or 0.0) * rate
         origin.update(tempo="given")
-    # bar 0 = the first bar line at or after the file's start, so no whole bar is lost before it
-    bar_samples = float(meter.beats_per_bar) * 60.0 / bpm * rate
-    anchor = float(np.mod(anchor, bar_samples))
-    tempo_map = TempoMap.constant(rate, bpm, meter, anchor_sample=anchor, anchor_beat=0.0)
+    bpm, tempo_map = grid.bpm, grid.tempo_map
     loops = []
     for first_bar, window, fp in _windows(loaded.samples, rate, features, tempo_map, bars, hop_bars):
         start_s = float(tempo_map.bar_to_sample(np.array([float(first_bar)]))[0]) / rate
