@@ -225,12 +225,15 @@ def run(args) -> int:
     print(render_picture(features, rate, width))
     print(onset_listing(features, rate, width))
     print()
+    import textwrap
+
     if tempo["bpm"] is None:
-        print(f"no 4-bar windows: {tempo['message']}")
+        print(textwrap.fill(f"no 4-bar windows: {tempo['message']}", width=width))
     else:
         confidence = "" if tempo.get("confidence") is None else f", confidence {tempo['confidence']:.2f}"
-        print(f"tempo {tempo['bpm']:.1f} BPM ({tempo['source']}{confidence}), meter {tempo['meter']}, "
-              f"first downbeat at {tempo['downbeat_s']:.2f} s; {len(windows)} whole 4-bar window(s)")
+        summary = (f"tempo {tempo['bpm']:.1f} BPM ({tempo['source']}{confidence}), meter {tempo['meter']}, "
+                   f"first downbeat at {tempo['downbeat_s']:.2f} s; {len(windows)} whole 4-bar window(s)")
+        print(textwrap.fill(summary, width=width))
         for i, (fp, window) in enumerate(zip(fingerprints, windows)):
             print(render_fingerprint(fp, i, window["start_s"]))
     return 0
