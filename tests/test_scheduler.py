@@ -79,7 +79,7 @@ class Recorder(MidiBackend):
     def schedule(self, sample, data) -> None:
         self.scheduled.append((self.clock(), int(sample), bytes(data)))
 
-    def send_now(self, messages, timeout_s=0.5) -> bool:
+    def send_now(self, messages, timeout_s=0.5, silence=False) -> bool:
         self.now_sent.extend([list(m) for m in messages])
         return True
 

@@ -47,8 +47,13 @@ class MidiBackend:
     def schedule(self, sample: int, data: bytes) -> None:  # buffered backends: at a sample
         raise NotImplementedError
 
-    def send_now(self, messages: Sequence[Sequence[int]], timeout_s: float = 0.5) -> bool:
-        """Send at once (panic path); buffered backends drop their queue first. True when out."""
+    def send_now(self, messages: Sequence[Sequence[int]], timeout_s: float = 0.5, silence: bool = False) -> bool:
+        """Send at once (panic path). True when out.
+
+        Buffered backends drop their queue first and, with ``silence``, precede
+        the messages with a note-off for every note-on they put out that has
+        not had its note-off (they track this at output, where it is exact).
+        """
         for data in messages:
             self.send(data)
         return True
@@ -77,6 +82,14 @@ class RtMidiBackend(MidiBackend):
 
     ``api``: see :func:`sjtui.midi.ports.choose_api`. A port that does not
     exist raises :class:`MidiError` listing the ports that do.
+
+    On the JACK API the output is always our own port ``client_name:virtual_name``
+    and connections to ``port`` are made with JACK-Client. Caution: python-rtmidi
+    holds the GIL while it opens and closes its JACK client, which waits for
+    the JACK cycle; if a Python JACK or PortAudio callback runs in the same
+    process at that moment both wait forever. Open this backend before such
+    streams start and close it after they stop, or use :class:`JackMidiBackend`
+    (chosen automatically on JACK by :func:`open_backend`).
     """
 
     name = "rtmidi"
@@ -94,34 +107,42 @@ class RtMidiBackend(MidiBackend):
 
         self.api = choose_api(api)
         self.client_name = client_name
-        self._lost: str | None = None
         self._reported = False
+        self.port_name = None
+        self.virtual_name = None
         if port is not None:
             names = list_ports(self.api)["outputs"]
-            index = match_port(port, names)
-            self.port_name = names[index]
+            self.port_name = names[match_port(port, names)]
         try:
             self.midi_out = rtmidi.MidiOut(rtmidi_api_id(self.api), name=client_name)
         except rtmidi.SystemError as error:
             raise MidiError(f"cannot open MIDI output on {self.api}: {error}") from None
         try:
-            if port is None:
+            if port is None or self.api == "UNIX_JACK":
                 self.midi_out.open_virtual_port(virtual_name)
-                self.port_name = None
                 self.virtual_name = virtual_name
+                if port is not None:
+                    jack_connect(self.own_port_name(), self.port_name)
             else:
                 names = self.midi_out.get_ports()
                 self.midi_out.open_port(match_port(self.port_name, names))
-                self.virtual_name = None
         except (rtmidi.SystemError, rtmidi.InvalidUseError, MidiError) as error:
             self.midi_out.delete()
             raise MidiError(f"cannot open MIDI output port {port!r} on {self.api}: {error}") from None
         self._send = self.midi_out.send_message
+        self._jack_client = None
+        if self.api == "UNIX_JACK":  # for connections and port checks, without rtmidi (see above)
+            import jack
+
+            try:
+                self._jack_client = jack.Client(f"{client_name}-watch", no_start_server=True)
+            except jack.JackError:
+                self._jack_client = None
 
     def send(self, data: Sequence[int]) -> None:
         self._send(data)
 
-    def send_now(self, messages: Sequence[Sequence[int]], timeout_s: float = 0.5) -> bool:
+    def send_now(self, messages: Sequence[Sequence[int]], timeout_s: float = 0.5, silence: bool = False) -> bool:
         if self.midi_out is None:
             return False
         for data in messages:
@@ -132,17 +153,15 @@ class RtMidiBackend(MidiBackend):
 
     def own_port_name(self) -> str | None:
         """Full name of our own port where the API has one (JACK: ``client:port``)."""
-        if self.api == "UNIX_JACK":
-            return f"{self.client_name}:{self.virtual_name}" if self.virtual_name else None
+        if self.api == "UNIX_JACK" and self.virtual_name:
+            return f"{self.client_name}:{self.virtual_name}"
         return None
 
     def destinations(self) -> list[str]:
-        if self.port_name is not None:
-            return [self.port_name]
         own = self.own_port_name()
         if own:
-            return jack_connections(own)
-        return []
+            return jack_connections(own, self._jack_client)
+        return [self.port_name] if self.port_name else []
 
     def describe(self) -> dict:
         return {
@@ -157,17 +176,23 @@ class RtMidiBackend(MidiBackend):
         """Reports once that the named destination port is gone (checked against the port list)."""
         if self.port_name is None or self._reported:
             return None
-        try:
-            names = self.midi_out.get_ports()
-        except Exception as error:  # pragma: no cover - backend died
-            names = []
-            self._lost = f"MIDI output {self.api} failed: {error}"
+        if self.api == "UNIX_JACK":
+            client = self._jack_client
+            names = [p.name for p in client.get_ports(is_midi=True, is_input=True)] if client else []
+        else:
+            try:
+                names = self.midi_out.get_ports()
+            except Exception:  # pragma: no cover - backend died
+                names = []
         if self.port_name not in names:
             self._reported = True
             return f"MIDI port {self.port_name!r} disappeared; ports now: {', '.join(names) or 'none'}"
         return None
 
     def close(self) -> None:
+        client, self._jack_client = getattr(self, "_jack_client", None), None
+        if client is not None:
+            client.close()
         midi_out, self.midi_out = getattr(self, "midi_out", None), None
         if midi_out is not None:
             try:
@@ -176,20 +201,36 @@ class RtMidiBackend(MidiBackend):
                 midi_out.delete()
 
 
-def jack_connections(port_name: str) -> list[str]:
-    """Names of the ports a JACK port is connected to ([] without a JACK server)."""
-    try:
-        import jack
+def jack_connect(source: str, destination: str) -> None:
+    """Connect two JACK ports with JACK-Client (which releases the GIL while it waits)."""
+    import jack
 
-        client = jack.Client("sjtui-conn", no_start_server=True)
-    except Exception:
-        return []
+    client = jack.Client("sjtui-conn", no_start_server=True)
+    try:
+        client.connect(source, destination)
+    except jack.JackError as error:
+        raise MidiError(f"cannot connect {source} to {destination}: {error}") from None
+    finally:
+        client.close()
+
+
+def jack_connections(port_name: str, client=None) -> list[str]:
+    """Names of the ports a JACK port is connected to ([] without a JACK server)."""
+    import jack
+
+    own = client is None
+    if own:
+        try:
+            client = jack.Client("sjtui-conn", no_start_server=True)
+        except jack.JackError:
+            return []
     try:
         return [p.name for p in client.get_all_connections(port_name)]
     except jack.JackError:
         return []
     finally:
-        client.close()
+        if own:
+            client.close()
 
 
 # --- JACK (sample accurate) ----------------------------------------------------
@@ -235,12 +276,14 @@ class JackMidiBackend(MidiBackend):
         self.sample_rate_hz = float(self.client.samplerate)
         self.port = self.client.midi_outports.register(port_name)
         self._queue: collections.deque = collections.deque()
-        self._panic: list[bytes] | None = None
+        self._panic: tuple[list[bytes], bool] | None = None
         self._panic_done = threading.Event()
+        self._on = bytearray(16 * 128)  # note-ons out without their note-off, per (channel << 7 | note)
         self._had_connections = False
         self._lost: str | None = None
         self._reported = False
         self.late_events = 0
+        self.max_late_frames = 0
         self.lost_events = 0
         self.sent_events = 0
         self.client.set_process_callback(self._process)
@@ -249,8 +292,12 @@ class JackMidiBackend(MidiBackend):
         self.client.activate()
         if connect_to is not None:
             targets = [connect_to] if isinstance(connect_to, str) else list(connect_to)
-            for target in targets:
-                self.connect(target)
+            try:
+                for target in targets:
+                    self.connect(target)
+            except MidiError:
+                self.close()
+                raise
 
     @property
     def full_port_name(self) -> str:
@@ -274,11 +321,14 @@ class JackMidiBackend(MidiBackend):
         port.clear_buffer()
         panic = self._panic
         if panic is not None:
-            # queued note-offs go out now (their note-on may have sounded); the rest is dropped
-            queued = list(self._queue)
             self._queue.clear()
-            offs = [d for _, d in queued if d[0] & 0xF0 == 0x80 or (d[0] & 0xF0 == 0x90 and d[2] == 0)]
-            for data in offs + panic:
+            messages, silence = panic
+            if silence:
+                on = self._on
+                offs = [bytes((0x80 | (i >> 7), i & 0x7F, 0)) for i in range(len(on)) for _ in range(on[i])]
+                messages = offs + messages
+                on[:] = bytes(len(on))
+            for data in messages:
                 try:
                     port.write_midi_event(0, data)
                 except self._jack.JackError:
@@ -300,19 +350,32 @@ class JackMidiBackend(MidiBackend):
         for frame, data in due:
             offset = frame - start
             if offset < 0:
-                offset = 0
                 self.late_events += 1
+                if -offset > self.max_late_frames:
+                    self.max_late_frames = -offset
+                offset = 0
             offsets.append(offset)
         if len(due) > 1 and any(b < a for a, b in zip(offsets, offsets[1:])):
             order = sorted(range(len(due)), key=offsets.__getitem__)
         else:
             order = range(len(due))
+        on = self._on
         for i in order:
+            data = due[i][1]
             try:
-                port.write_midi_event(offsets[i], due[i][1])
+                port.write_midi_event(offsets[i], data)
                 self.sent_events += 1
             except self._jack.JackError:
                 self.lost_events += 1
+                continue
+            kind = data[0] & 0xF0
+            if kind == 0x90 or kind == 0x80:
+                key = ((data[0] & 0x0F) << 7) | data[1]
+                if kind == 0x90 and data[2] > 0:
+                    if on[key] < 255:
+                        on[key] += 1
+                elif on[key]:
+                    on[key] -= 1
 
     def _on_connect(self, a, b, connect: bool) -> None:
         if self.port.name not in (a.name, b.name):
@@ -341,11 +404,11 @@ class JackMidiBackend(MidiBackend):
     def now_sample(self) -> float:
         return float(self.client.frame_time - self.frame_offset)
 
-    def send_now(self, messages: Sequence[Sequence[int]], timeout_s: float = 0.5) -> bool:
+    def send_now(self, messages: Sequence[Sequence[int]], timeout_s: float = 0.5, silence: bool = False) -> bool:
         if self.client is None:
             return False
         self._panic_done.clear()
-        self._panic = [bytes(m) for m in messages]
+        self._panic = ([bytes(m) for m in messages], silence)
         return self._panic_done.wait(timeout_s)
 
     def destinations(self) -> list[str]:

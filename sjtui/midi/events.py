@@ -198,9 +198,11 @@ def song_position_event(sample: int, tick: int) -> np.ndarray:
 def panic_messages(sounding: np.ndarray, channels, all_sound_off: bool = False) -> list[list[int]]:
     """Note-offs for every sounding (channel, note), then All Notes Off (and All Sound Off) per channel.
 
-    ``sounding``: (16, 128) bool or counts.
+    ``sounding``: (16, 128) bool or counts (a count of k sends k note-offs, so
+    note-ons minus note-offs comes back to zero at the receiver).
     """
-    out = [[NOTE_OFF | int(c), int(n), 0] for c, n in zip(*np.nonzero(sounding))]
+    counts = np.asarray(sounding).astype(np.int64)
+    out = [[NOTE_OFF | int(c), int(n), 0] for c, n in zip(*np.nonzero(counts)) for _ in range(int(counts[c, n]))]
     for channel in sorted({int(c) for c in channels} | {int(c) for c in np.nonzero(sounding)[0]}):
         out.append([CONTROL_CHANGE | channel, ALL_NOTES_OFF, 0])
         if all_sound_off:

@@ -106,6 +106,8 @@ def list_ports(api: str) -> dict[str, list[str]]:
         return {"outputs": [], "inputs": []}
     if api == "LINUX_ALSA" and not alsa_sequencer_present():
         return {"outputs": [], "inputs": []}
+    if api == "UNIX_JACK":
+        return jack_midi_ports()
     out = {"outputs": [], "inputs": []}
     for key, cls in (("outputs", rtmidi.MidiOut), ("inputs", rtmidi.MidiIn)):
         try:
@@ -117,6 +119,29 @@ def list_ports(api: str) -> dict[str, list[str]]:
         finally:
             handle.delete()
     return out
+
+
+def jack_midi_ports() -> dict[str, list[str]]:
+    """JACK MIDI ports as rtmidi names them (``client:port``), listed with JACK-Client.
+
+    Not with rtmidi: python-rtmidi holds the GIL while it opens or closes its
+    JACK client, which waits for the current JACK cycle; a Python JACK or
+    PortAudio callback in the same process waiting for the GIL then
+    deadlocks both. JACK-Client (cffi) releases the GIL in its calls.
+    """
+    import jack
+
+    try:
+        client = jack.Client("sjtui-list", no_start_server=True)
+    except jack.JackError:
+        return {"outputs": [], "inputs": []}
+    try:
+        return {
+            "outputs": [p.name for p in client.get_ports(is_midi=True, is_input=True)],
+            "inputs": [p.name for p in client.get_ports(is_midi=True, is_output=True)],
+        }
+    finally:
+        client.close()
 
 
 def list_all_ports() -> dict[str, dict[str, list[str]]]:

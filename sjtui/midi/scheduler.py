@@ -42,6 +42,7 @@ import math
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 from typing import Callable
@@ -71,7 +72,8 @@ from sjtui.transport.timebase import TempoMap
 DEFAULT_INTERVAL_MS = 5.0
 DEFAULT_LOOKAHEAD_MS = {True: 20.0, False: 40.0}  # timed / buffered backends
 POLL_EVERY_S = 0.25
-DEFAULT_REALTIME_PRIORITY = 20  # SCHED_FIFO, below JACK's usual 70+; tried, skipped where not allowed
+DEFAULT_SWITCH_INTERVAL_S = 0.001  # GIL hand-over: 1 ms instead of 5 (process-wide; None leaves it)
+DEFAULT_REALTIME_PRIORITY = 3  # SCHED_FIFO below JACK client threads (jackd -P 10: clients 5); tried, skipped where not allowed
 STATE_EVERY_S = 1.0
 _TICK = bytes([CLOCK])
 _STATS_SIZE = 1 << 16
@@ -140,6 +142,7 @@ class MidiScheduler:
         on_port_lost: str = "continue",
         cleanup_at_start: bool = True,
         realtime_priority: int | None = DEFAULT_REALTIME_PRIORITY,
+        switch_interval_s: float | None = DEFAULT_SWITCH_INTERVAL_S,
     ):
         self.backend = backend
         rate = sample_rate_hz or backend.sample_rate_hz
@@ -164,6 +167,7 @@ class MidiScheduler:
         self.all_sound_off = bool(all_sound_off)
         self.cleanup_at_start = cleanup_at_start
         self.realtime_priority = realtime_priority
+        self.switch_interval_s = switch_interval_s
         self.realtime = False
         if state is True:
             state = state_module.StateFile()
@@ -175,6 +179,8 @@ class MidiScheduler:
         self._wake = threading.Event()
         self._stop_flag = False
         self._thread: threading.Thread | None = None
+        self._watcher: threading.Thread | None = None
+        self._watch_stop = threading.Event()
         self._closed = False
 
         # pending notes: sorted list of (sample, priority, bytes); _cursor = next unsent
@@ -187,13 +193,14 @@ class MidiScheduler:
         self._next_tick = 0
         self._clock_stop_at: float | None = None
 
-        self.sounding = np.zeros((16, 128), dtype=bool)
+        self.sounding = np.zeros((16, 128), dtype=np.int16)  # note-ons sent minus note-offs, >= 0
         self.error: BaseException | None = None
         self.warnings: collections.deque = collections.deque(maxlen=64)
         self.note_errors_ms = _Ring()
         self.tick_times = _Ring()  # samples at which ticks were sent (timed) or due (buffered)
         self.sent_events = 0
         self.late_events = 0
+        self.min_lead_samples = math.inf  # buffered: the least time ahead an event was handed over
         self.cleanup_reports: list[dict] = []
         self.running = False
 
@@ -244,10 +251,15 @@ class MidiScheduler:
             except Exception as error:  # never keep the jam from starting
                 self.warnings.append(f"clean-up after an earlier run failed: {error}")
         self._write_state(force=True)
+        if self.switch_interval_s is not None and sys.getswitchinterval() > self.switch_interval_s:
+            sys.setswitchinterval(self.switch_interval_s)
         self._stop_flag = False
         self.running = True
         self._thread = threading.Thread(target=self._run, name="sjtui-midi-scheduler", daemon=True)
         self._thread.start()
+        self._watch_stop.clear()
+        self._watcher = threading.Thread(target=self._watch, name="sjtui-midi-watch", daemon=True)
+        self._watcher.start()
         atexit.register(self.close)
         return self
 
@@ -256,6 +268,10 @@ class MidiScheduler:
         thread, self._thread = self._thread, None
         self._stop_flag = True
         self._wake.set()
+        self._watch_stop.set()
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join(timeout_s)
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout_s)
         self.running = False
@@ -295,17 +311,20 @@ class MidiScheduler:
     def panic(self) -> None:
         """Note-offs for every sounding note and All Notes Off on every channel used (any thread)."""
         with self._lock:
-            messages = panic_messages(self.sounding, self.channels, self.all_sound_off)
+            if self.timed:
+                messages = panic_messages(self.sounding, self.channels, self.all_sound_off)
+            else:  # the backend knows what it put out: it adds the note-offs itself
+                messages = panic_messages(np.zeros_like(self.sounding), self.channels, self.all_sound_off)
             try:
-                self._emit_now(messages)
+                self._emit_now(messages, silence=not self.timed)
             finally:
-                self.sounding[:] = False
+                self.sounding[:] = 0
 
-    def _emit_now(self, messages) -> None:
+    def _emit_now(self, messages, silence: bool = False) -> None:
         if self._closed and getattr(self.backend, "client", True) is None:
             return
         try:
-            self.backend.send_now(messages)
+            self.backend.send_now(messages, silence=silence)
         except Exception as error:
             self.warnings.append(f"could not send note-offs: {error}")
 
@@ -358,9 +377,6 @@ class MidiScheduler:
             self._go_realtime()
             t0 = self.clock()
             n = 0
-            next_poll = t0
-            poll_every = POLL_EVERY_S * self.sample_rate_hz
-            next_state = t0 + STATE_EVERY_S * self.sample_rate_hz
             while not self._stop_flag:
                 with self._lock:
                     self._drain_commands()
@@ -375,13 +391,6 @@ class MidiScheduler:
                 now = self.clock()
                 n = max(n + 1, int((now - t0) // self.interval_samples) + 1)
                 wake = min(t0 + n * self.interval_samples, next_event)
-                if wake - now > 0.002 * self.sample_rate_hz:  # idle time: slow checks
-                    if now >= next_poll:
-                        next_poll = now + poll_every
-                        self._poll_backend()
-                    if now >= next_state:
-                        next_state = now + STATE_EVERY_S * self.sample_rate_hz
-                        self._write_state()
                 self._sleep_until(wake)
         except BaseException as error:  # noqa: BLE001 - record, silence, end the thread
             self.error = error
@@ -393,6 +402,18 @@ class MidiScheduler:
                     self.panic()
                 except Exception:
                     pass
+
+    def _watch(self) -> None:
+        """Slow checks off the scheduler thread: destination lost, state file refresh."""
+        last_state = time.monotonic()
+        while not self._stop_flag and not self._watch_stop.wait(POLL_EVERY_S):
+            try:
+                self._poll_backend()
+                if time.monotonic() - last_state >= STATE_EVERY_S:
+                    last_state = time.monotonic()
+                    self._write_state()
+            except Exception as error:  # never let a check kill playback
+                self.warnings.append(f"MIDI output check failed: {error!r}")
 
     def _poll_backend(self) -> None:
         problem = self.backend.poll()
@@ -465,15 +486,15 @@ class MidiScheduler:
         for _, _, data in kept:
             kind = data[0] & 0xF0
             if kind == NOTE_ON and data[2] > 0:
-                on[data[0] & 0x0F, data[1]] = True
-            elif kind in (NOTE_ON, NOTE_OFF):
-                on[data[0] & 0x0F, data[1]] = False
-        for event in later:  # the first note-off of each note still sounding at `sample`
+                on[data[0] & 0x0F, data[1]] += 1
+            elif kind in (NOTE_ON, NOTE_OFF) and on[data[0] & 0x0F, data[1]] > 0:
+                on[data[0] & 0x0F, data[1]] -= 1
+        for event in later:  # as many note-offs as notes still sounding at `sample`
             data = event[2]
             kind = data[0] & 0xF0
-            if kind in (NOTE_OFF, NOTE_ON) and (kind == NOTE_OFF or data[2] == 0) and on[data[0] & 0x0F, data[1]]:
+            if kind in (NOTE_OFF, NOTE_ON) and (kind == NOTE_OFF or data[2] == 0) and on[data[0] & 0x0F, data[1]] > 0:
                 kept.append(event)
-                on[data[0] & 0x0F, data[1]] = False
+                on[data[0] & 0x0F, data[1]] -= 1
         self._pending = kept
         self._cursor = 0
 
@@ -540,10 +561,12 @@ class MidiScheduler:
 
     def _track(self, data: bytes) -> None:
         kind = data[0] & 0xF0
-        if kind == NOTE_ON:
-            self.sounding[data[0] & 0x0F, data[1]] = data[2] > 0
-        elif kind == NOTE_OFF:
-            self.sounding[data[0] & 0x0F, data[1]] = False
+        if kind == NOTE_ON or kind == NOTE_OFF:
+            channel, note = data[0] & 0x0F, data[1]
+            if kind == NOTE_ON and data[2] > 0:
+                self.sounding[channel, note] += 1
+            elif self.sounding[channel, note] > 0:
+                self.sounding[channel, note] -= 1
 
     def _consume(self, from_clock: bool) -> None:
         if from_clock:
@@ -585,6 +608,7 @@ class MidiScheduler:
             sample, _, data = event
             if sample < now:
                 self.late_events += 1
+            self.min_lead_samples = min(self.min_lead_samples, sample - now)
             schedule(sample, data)
             self._consume(from_clock)
             self.sent_events += 1

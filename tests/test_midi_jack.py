@@ -1,0 +1,474 @@
+"""sjtui's MIDI out on a private JACK server, captured by a JACK client with frame-exact arrival times.
+
+JACK backend: notes at exactly the frames of the groove's grid and offsets,
+clock ticks exactly 1000 frames apart at 120 BPM. rtmidi backend (JACK API):
+every event within one period of its frame. Child processes stopped,
+crashing, SIGTERM/SIGINT-ed leave no note on; a SIGKILL-ed child is cleaned
+up by the parent or by the next start; a destination that vanishes is
+reported and playback goes on or stops without a hang.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from sjtui.midi.backends import JackMidiBackend, RtMidiBackend, jack_connect
+from sjtui.midi.events import ALL_NOTES_OFF, CLOCK, CONTINUE, NOTE_OFF, NOTE_ON, SONG_POSITION, START, STOP, MidiError
+from sjtui.midi.events import groove_events
+from sjtui.midi.ports import choose_api, list_all_ports
+from sjtui.midi.scheduler import MidiScheduler
+from sjtui.midi.state import cleanup_after, state_path
+from sjtui.transport.timebase import TempoMap
+from tests.test_midi_events import random_groove
+
+pytestmark = [pytest.mark.jack, pytest.mark.slow]
+
+RATE = 48000
+PERIOD = 256
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Capture:
+    """A JACK client with a MIDI input port recording (frame, bytes) and (frame, monotonic) anchors."""
+
+    def __init__(self, name: str = "cap"):
+        import jack
+
+        self.client = jack.Client(name, no_start_server=True)
+        self.port = self.client.midi_inports.register("in")
+        self.events: list[tuple[int, bytes]] = []
+        self.anchors: list[tuple[int, float]] = []
+        self.xruns = 0
+        self.client.set_process_callback(self._process)
+        self.client.set_xrun_callback(self._xrun)
+        self.client.activate()
+
+    def _xrun(self, delay_usecs: float) -> None:
+        self.xruns += 1
+
+    def _process(self, frames: int) -> None:
+        base = self.client.last_frame_time
+        if len(self.anchors) < 2000:
+            self.anchors.append((base, time.monotonic()))
+        for offset, data in self.port.incoming_midi_events():
+            self.events.append((base + offset, bytes(data)))
+
+    @property
+    def port_name(self) -> str:
+        return self.port.name
+
+    def notes(self):
+        return [(f, d) for f, d in self.events if d[0] & 0xF0 in (NOTE_ON, NOTE_OFF)]
+
+    def balance(self) -> dict[int, int]:
+        """Note-ons minus note-offs per note."""
+        out: dict[int, int] = {}
+        for _, d in self.notes():
+            on = d[0] & 0xF0 == NOTE_ON and d[2] > 0
+            out[d[1]] = out.get(d[1], 0) + (1 if on else -1)
+        return out
+
+    def all_notes_off_after_last_note_on(self, channel: int = 9) -> bool:
+        last_on = max((i for i, (_, d) in enumerate(self.events) if d[0] == NOTE_ON | channel), default=-1)
+        return any(d == bytes([0xB0 | channel, ALL_NOTES_OFF, 0]) for _, d in self.events[last_on + 1 :])
+
+    def frame_clock(self):
+        """A clock in JACK frames on time.monotonic: a robust line through the anchors so far (frozen).
+
+        Callback wake-ups are late by a variable delay: fit, drop anchors off the
+        line by more than 3 median deviations, fit again.
+        """
+        anchors = np.array(self.anchors[50:], dtype=np.float64)
+        t0 = anchors[0, 1]
+        t, f = anchors[:, 1] - t0, anchors[:, 0]
+        slope, intercept = np.polyfit(t, f, 1)
+        residual = f - (intercept + slope * t)
+        keep = np.abs(residual - np.median(residual)) <= 3 * np.median(np.abs(residual - np.median(residual))) + 1
+        slope, intercept = np.polyfit(t[keep], f[keep], 1)
+        return lambda: intercept + slope * (time.monotonic() - t0)
+
+    def close(self) -> None:
+        self.client.deactivate()
+        self.client.close()
+
+
+CAPTURE_PROCESS = textwrap.dedent(
+    """
+    import json, sys, time
+    import jack
+
+    client = jack.Client(sys.argv[1], no_start_server=True)
+    port = client.midi_inports.register("in")
+    events, anchors = [], []
+
+    def process(frames):
+        base = client.last_frame_time
+        if len(anchors) < 2000:
+            anchors.append((base, time.monotonic()))
+        for offset, data in port.incoming_midi_events():
+            events.append((base + offset, bytes(data).hex()))
+
+    client.set_process_callback(process)
+    client.activate()
+    print("ready", flush=True)
+    for line in sys.stdin:
+        command = line.strip()
+        if command == "dump":
+            print(json.dumps({"events": events, "anchors": anchors}), flush=True)
+        elif command == "unregister":
+            port.unregister()
+            print("ok", flush=True)
+        elif command == "quit":
+            break
+    client.deactivate()
+    client.close()
+    """
+)
+
+
+class ProcessCapture(Capture):
+    """The same capture in a child process, for the rtmidi backend.
+
+    python-rtmidi holds the GIL while it opens or closes its JACK client (which
+    waits for the JACK cycle), so a Python JACK callback in the same process
+    would deadlock with it; a DAW is another process anyway.
+    """
+
+    def __init__(self, name: str = "pcap"):
+        self.name = name
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", CAPTURE_PROCESS, name],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout.readline().strip() == "ready"
+        self.events, self.anchors = [], []
+
+    @property
+    def port_name(self) -> str:
+        return f"{self.name}:in"
+
+    def _ask(self, command: str) -> str:
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline()
+
+    def update(self) -> "ProcessCapture":
+        data = json.loads(self._ask("dump"))
+        self.events = [(int(f), bytes.fromhex(h)) for f, h in data["events"]]
+        self.anchors = [(int(f), float(t)) for f, t in data["anchors"]]
+        return self
+
+    def unregister(self) -> None:
+        assert self._ask("unregister").strip() == "ok"
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.flush()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def process_capture(jack_server, tmp_path, monkeypatch):
+    monkeypatch.setenv("SJTUI_RUNTIME_DIR", str(tmp_path / "run"))
+    cap = ProcessCapture()
+    yield cap
+    cap.close()
+
+
+@pytest.fixture
+def capture(jack_server, tmp_path, monkeypatch):
+    monkeypatch.setenv("SJTUI_RUNTIME_DIR", str(tmp_path / "run"))
+    cap = Capture()
+    yield cap
+    try:
+        cap.close()
+    except Exception:
+        pass
+
+
+def wait_for(predicate, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def expected_pairs(events) -> list[tuple[int, bytes]]:
+    return [(int(e["sample"]), bytes([int(e["status"]), int(e["data1"]), int(e["data2"])])) for e in events]
+
+
+def play(scheduler: MidiScheduler, bars: int = 4, bpm: float = 120.0, lead_s: float = 0.15, **options):
+    start = int(scheduler.clock() + lead_s * RATE)
+    tempo_map = TempoMap.constant(RATE, bpm, anchor_sample=start)
+    events = groove_events(random_groove(21, bars=bars), tempo_map, 0, **options)
+    scheduler.clock_start(tempo_map)
+    scheduler.submit(events)
+    return tempo_map, events
+
+
+def run_without_xruns(capture, attempt, tries: int = 3):
+    """Run ``attempt()`` until the JACK server reports no xrun during it (a late cycle loses exactness
+    for reasons outside the backend: with 2 shared cores a Python callback can miss its cycle).
+    Returns the result of the clean run; fails after ``tries`` runs with xruns."""
+    xruns = []
+    for _ in range(tries):
+        before = capture.xruns
+        capture.events.clear()
+        result = attempt()
+        if capture.xruns == before:
+            return result
+        xruns.append(capture.xruns - before)
+    pytest.fail(f"every run had JACK xruns ({xruns}): the machine is too busy to check frame exactness")
+
+
+def test_jack_backend_is_frame_exact(capture):
+    backend = JackMidiBackend(client_name="sjtui-exact", connect_to=capture.port_name)
+
+    def attempt():
+        with MidiScheduler(backend) as scheduler:
+            tempo_map, events = play(scheduler, bars=2)
+            end = int(events["sample"].max()) + 2000
+            scheduler.clock_stop(end)
+            assert wait_for(lambda: backend.now_sample() > end + 4 * PERIOD)
+            assert wait_for(lambda: any(d == bytes([STOP]) for _, d in capture.events), 3)
+        return tempo_map, events, end, scheduler
+
+    backend.close = lambda: None  # reuse the client across attempts; closed below
+    try:
+        tempo_map, events, end, scheduler = run_without_xruns(capture, attempt)
+    finally:
+        JackMidiBackend.close(backend)
+    assert capture.notes() == expected_pairs(events)  # exact frames, bytes and order
+    start = int(tempo_map.tick_to_sample(0))
+    ticks = np.array([f for f, d in capture.events if d == bytes([CLOCK])])
+    assert ticks[0] == start and set(np.diff(ticks).tolist()) == {1000}  # 24 per beat at 120 BPM
+    assert ticks.size == int(np.ceil((end - start) / 1000))
+    realtime = [(f, d) for f, d in capture.events if d[0] >= 0xF0 and d != bytes([CLOCK])]
+    assert realtime[0] == (start, bytes([START])) and realtime[1] == (end, bytes([STOP]))
+    assert set(capture.balance().values()) == {0}
+    assert capture.all_notes_off_after_last_note_on()
+    assert scheduler.min_lead_samples > 30e-3 * RATE  # handed over a lookahead ahead
+
+
+def test_jack_backend_continue_from_a_song_position_and_tempo_change(capture):
+    backend = JackMidiBackend(client_name="sjtui-spp", connect_to=capture.port_name)
+
+    def attempt():
+        with MidiScheduler(backend) as scheduler:
+            start = int(scheduler.clock() + 0.15 * RATE)
+            tempo_map = TempoMap.constant(RATE, 150.0, anchor_sample=start, anchor_beat=8.0)  # bar 2 in 4/4
+            scheduler.clock_start(tempo_map, tick=8 * 24)
+            change = start + RATE // 2
+            scheduler.set_tempo_map(tempo_map.with_tempo(change, 100.0))
+            assert wait_for(lambda: backend.now_sample() > change + RATE)
+        return start, change
+
+    backend.close = lambda: None
+    try:
+        start, change = run_without_xruns(capture, attempt)
+    finally:
+        JackMidiBackend.close(backend)
+    spp_value = 8 * 24 // 6
+    realtime = [(f, d) for f, d in capture.events if d[0] >= 0xF0 and d != bytes([CLOCK])]
+    assert realtime[0] == (start, bytes([SONG_POSITION, spp_value & 0x7F, spp_value >> 7]))
+    assert realtime[1] == (start, bytes([CONTINUE]))
+    assert realtime[-1][1] == bytes([STOP])
+    ticks = np.array([f for f, d in capture.events if d == bytes([CLOCK])])
+    assert ticks[0] == start
+    gaps = np.diff(ticks)
+    assert set(gaps[ticks[1:] <= change].tolist()) == {800}  # 150 BPM
+    assert set(gaps[ticks[:-1] >= change].tolist()) <= {1200}  # 100 BPM
+
+
+def test_rtmidi_backend_is_within_one_period(process_capture):
+    capture = process_capture
+    assert wait_for(lambda: len(capture.update().anchors) > 350)
+    backend = RtMidiBackend(capture.port_name, api="jack", client_name="sjtui-rt")
+    assert backend.destinations() == [capture.port_name]
+    with MidiScheduler(backend, sample_rate_hz=RATE, clock=capture.frame_clock()) as scheduler:
+        tempo_map, events = play(scheduler, bars=4)
+        end = int(events["sample"].max()) + 2000
+        assert wait_for(lambda: scheduler.clock() > end + 4 * PERIOD)
+    capture.update()
+    notes = capture.notes()
+    want = expected_pairs(events)
+    assert [d for _, d in notes] == [d for _, d in want]
+    late = np.array([f for f, _ in notes]) - np.array([f for f, _ in want])
+    # rtmidi writes each event at offset 0 of the cycle after it was sent: late by 0 .. 1 period,
+    # plus the clock fit's offset (a constant), its slope error and send jitter: 2 ms of slack
+    assert late.max() - late.min() <= PERIOD + 96, (late.min(), late.max(), scheduler.stats())
+    ticks = np.array([f for f, d in capture.events if d == bytes([CLOCK])])
+    expected_ticks = np.rint(tempo_map.tick_to_sample(np.arange(ticks.size)))
+    tick_late = ticks - expected_ticks
+    assert tick_late.max() - tick_late.min() <= PERIOD + 96
+    assert set(capture.balance().values()) == {0} and capture.all_notes_off_after_last_note_on()
+    stats = scheduler.stats()
+    assert stats["n_note_errors"] == np.count_nonzero(events["status"] & 0xF0 == NOTE_ON)
+
+
+def test_virtual_port_named_sjtui_and_api_choice(process_capture):
+    capture = process_capture
+    if not os.path.exists("/dev/snd/seq"):
+        assert choose_api() == "UNIX_JACK"
+    backend = RtMidiBackend(None, api="jack")
+    try:
+        ports = list_all_ports()["UNIX_JACK"]
+        # rtmidi lists where one can send to ("outputs": JACK input ports) and receive from ("inputs")
+        assert "sjtui:sjtui" in ports["inputs"]
+        assert capture.port_name in ports["outputs"]
+        jack_connect("sjtui:sjtui", capture.port_name)  # as a DAW would
+        assert wait_for(lambda: backend.destinations() == [capture.port_name], 2)
+        backend.send([NOTE_ON | 9, 36, 100])
+        backend.send([NOTE_OFF | 9, 36, 0])
+        assert wait_for(lambda: len(capture.update().notes()) == 2, 2)
+    finally:
+        backend.close()
+
+
+def test_missing_port_names_the_ports_that_exist(capture):
+    with pytest.raises(MidiError) as info:
+        RtMidiBackend("Ardour MIDI in", api="jack")
+    assert capture.port_name in str(info.value) and "Ardour MIDI in" in str(info.value)
+    with pytest.raises(MidiError) as info:
+        JackMidiBackend(client_name="sjtui-missing", connect_to="Ardour MIDI in")
+    assert capture.port_name in str(info.value)
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    from sjtui.midi.backends import JackMidiBackend
+    from sjtui.midi.events import groove_events
+    from sjtui.midi.scheduler import MidiScheduler, install_signal_handlers
+    from sjtui.transport.timebase import TempoMap
+    from tests.test_midi_events import random_groove
+
+    mode, destination = sys.argv[1], sys.argv[2]
+    install_signal_handlers()
+    backend = JackMidiBackend(client_name="sjtui-child", connect_to=destination)
+    with MidiScheduler(backend) as scheduler:
+        start = int(scheduler.clock() + 0.1 * 48000)
+        tempo_map = TempoMap.constant(48000, 160.0, anchor_sample=start)
+        groove = random_groove(5, bars=4, density=0.4)
+        events = np.concatenate([groove_events(groove, tempo_map, 4 * k, note_length_ms=1500) for k in range(20)])
+        scheduler.clock_start(tempo_map)
+        scheduler.submit(events)
+        while backend.now_sample() < start + 48000:
+            time.sleep(0.01)
+        print("playing", flush=True)
+        if mode == "stop":
+            scheduler.stop()
+            print("stopped", flush=True)
+        elif mode == "exception":
+            raise RuntimeError("boom")
+        else:
+            time.sleep(60)
+    """
+)
+
+
+def start_child(mode: str, capture: Capture) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=REPO)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, mode, capture.port_name],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    line = child.stdout.readline()
+    if line.strip() != "playing":
+        child.kill()
+        raise AssertionError(f"child did not start: {line!r} {child.stderr.read()}")
+    return child
+
+
+@pytest.mark.parametrize("mode", ["stop", "exception", "sigterm", "sigint"])
+def test_no_note_left_on_when_a_child_stops(capture, mode):
+    child = start_child(mode, capture)
+    if mode == "sigterm":
+        child.send_signal(signal.SIGTERM)
+    elif mode == "sigint":
+        child.send_signal(signal.SIGINT)
+    child.wait(15)
+    assert wait_for(lambda: capture.all_notes_off_after_last_note_on(), 2)
+    balance = capture.balance()
+    assert set(balance.values()) == {0}, (balance, [(f, d.hex()) for f, d in capture.events if d[0] != CLOCK][-30:])
+    assert any(d == bytes([STOP]) for _, d in capture.events)
+    if mode == "exception":
+        assert "boom" in child.stderr.read()
+    assert not state_path(child.pid).exists()  # a clean exit removes the state file
+
+
+@pytest.mark.parametrize("who", ["parent", "next start"])
+def test_sigkill_is_cleaned_up_by_the_parent_or_the_next_start(capture, who):
+    child = start_child("kill", capture)
+    child.send_signal(signal.SIGKILL)
+    child.wait(10)
+    time.sleep(0.2)
+    assert any(v > 0 for v in capture.balance().values()), "notes should be left sounding by SIGKILL"
+    assert state_path(child.pid).exists()
+    if who == "parent":
+        report = cleanup_after(child.pid)
+        assert report["reached"] == [capture.port_name] and report["error"] is None
+    else:
+        backend = JackMidiBackend(client_name="sjtui-next")
+        scheduler = MidiScheduler(backend).start()
+        try:
+            assert [r["pid"] for r in scheduler.cleanup_reports] == [child.pid]
+        finally:
+            scheduler.close()
+    assert wait_for(lambda: set(capture.balance().values()) == {0}, 2), capture.balance()
+    assert capture.all_notes_off_after_last_note_on()
+    assert not state_path(child.pid).exists()
+
+
+@pytest.mark.parametrize("policy", ["continue", "stop"])
+def test_jack_destination_vanishing_is_reported(capture, policy):
+    backend = JackMidiBackend(client_name="sjtui-vanish", connect_to=capture.port_name)
+    scheduler = MidiScheduler(backend, on_port_lost=policy).start()
+    try:
+        play(scheduler, bars=8)
+        assert wait_for(lambda: len(capture.notes()) > 4, 5)
+        capture.close()
+        assert wait_for(lambda: any("went away" in w for w in scheduler.warnings), 3), list(scheduler.warnings)
+        if policy == "stop":
+            assert wait_for(lambda: not scheduler.running, 3)
+        else:
+            sent = scheduler.sent_events
+            assert wait_for(lambda: scheduler.sent_events > sent + 10, 3) and scheduler.running
+    finally:
+        scheduler.close()
+    assert scheduler.error is None
+
+
+def test_rtmidi_destination_vanishing_is_reported(process_capture):
+    capture = process_capture
+    assert wait_for(lambda: len(capture.update().anchors) > 350)
+    backend = RtMidiBackend(capture.port_name, api="jack", client_name="sjtui-rt-vanish")
+    scheduler = MidiScheduler(backend, sample_rate_hz=RATE, clock=capture.frame_clock()).start()
+    try:
+        play(scheduler, bars=8)
+        assert wait_for(lambda: len(capture.update().notes()) > 4, 5)
+        capture.unregister()
+        assert wait_for(lambda: any("disappeared" in w for w in scheduler.warnings), 3), list(scheduler.warnings)
+        assert scheduler.running
+    finally:
+        scheduler.close()
+    assert scheduler.error is None
