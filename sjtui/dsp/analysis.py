@@ -30,7 +30,9 @@ import numpy as np
 
 from sjtui.constants import BAND_EDGES_HZ, BAND_NAMES, FRAME_SIZE, HOP_SIZE
 from sjtui.dsp.onsets import ONSET_DTYPE, OnsetPicker, empty_onsets
+from sjtui.dsp import spectral
 from sjtui.dsp.spectral import (
+    ENERGY_FLOOR,
     ENERGY_FLOOR_DB,
     FLUX_QUANTUM,
     SpectralKernel,
@@ -193,6 +195,54 @@ _EMPTY_I64.flags.writeable = False
 _EMPTY_ONSETS = empty_onsets()
 _EMPTY_ONSETS.flags.writeable = False
 _INV_QUANTUM = np.float32(1.0 / FLUX_QUANTUM)
+_TEN = np.float32(10.0)
+
+
+def energy_db_of(linear: np.ndarray) -> np.ndarray:
+    """``10 log10`` of float32 linear band energies (already floored), in place, as both paths compute it."""
+    np.log10(linear, out=linear)
+    np.multiply(linear, _TEN, out=linear)
+    return linear
+
+
+def linear_energy_threshold(min_energy_db: float) -> np.float32:
+    """Smallest float32 linear energy ``e >= ENERGY_FLOOR`` whose float32 :func:`energy_db_of` is >= ``min_energy_db``.
+
+    The compiled one-hop path compares linear energies with this instead of
+    taking the logarithm first; ``energy_db_of`` is monotonic, so the
+    decision is the same (checked around the threshold in the tests).
+    """
+    limit = np.float32(min_energy_db)
+    probe = np.empty(1, dtype=np.float32)
+
+    def passes(bits: int) -> bool:
+        probe[0] = np.uint32(bits).view(np.float32)
+        return bool(energy_db_of(probe)[0] >= limit)
+
+    lo = int(np.float32(ENERGY_FLOOR).view(np.uint32))
+    hi = int(np.float32(np.finfo(np.float32).max).view(np.uint32))
+    if passes(lo):
+        return np.float32(ENERGY_FLOOR)
+    if not passes(hi):
+        return np.float32(np.inf)
+    while hi - lo > 1:  # passes(hi) and not passes(lo)
+        mid = (lo + hi) // 2
+        if passes(mid):
+            hi = mid
+        else:
+            lo = mid
+    return np.uint32(hi).view(np.float32)
+
+
+def _load_hop_kernel():
+    """The compiled one-hop kernels (:mod:`sjtui.dsp._hop_kernel`), or None without numba or the direct FFT."""
+    if spectral._pypocketfft is None:
+        return None
+    try:
+        from sjtui.dsp import _hop_kernel
+    except ImportError:  # pragma: no cover - numba is a runtime dependency
+        return None
+    return _hop_kernel
 
 
 class _Core:
@@ -352,7 +402,86 @@ class OnlineAnalyzer:
         self._empty_2d.flags.writeable = False
         self.nonfinite_samples = 0
         self.clipped_samples = 0
+        self._setup_compiled_hop()
         self.reset()
+
+    def _setup_compiled_hop(self) -> None:
+        """Buffers and parameters of the compiled one-hop path (None if unavailable)."""
+        kernels = _load_hop_kernel()
+        self._hop = None
+        if kernels is None:
+            return
+        core = self._core
+        kernel = core.kernel
+        picker = core.picker
+        layout = kernel.layout
+        k, nb = layout.n_bins, self.n_bands
+        self._ingest = kernels.ingest
+        self._r2c = spectral._pypocketfft.r2c
+        self._r2c_axes = (0,)
+        self._window = kernel.window
+        self._windowed = np.empty(self.frame_size, dtype=np.float32)
+        self._spectrum = np.empty(self.frame_size // 2 + 1, dtype=np.complex64)
+        self._spectrum_bins = self._spectrum[layout.bin_start : layout.bin_stop]
+        self._magnitude = np.empty(k, dtype=np.float32)
+        self._log_magnitude = np.empty(k, dtype=np.float32)
+        self._scratch = np.empty(2 * k, dtype=np.float32)
+        self._ints = np.concatenate(
+            [
+                layout.offsets,
+                layout.counts,
+                kernel.reference_frames,
+                [picker.window, picker.rise, picker.min_interval, picker.mask_frames],
+            ]
+        ).astype(np.int64)
+        self._f32 = np.concatenate(
+            [kernel._scale, [ENERGY_FLOOR, linear_energy_threshold(picker.min_energy_db), _INV_QUANTUM]]
+        ).astype(np.float32)
+        self._f64 = np.concatenate([picker.delta_w, [picker.ratio, picker.mask_ratio]]).astype(np.float64)
+        self._found = np.empty(nb, dtype=np.int64)
+        self._clip = np.float32(core.clip_level)
+        self._hop = kernels.hop
+
+    def _compiled_hop(self, first: int) -> Features:
+        """Frame ``first`` from ``self._windowed`` (the live case): FFT, then one compiled call."""
+        core = self._core
+        picker = core.picker
+        self._r2c(self._windowed, self._r2c_axes, True, 0, self._spectrum, 1)
+        magnitude = self._magnitude
+        np.abs(self._spectrum_bins, out=magnitude)
+        np.log1p(magnitude, out=self._log_magnitude)
+        out = np.empty((2, self.n_bands, 1), dtype=np.float32)
+        found = self._hop(
+            magnitude,
+            self._log_magnitude,
+            core.log_history,
+            self._scratch,
+            self._ints,
+            self._f32,
+            self._f64,
+            picker._history,
+            picker._last_onset,
+            first,
+            out,
+            self._found,
+        )
+        energy = out[0]
+        np.log10(energy, out=energy)
+        np.multiply(energy, _TEN, out=energy)
+        core.next_frame = picker._next_frame = first + 1
+        decided = (first + 1) * self.hop_size
+        frame_sample = np.empty(1, dtype=np.int64)
+        frame_sample[0] = decided
+        if found:
+            bands = self._found[:found]
+            onsets = np.empty(found, dtype=ONSET_DTYPE)
+            onsets["decided_at"] = decided
+            onsets["sample"] = decided - core.onset_lag_samples
+            onsets["band"] = bands
+            onsets["strength"] = out[1, bands, 0]
+        else:
+            onsets = _EMPTY_ONSETS
+        return Features(first, frame_sample, energy, out[1], onsets)
 
     @property
     def samples_seen(self) -> int:
@@ -380,9 +509,20 @@ class OnlineAnalyzer:
             x = _as_mono_float32(block, "audio block")
         core = self._core
         total = x.size
-        end = self._length + total
+        length = self._length
+        end = length + total
         if end <= self._capacity:
-            completes = (self._base + end) // self.hop_size - core.next_frame
+            first = core.next_frame
+            completes = (self._base + end) // self.hop_size - first
+            if completes <= 1 and self._hop is not None and x.flags.c_contiguous:
+                # the live case, compiled: copy + check + window, then one hop if the block completes it
+                start = (first + 1) * self.hop_size - self.frame_size - self._base if completes else -1
+                if self._ingest(self._buffer, length, x, self._clip, self._window, self._windowed, start):
+                    self._length = end
+                    if completes:
+                        return self._compiled_hop(first)
+                    return Features(first, _EMPTY_I64, self._empty_2d, self._empty_2d, _EMPTY_ONSETS)
+                # NaN/Inf or clipping in the block: the general path below sanitizes and counts
             if completes <= 1:
                 # fast paths for live blocks: the block completes no frame or one frame
                 dest = self._buffer[self._length : end]

@@ -68,19 +68,23 @@ class OnsetPicker:
         self.min_energy_db = np.float32(min_energy_db)
         self.mask_frames = int(mask_frames)
         self.mask_ratio = float(mask_ratio)
-        self._last_q = [0] * n_bands  # flux (quanta) of each band's last onset
         self._history = np.zeros((n_bands, self.window), dtype=np.int64)  # oldest first
         # views for the one-frame path
         self._rise_view = self._history[:, self.window - self.rise :]
         self._history_head = self._history[:, :-1]
         self._history_tail = self._history[:, 1:]
         self._history_last = self._history[:, -1]
-        self._last = np.full(n_bands, _NO_ONSET, dtype=np.int64)
+        # row 0: frame of each band's last onset; row 1: its flux (quanta)
+        self._last_onset = np.empty((2, n_bands), dtype=np.int64)
+        self._last = self._last_onset[0]
+        self._last_q = self._last_onset[1]
+        self._last[...] = _NO_ONSET
+        self._last_q[...] = 0
         self._next_frame = 0
         self._ext = np.zeros((n_bands, self.window + 1), dtype=np.int64)
 
     def reset(self) -> None:
-        self._last_q = [0] * self.n_bands
+        self._last_q[...] = 0
         self._history[...] = 0
         self._last[...] = _NO_ONSET
         self._next_frame = 0
