@@ -83,3 +83,22 @@ def test_load_model_uses_the_shipped_model_when_the_user_has_none(tmp_path):
     loaded = load_model(user_dir=tmp_path / "no-model-here")
     assert loaded.directory == SHIPPED_MODEL_DIR and loaded.fallback_reason is None
     assert loaded.model.trained
+
+
+def test_the_analysis_is_the_one_the_shipped_model_was_trained_on(manifest):
+    """Fixed synthetic takes analysed now give the onsets and encoder inputs stored at training time.
+
+    The encoders only mean something on the features they were trained on;
+    the onset detector and fingerprint are tuned as the project grows. When
+    this fails, the analysis changed after the model was trained: retrain
+    (`python -m training.train`, about 10 minutes), do not loosen the test.
+    """
+    from training.data import compare_analysis_reference
+
+    path = verify_file(SHIPPED_MODEL_DIR, manifest["training"]["analysis_reference"], "analysis reference")
+    with np.load(path, allow_pickle=False) as stored:
+        problems = compare_analysis_reference(dict(stored))
+    assert not problems, (
+        "the analysis changed since the shipped model was trained; retrain it with `python -m training.train`: "
+        + "; ".join(problems)
+    )
