@@ -110,7 +110,9 @@ class DrumSynth:
         self._start = [0] * MAX_VOICES  # offset in the current block where it starts
         self._amp = [0.0] * MAX_VOICES
         self._age = [0] * MAX_VOICES
+        self._stop = [-1] * MAX_VOICES  # offset in the current block where it is cut (choke, All Sound Off)
         self._counter = 0
+        self._out = None
 
     def reset(self) -> None:
         for i in range(MAX_VOICES):
@@ -120,53 +122,76 @@ class DrumSynth:
         """Apply one MIDI message at ``offset`` of the block about to be rendered."""
         status = data[0] & 0xF0
         if status == 0xB0 and data[1] in (120, 123):
-            if data[1] == 120:  # All Sound Off: silence at once; All Notes Off lets one-shots ring
-                self.reset()
+            if data[1] == 120:  # All Sound Off: silence from this sample; All Notes Off lets one-shots ring
+                for i in range(MAX_VOICES):
+                    if self._voice[i] >= 0:
+                        self._stop[i] = int(offset)
             return
         if status != 0x90 or data[2] == 0:
             return
         voice = int(NOTE_TO_VOICE[data[1]])
         if voice < 0:
             return
-        if voice in _CHOKERS:
+        if voice in _CHOKERS:  # the open hat stops at this very sample
             for i in range(MAX_VOICES):
                 if self._voice[i] == _CHOKED:
-                    self._voice[i] = -1
-        slot = self._voice.index(-1) if -1 in self._voice else int(np.argmin(self._age))
+                    self._stop[i] = int(offset)
+        slot = self._free_slot()
         self._counter += 1
+        if self._voice[slot] >= 0:  # stealing a voice: it sounds up to this sample
+            self._pending_steal(slot, offset)
         self._voice[slot] = voice
+        self._stop[slot] = -1
         self._pos[slot] = 0
         self._start[slot] = int(offset)
         vel = data[2] / 127.0
         self._amp[slot] = self.gain * vel * vel ** 0.5
         self._age[slot] = self._counter
 
+    def _free_slot(self) -> int:
+        for i in range(MAX_VOICES):
+            if self._voice[i] < 0:
+                return i
+        return min(range(MAX_VOICES), key=self._age.__getitem__)
+
+    def _pending_steal(self, slot: int, offset: int) -> None:
+        """Render the stolen voice into the block up to ``offset`` before the slot is reused."""
+        out = self._out
+        if out is None or offset <= self._start[slot]:
+            return
+        self._mix_voice(out, slot, min(int(offset), out.shape[0]))
+
+    def _mix_voice(self, out: np.ndarray, i: int, until: int) -> None:
+        shot = self.shots[self._voice[i]]
+        start = self._start[i]
+        pos = self._pos[i]
+        count = min(until - start, shot.shape[0] - pos)
+        if count > 0:
+            tmp = self._scratch[:count]
+            np.multiply(shot[pos : pos + count], self._amp[i], out=tmp)
+            dest = out[start : start + count]
+            np.add(dest, tmp, out=dest)
+            self._pos[i] = pos + count
+
     def render(self, out: np.ndarray, events=()) -> None:
         """Mix into ``out`` ((n,) float32, n <= max_block; added to, not cleared).
 
         ``events``: ``(offset, message)`` pairs in this block, sorted by offset.
         """
+        self._out = out
         for offset, data in events:
             self.handle(data, offset)
+        self._out = None
         n = out.shape[0]
-        scratch = self._scratch
         for i in range(MAX_VOICES):
-            voice = self._voice[i]
-            if voice < 0:
+            if self._voice[i] < 0:
                 continue
-            shot = self.shots[voice]
-            start = self._start[i]
-            pos = self._pos[i]
-            count = min(n - start, shot.shape[0] - pos)
-            if count > 0:
-                tmp = scratch[:count]
-                np.multiply(shot[pos : pos + count], self._amp[i], out=tmp)
-                dest = out[start : start + count]
-                np.add(dest, tmp, out=dest)
-                self._pos[i] = pos + count
+            stop = self._stop[i]
+            self._mix_voice(out, i, n if stop < 0 else min(stop, n))
             self._start[i] = 0
-            if self._pos[i] >= shot.shape[0]:
+            if stop >= 0 or self._pos[i] >= self.shots[self._voice[i]].shape[0]:
                 self._voice[i] = -1
+                self._stop[i] = -1
 
     def render_events(self, events: np.ndarray, n_samples: int, block: int = 256, start_sample: int = 0) -> np.ndarray:
         """Offline: render an :data:`~sjtui.midi.events.EVENT_DTYPE` array to (n_samples,) float32.
