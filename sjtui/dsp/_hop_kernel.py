@@ -22,29 +22,58 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-# ``ints`` parameter vector layout (built by OnlineAnalyzer): [0:nb] band
-# offsets, [nb:2nb] band counts, [2nb:3nb] reference frames, then W, rise,
-# min_interval, mask_frames.
+# Layouts (built by OnlineAnalyzer._setup_compiled_hop):
+# counters (int64): [0] next frame, [1] samples held in the buffer, [2] stream index of buffer[0],
+#     [3] buffer capacity, [4] hop, [5] frame size.
+# work (float32, (mu + 5, k)): rows [0:mu] log-magnitude history (oldest first, the analyzer's
+#     log_history), mu |X| of the band bins, mu+1 its log1p, mu+2 power, mu+3 rectified log rise,
+#     mu+4 constants: [0:2nb] per-column scale, [2nb] energy floor, [2nb+1] linear energy
+#     threshold, [2nb+2] 1/FLUX_QUANTUM.
+# ints (int64): [0:nb] band offsets, [nb:2nb] band counts, [2nb:3nb] reference frames,
+#     then W, rise, min_interval, mask_frames.
+# f64: [0:nb] delta * W per band, ratio, mask_ratio.
+# picks (int64, (nb, W + 2)): per band the past W flux quanta (oldest first), the frame of the
+#     last onset and its flux quanta (the OnsetPicker's state).
+
+NOT_HANDLED = -1
 
 
-@numba.njit(cache=True, nogil=True)
-def ingest(buffer, length, block, clip, window, windowed, frame_start):
-    """Copy ``block`` to ``buffer[length:]``; True if every sample is finite and inside ``(-clip, clip)``.
+@numba.njit(
+    "int64(float32[::1], float32[::1], int64[::1], float32[:, ::1], float32)", cache=True, nogil=True
+)
+def ingest(buffer, block, counters, window2, clip):
+    """Append a live block that completes at most one frame; see the return codes.
 
-    When ``frame_start >= 0`` and the block is clean, also writes
-    ``windowed = buffer[frame_start : frame_start + N] * window`` (float32).
+    Copies ``block`` after the buffered samples when it fits, completes at
+    most one frame and every sample is finite and inside ``(-clip, clip)``;
+    if it completes frame ``f``, writes ``window2[1] = frame f * window2[0]``
+    (float32) and returns ``f`` (the caller runs the FFT and :func:`hop`).
+    Returns ``-2 - next_frame`` when the block completes no frame, and
+    ``NOT_HANDLED`` (state untouched) when the general path must take it.
     """
-    ok = True
     n = block.size
+    length = counters[1]
+    end = length + n
+    if end > counters[3]:
+        return NOT_HANDLED
+    frame = counters[0]
+    hop_size = counters[4]
+    completes = (counters[2] + end) // hop_size - frame
+    if completes > 1:
+        return NOT_HANDLED
     for i in range(n):
         v = block[i]
         buffer[length + i] = v
         if not (-clip < v and v < clip):  # also False for NaN
-            ok = False
-    if ok and frame_start >= 0:
-        for j in range(window.size):
-            windowed[j] = buffer[frame_start + j] * window[j]
-    return ok
+            return NOT_HANDLED
+    counters[1] = end
+    if completes == 0:
+        return -2 - frame
+    size = counters[5]
+    start = (frame + 1) * hop_size - size - counters[2]
+    for j in range(size):
+        window2[1, j] = buffer[start + j] * window2[0, j]
+    return frame
 
 
 @numba.njit(cache=True, nogil=True)
@@ -92,88 +121,94 @@ def _segment_sum(a, lo, n):
     return a[lo] + _pairwise(a, lo + 1, n - 1)
 
 
-@numba.njit(cache=True, nogil=True)
-def hop(magnitude, log_cur, history, scratch, ints, f32, f64, pick_history, last_onset, frame, out, found):
-    """Band energy, band flux and onset decisions of one frame; returns the number of onsets.
+@numba.njit(
+    "int64(float32[:, ::1], int64[::1], float64[::1], int64[:, ::1], int64[::1], float32[:, :, ::1], int64[::1])",
+    cache=True,
+    nogil=True,
+)
+def hop(work, ints, f64, picks, counters, out, frame_sample):
+    """Band energy, band flux and onset decisions of frame ``counters[0]``; returns a bit mask of onset bands.
 
-    ``magnitude``/``log_cur`` (k,) float32: ``|X|`` of the band bins and its
-    ``log1p``; ``history`` (mu, k) the log-magnitudes of the previous frames,
-    oldest first (shifted in place); ``scratch`` (2k,) float32; ``ints``
-    int64 parameters (layout above); ``f32`` = (scale
-    (2nb,), energy floor, linear energy threshold, 1/FLUX_QUANTUM);
-    ``f64`` = (delta_w (nb,), ratio, mask_ratio); ``pick_history`` (nb, W)
-    int64 past flux quanta, oldest first, and ``last_onset`` (2, nb) int64
-    the frame and the flux quanta of each band's last onset (the picker's
-    state, updated in place); ``out`` (2, nb, 1) float32 receives
-    the linear energy (the caller takes ``10 log10``) and the flux;
-    ``found`` (nb,) int64 receives the bands with an onset.
+    Call after the FFT with ``work[mu]`` = ``|X|`` of the band bins and
+    ``work[mu + 1]`` = its ``log1p`` (layouts above). Shifts the history,
+    updates the picker's state, advances ``counters[0]``; writes the linear
+    band energy (floored; the caller takes ``10 log10``) to ``out[0]`` and the
+    flux to ``out[1]`` ((2, nb, 1) float32), and the frame's end sample to
+    ``frame_sample`` (1,).
     """
-    nb = pick_history.shape[0]
-    k = magnitude.size
-    mu = history.shape[0]
-    # power | rectified log rise, like SpectralKernel._power_diff
+    nb = picks.shape[0]
+    w = picks.shape[1] - 2
+    k = work.shape[1]
+    mu = work.shape[0] - 5
+    magnitude = work[mu]
+    log_cur = work[mu + 1]
+    power = work[mu + 2]
+    rise_log = work[mu + 3]
+    consts = work[mu + 4]
+    # power | rectified log rise, as SpectralKernel.compute
     for b in range(nb):
         o = ints[b]
         c = ints[nb + b]
         r = ints[2 * nb + b]
         for j in range(o, o + c):
             m = magnitude[j]
-            scratch[j] = m * m
-            ref = history[mu - 1, j]
+            power[j] = m * m
+            ref = work[mu - 1, j]
             for t in range(mu - r, mu - 1):
-                v = history[t, j]
+                v = work[t, j]
                 if ref == ref and (v > ref or v != v):  # np.maximum: NaN wins
                     ref = v
             d = log_cur[j] - ref
             if d < 0.0:
                 d = np.float32(0.0)
-            scratch[k + j] = d
+            rise_log[j] = d
     for t in range(mu - 1):
         for j in range(k):
-            history[t, j] = history[t + 1, j]
+            work[t, j] = work[t + 1, j]
     for j in range(k):
-        history[mu - 1, j] = log_cur[j]
-    floor = f32[2 * nb]
-    threshold = f32[2 * nb + 1]
-    inv_quantum = f32[2 * nb + 2]
-    w = ints[3 * nb]
+        work[mu - 1, j] = log_cur[j]
+    floor = consts[2 * nb]
+    threshold = consts[2 * nb + 1]
+    inv_quantum = consts[2 * nb + 2]
     rise = ints[3 * nb + 1]
     min_interval = ints[3 * nb + 2]
     mask_frames = ints[3 * nb + 3]
     ratio = f64[nb]
     mask_ratio = f64[nb + 1]
-    n_found = 0
+    frame = counters[0]
+    found = 0
     for b in range(nb):
         o = ints[b]
         c = ints[nb + b]
-        energy = _segment_sum(scratch, o, c) * f32[b]
+        energy = _segment_sum(power, o, c) * consts[b]
         if not (energy >= floor or energy != energy):
             energy = floor
-        q = np.rint(_segment_sum(scratch, k + o, c) * f32[nb + b])
+        q = np.rint(_segment_sum(rise_log, o, c) * consts[nb + b])
         out[0, b, 0] = energy
         out[1, b, 0] = q * inv_quantum
         # OnsetPicker.process_one
         past_sum = 0
-        rise_ref = pick_history[b, w - rise]
+        rise_ref = picks[b, w - rise]
         for t in range(w):
-            v = pick_history[b, t]
+            v = picks[b, t]
             past_sum += v
             if t > w - rise and v > rise_ref:
                 rise_ref = v
         for t in range(w - 1):
-            pick_history[b, t] = pick_history[b, t + 1]
+            picks[b, t] = picks[b, t + 1]
         qi = np.int64(q)
-        pick_history[b, w - 1] = qi
-        since = frame - last_onset[0, b]
+        picks[b, w - 1] = qi
+        since = frame - picks[b, w]
         if (
             qi * w >= ratio * past_sum + f64[b]
             and qi > rise_ref
             and energy >= threshold
             and since >= min_interval
-            and (since > mask_frames or qi >= mask_ratio * last_onset[1, b])
+            and (since > mask_frames or qi >= mask_ratio * picks[b, w + 1])
         ):
-            last_onset[0, b] = frame
-            last_onset[1, b] = qi
-            found[n_found] = b
-            n_found += 1
-    return n_found
+            picks[b, w] = frame
+            picks[b, w + 1] = qi
+            found |= 1 << b
+    counters[0] = frame + 1
+    frame_sample[0] = (frame + 1) * counters[4]
+    return found

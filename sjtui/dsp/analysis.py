@@ -279,8 +279,20 @@ class _Core:
         )
         self.onset_lag_samples = int(round(config.onset_lag_hops * self.hop_size))
         self.clip_level = np.float32(config.clip_level)
-        self.log_history = np.zeros((self.kernel.history_frames, self.kernel.layout.n_bins), dtype=np.float32)
-        self.next_frame = 0
+        mu, k = self.kernel.history_frames, self.kernel.layout.n_bins
+        # log-magnitude history (rows 0..mu-1) + the scratch rows of the compiled live path
+        self.work = np.zeros((mu + 5, k), dtype=np.float32)
+        self.log_history = self.work[:mu]
+        # [0] next frame; [1:6] the online analyzer's buffer state (see sjtui.dsp._hop_kernel)
+        self.counters = np.zeros(6, dtype=np.int64)
+
+    @property
+    def next_frame(self) -> int:
+        return int(self.counters[0])
+
+    @next_frame.setter
+    def next_frame(self, value: int) -> None:
+        self.counters[0] = value
 
     def reset(self) -> None:
         self.picker.reset()
@@ -406,27 +418,27 @@ class OnlineAnalyzer:
         self.reset()
 
     def _setup_compiled_hop(self) -> None:
-        """Buffers and parameters of the compiled one-hop path (None if unavailable)."""
+        """Parameters of the compiled one-hop path (:mod:`sjtui.dsp._hop_kernel`); ``_ingest`` None if unavailable."""
+        self._ingest = None
         kernels = _load_hop_kernel()
-        self._hop = None
-        if kernels is None:
-            return
         core = self._core
         kernel = core.kernel
         picker = core.picker
         layout = kernel.layout
         k, nb = layout.n_bins, self.n_bands
-        self._ingest = kernels.ingest
-        self._r2c = spectral._pypocketfft.r2c
-        self._r2c_axes = (0,)
-        self._window = kernel.window
-        self._windowed = np.empty(self.frame_size, dtype=np.float32)
-        self._spectrum = np.empty(self.frame_size // 2 + 1, dtype=np.complex64)
-        self._spectrum_bins = self._spectrum[layout.bin_start : layout.bin_stop]
-        self._magnitude = np.empty(k, dtype=np.float32)
-        self._log_magnitude = np.empty(k, dtype=np.float32)
-        self._scratch = np.empty(2 * k, dtype=np.float32)
-        self._ints = np.concatenate(
+        if kernels is None or k < 2 * nb + 3 or nb > 62:
+            return
+        counters = core.counters
+        counters[3] = self._capacity
+        counters[4] = self.hop_size
+        counters[5] = self.frame_size
+        mu = kernel.history_frames
+        work = core.work
+        consts = np.concatenate(
+            [kernel._scale, [ENERGY_FLOOR, linear_energy_threshold(picker.min_energy_db), _INV_QUANTUM]]
+        ).astype(np.float32)
+        work[mu + 4, : consts.size] = consts
+        ints = np.concatenate(
             [
                 layout.offsets,
                 layout.counts,
@@ -434,54 +446,62 @@ class OnlineAnalyzer:
                 [picker.window, picker.rise, picker.min_interval, picker.mask_frames],
             ]
         ).astype(np.int64)
-        self._f32 = np.concatenate(
-            [kernel._scale, [ENERGY_FLOOR, linear_energy_threshold(picker.min_energy_db), _INV_QUANTUM]]
-        ).astype(np.float32)
-        self._f64 = np.concatenate([picker.delta_w, [picker.ratio, picker.mask_ratio]]).astype(np.float64)
-        self._found = np.empty(nb, dtype=np.int64)
-        self._clip = np.float32(core.clip_level)
+        f64 = np.concatenate([picker.delta_w, [picker.ratio, picker.mask_ratio]]).astype(np.float64)
+        window2 = np.empty((2, self.frame_size), dtype=np.float32)
+        window2[0] = kernel.window
+        self._ingest = kernels.ingest
+        self._ingest_args = (counters, window2, np.float32(core.clip_level))
+        spectrum = np.empty(self.frame_size // 2 + 1, dtype=np.complex64)
+        self._fft_args = (window2[1], (0,), True, 0, spectrum, 1)
+        self._r2c = spectral._pypocketfft.r2c
+        self._bins = spectrum[layout.bin_start : layout.bin_stop]
+        self._magnitude = work[mu]
+        self._log_magnitude = work[mu + 1]
         self._hop = kernels.hop
+        self._hop_args = (work, ints, f64, picker.state, counters)
+        self._out_shape = (2, nb, 1)
 
     def _compiled_hop(self, first: int) -> Features:
-        """Frame ``first`` from ``self._windowed`` (the live case): FFT, then one compiled call."""
-        core = self._core
-        picker = core.picker
-        self._r2c(self._windowed, self._r2c_axes, True, 0, self._spectrum, 1)
+        """Frame ``first``, windowed by ``ingest``: FFT, ``|X|``, ``log1p``, the compiled rest, ``10 log10``."""
+        self._r2c(*self._fft_args)
         magnitude = self._magnitude
-        np.abs(self._spectrum_bins, out=magnitude)
+        np.abs(self._bins, out=magnitude)
         np.log1p(magnitude, out=self._log_magnitude)
-        out = np.empty((2, self.n_bands, 1), dtype=np.float32)
-        found = self._hop(
-            magnitude,
-            self._log_magnitude,
-            core.log_history,
-            self._scratch,
-            self._ints,
-            self._f32,
-            self._f64,
-            picker._history,
-            picker._last_onset,
-            first,
-            out,
-            self._found,
-        )
+        out = np.empty(self._out_shape, dtype=np.float32)
+        frame_sample = np.empty(1, dtype=np.int64)
+        found = self._hop(*self._hop_args, out, frame_sample)
         energy = out[0]
         np.log10(energy, out=energy)
         np.multiply(energy, _TEN, out=energy)
-        core.next_frame = picker._next_frame = first + 1
-        decided = (first + 1) * self.hop_size
-        frame_sample = np.empty(1, dtype=np.int64)
-        frame_sample[0] = decided
+        self._core.picker._next_frame = first + 1
         if found:
-            bands = self._found[:found]
-            onsets = np.empty(found, dtype=ONSET_DTYPE)
-            onsets["decided_at"] = decided
-            onsets["sample"] = decided - core.onset_lag_samples
+            bands = [b for b in range(self.n_bands) if found >> b & 1]
+            onsets = np.empty(len(bands), dtype=ONSET_DTYPE)
+            onsets["decided_at"] = frame_sample[0]
+            onsets["sample"] = frame_sample[0] - self._core.onset_lag_samples
             onsets["band"] = bands
             onsets["strength"] = out[1, bands, 0]
         else:
             onsets = _EMPTY_ONSETS
         return Features(first, frame_sample, energy, out[1], onsets)
+
+    @property
+    def _length(self) -> int:
+        """Samples held in ``_buffer``."""
+        return int(self._core.counters[1])
+
+    @_length.setter
+    def _length(self, value: int) -> None:
+        self._core.counters[1] = value
+
+    @property
+    def _base(self) -> int:
+        """Stream index of ``_buffer[0]``."""
+        return int(self._core.counters[2])
+
+    @_base.setter
+    def _base(self, value: int) -> None:
+        self._core.counters[2] = value
 
     @property
     def samples_seen(self) -> int:
@@ -505,6 +525,16 @@ class OnlineAnalyzer:
     def process(self, block: np.ndarray) -> Features:
         """Analyse mono ``block`` (n_samples,) float; returns the frames it completed (possibly none)."""
         x = block
+        if self._ingest is not None:
+            # the live case, compiled: copy + check + window, then one hop if the block completes it
+            try:
+                code = self._ingest(self._buffer, x, *self._ingest_args)
+            except TypeError:  # not a contiguous writable 1-D float32 array: the general path
+                code = -1
+            if code >= 0:
+                return self._compiled_hop(code)
+            if code < -1:
+                return Features(-2 - code, _EMPTY_I64, self._empty_2d, self._empty_2d, _EMPTY_ONSETS)
         if type(x) is not np.ndarray or x.dtype != np.float32 or x.ndim != 1:
             x = _as_mono_float32(block, "audio block")
         core = self._core
@@ -512,17 +542,7 @@ class OnlineAnalyzer:
         length = self._length
         end = length + total
         if end <= self._capacity:
-            first = core.next_frame
-            completes = (self._base + end) // self.hop_size - first
-            if completes <= 1 and self._hop is not None and x.flags.c_contiguous:
-                # the live case, compiled: copy + check + window, then one hop if the block completes it
-                start = (first + 1) * self.hop_size - self.frame_size - self._base if completes else -1
-                if self._ingest(self._buffer, length, x, self._clip, self._window, self._windowed, start):
-                    self._length = end
-                    if completes:
-                        return self._compiled_hop(first)
-                    return Features(first, _EMPTY_I64, self._empty_2d, self._empty_2d, _EMPTY_ONSETS)
-                # NaN/Inf or clipping in the block: the general path below sanitizes and counts
+            completes = (self._base + end) // self.hop_size - core.next_frame
             if completes <= 1:
                 # fast paths for live blocks: the block completes no frame or one frame
                 dest = self._buffer[self._length : end]

@@ -68,16 +68,17 @@ class OnsetPicker:
         self.min_energy_db = np.float32(min_energy_db)
         self.mask_frames = int(mask_frames)
         self.mask_ratio = float(mask_ratio)
-        self._history = np.zeros((n_bands, self.window), dtype=np.int64)  # oldest first
+        # per band: the past W flux quanta (oldest first), the frame of its last onset and that
+        # onset's flux quanta; one array so that the compiled live path takes it in one argument
+        self.state = np.zeros((n_bands, self.window + 2), dtype=np.int64)
+        self._history = self.state[:, : self.window]
         # views for the one-frame path
         self._rise_view = self._history[:, self.window - self.rise :]
         self._history_head = self._history[:, :-1]
         self._history_tail = self._history[:, 1:]
         self._history_last = self._history[:, -1]
-        # row 0: frame of each band's last onset; row 1: its flux (quanta)
-        self._last_onset = np.empty((2, n_bands), dtype=np.int64)
-        self._last = self._last_onset[0]
-        self._last_q = self._last_onset[1]
+        self._last = self.state[:, self.window]
+        self._last_q = self.state[:, self.window + 1]
         self._last[...] = _NO_ONSET
         self._last_q[...] = 0
         self._next_frame = 0
