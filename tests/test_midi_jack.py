@@ -472,3 +472,18 @@ def test_rtmidi_destination_vanishing_is_reported(process_capture):
     finally:
         scheduler.close()
     assert scheduler.error is None
+
+
+def test_devices_command_lists_midi_ports_per_api(capture):
+    result = subprocess.run(
+        [sys.executable, "-m", "sjtui", "devices", "--json"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)["midi_ports"]
+    if not os.path.exists("/dev/snd/seq"):
+        assert report["chosen_api"] == "UNIX_JACK" and report["problem"] is None
+    assert capture.port_name in report["apis"]["UNIX_JACK"]["outputs"]
+    text = subprocess.run(
+        [sys.executable, "-m", "sjtui", "devices"], cwd=REPO, capture_output=True, text=True, timeout=60
+    ).stdout
+    assert "MIDI ports:" in text and capture.port_name in text and "UNIX_JACK  (used)" in text

@@ -60,8 +60,20 @@ def format_audio_inputs(devices: list[dict]) -> str:
     return "\n".join(lines)
 
 
-# (json key, data function, text formatter); the MIDI issue appends its section.
-SECTIONS = [("audio_inputs", audio_inputs, format_audio_inputs)]
+def midi_ports() -> dict:
+    from sjtui.midi.ports import midi_ports_report
+
+    return midi_ports_report()
+
+
+def format_midi_ports(report: dict) -> str:
+    from sjtui.midi.ports import format_midi_ports as fmt
+
+    return fmt(report)
+
+
+# (json key, data function, text formatter)
+SECTIONS = [("audio_inputs", audio_inputs, format_audio_inputs), ("midi_ports", midi_ports, format_midi_ports)]
 
 
 def run(args) -> int:

@@ -53,12 +53,19 @@ def jack_server_running() -> bool:
         import jack
     except (ImportError, OSError):
         return False
+    jack.set_error_function(_quiet)  # libjack prints "cannot connect to server" when there is none
     try:
         client = jack.Client("sjtui-probe", no_start_server=True)
     except jack.JackError:
         return False
+    finally:
+        jack.set_error_function(None)
     client.close()
     return True
+
+
+def _quiet(message: str) -> None:
+    pass
 
 
 def alsa_sequencer_present() -> bool:
@@ -166,3 +173,34 @@ def match_port(wanted: str, names: list[str], direction: str = "output") -> int:
         f"MIDI {direction} port {wanted!r} does not exist; ports are: {listing}. "
         "Give (part of) one of these names, or use the virtual port `sjtui`"
     )
+
+
+def midi_ports_report() -> dict:
+    """For ``sjtui devices``: the API sjtui would use and the ports of every compiled API.
+
+    ``{"chosen_api": name or None, "problem": text or None, "apis": {api: {"outputs": [...], "inputs": [...]}}}``.
+    "outputs" are ports sjtui can send drums/clock to; "inputs" ports it can follow a clock from.
+    """
+    try:
+        chosen, problem = choose_api(), None
+    except MidiError as error:
+        chosen, problem = None, str(error)
+    try:
+        apis = list_all_ports()
+    except Exception as error:  # rtmidi missing or broken
+        apis, problem = {}, f"cannot list MIDI ports: {error}"
+    return {"chosen_api": chosen, "problem": problem, "apis": apis}
+
+
+def format_midi_ports(report: dict) -> str:
+    lines = ["MIDI ports:"]
+    if report.get("problem"):
+        lines.append(f"  {report['problem']}")
+    for api, ports in report.get("apis", {}).items():
+        mark = "  (used)" if api == report.get("chosen_api") else ""
+        lines.append(f"  {api}{mark}")
+        for key, label in (("outputs", "out (drums, clock to)"), ("inputs", "in (clock from)")):
+            names = ports.get(key, [])
+            lines.append(f"    {label}: {', '.join(names) if names else '(none)'}")
+    lines.append("  sjtui also offers a virtual output port named `sjtui` for a DAW to pick up.")
+    return "\n".join(lines)
