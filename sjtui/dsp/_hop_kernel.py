@@ -44,20 +44,31 @@ NOT_HANDLED = -1
 def ingest(buffer, block, counters, window2, clip):
     """Append a live block that completes at most one frame; see the return codes.
 
-    Copies ``block`` after the buffered samples when it fits, completes at
+    Copies ``block`` after the buffered samples (dropping the samples no
+    future frame needs when the buffer is full) when it fits, completes at
     most one frame and every sample is finite and inside ``(-clip, clip)``;
     if it completes frame ``f``, writes ``window2[1] = frame f * window2[0]``
     (float32) and returns ``f`` (the caller runs the FFT and :func:`hop`).
     Returns ``-2 - next_frame`` when the block completes no frame, and
-    ``NOT_HANDLED`` (state untouched) when the general path must take it.
+    ``NOT_HANDLED`` when the general path must take it (the buffered
+    samples and the counters still describe the same stream).
     """
     n = block.size
     length = counters[1]
     end = length + n
-    if end > counters[3]:
-        return NOT_HANDLED
     frame = counters[0]
     hop_size = counters[4]
+    if end > counters[3]:
+        # drop the samples no future frame needs (as the general path does)
+        keep_from = (frame + 1) * hop_size - counters[5] - counters[2]
+        if length - keep_from + n > counters[3]:
+            return NOT_HANDLED
+        for i in range(length - keep_from):
+            buffer[i] = buffer[keep_from + i]
+        length -= keep_from
+        counters[1] = length
+        counters[2] += keep_from
+        end = length + n
     completes = (counters[2] + end) // hop_size - frame
     if completes > 1:
         return NOT_HANDLED

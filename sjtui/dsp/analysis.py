@@ -393,6 +393,71 @@ def analyze(signal: np.ndarray, sample_rate_hz: int, config: AnalysisConfig | No
     return result
 
 
+def _live_path(kernels, buffer, ingest_args, hop_args, layout, picker, onset_lag_samples, empty_2d):
+    """``live(block) -> Features | None``: :meth:`OnlineAnalyzer.process` for a block that completes <= 1 frame.
+
+    Everything it touches is bound here (closure cells are the cheapest
+    lookups in Python): ``ingest`` copies, checks and windows the block,
+    pocketfft's ``r2c`` takes the spectrum, numpy ``abs``/``log1p`` the
+    band bins' magnitude and its log, ``hop`` the rest, numpy ``log10`` the
+    energies. Returns None (nothing changed) when the block needs the general
+    path: not a contiguous writable 1-D float32 array, more than one frame,
+    a full buffer, NaN/Inf or clipping.
+    """
+    ingest, hop, not_handled = kernels.ingest, kernels.hop, kernels.NOT_HANDLED
+    r2c = spectral._pypocketfft.r2c
+    counters, window2, _clip = ingest_args
+    work = hop_args[0]
+    mu = work.shape[0] - 5
+    magnitude, log_magnitude = work[mu], work[mu + 1]
+    spectrum = np.empty(window2.shape[1] // 2 + 1, dtype=np.complex64)
+    bins = spectrum[layout.bin_start : layout.bin_stop]
+    windowed, axes = window2[1], (0,)
+    n_bands = layout.n_bands
+    out_shape = (2, n_bands, 1)
+    tens = np.full((n_bands, 1), _TEN, dtype=np.float32)
+    absolute, log1p, log10, multiply, empty = np.abs, np.log1p, np.log10, np.multiply, np.empty
+    float32, int64 = np.float32, np.int64
+
+    def live(block):
+        try:
+            first = ingest(buffer, block, *ingest_args)
+        except TypeError:  # not a contiguous writable 1-D float32 array
+            return None
+        if first < 0:
+            if first == not_handled:
+                return None
+            return Features(-2 - first, _EMPTY_I64, empty_2d, empty_2d, _EMPTY_ONSETS)
+        r2c(windowed, axes, True, 0, spectrum, 1)
+        absolute(bins, out=magnitude)
+        log1p(magnitude, out=log_magnitude)
+        out = empty(out_shape, dtype=float32)
+        frame_sample = empty(1, dtype=int64)
+        found = hop(*hop_args, out, frame_sample)
+        energy = out[0]
+        log10(energy, out=energy)
+        multiply(energy, tens, out=energy)
+        picker._next_frame = first + 1
+        flux = out[1]
+        if found:
+            onsets = _onsets_of(found, n_bands, int(frame_sample[0]), onset_lag_samples, flux)
+            return Features(first, frame_sample, energy, flux, onsets)
+        return Features(first, frame_sample, energy, flux, _EMPTY_ONSETS)
+
+    return live
+
+
+def _onsets_of(found: int, n_bands: int, decided: int, onset_lag_samples: int, flux: np.ndarray) -> np.ndarray:
+    """Onsets of one frame from the compiled path's bit mask of bands; ``flux`` (n_bands, 1)."""
+    bands = [b for b in range(n_bands) if found >> b & 1]
+    onsets = np.empty(len(bands), dtype=ONSET_DTYPE)
+    onsets["decided_at"] = decided
+    onsets["sample"] = decided - onset_lag_samples
+    onsets["band"] = bands
+    onsets["strength"] = flux[bands, 0]
+    return onsets
+
+
 class OnlineAnalyzer:
     """Streaming :func:`analyze`: feed blocks of any length, get the frames each block completes.
 
@@ -418,8 +483,8 @@ class OnlineAnalyzer:
         self.reset()
 
     def _setup_compiled_hop(self) -> None:
-        """Parameters of the compiled one-hop path (:mod:`sjtui.dsp._hop_kernel`); ``_ingest`` None if unavailable."""
-        self._ingest = None
+        """Parameters of the compiled one-hop path (:mod:`sjtui.dsp._hop_kernel`); ``_live`` None if unavailable."""
+        self._live = None
         kernels = _load_hop_kernel()
         core = self._core
         kernel = core.kernel
@@ -449,41 +514,16 @@ class OnlineAnalyzer:
         f64 = np.concatenate([picker.delta_w, [picker.ratio, picker.mask_ratio]]).astype(np.float64)
         window2 = np.empty((2, self.frame_size), dtype=np.float32)
         window2[0] = kernel.window
-        self._ingest = kernels.ingest
-        self._ingest_args = (counters, window2, np.float32(core.clip_level))
-        spectrum = np.empty(self.frame_size // 2 + 1, dtype=np.complex64)
-        self._fft_args = (window2[1], (0,), True, 0, spectrum, 1)
-        self._r2c = spectral._pypocketfft.r2c
-        self._bins = spectrum[layout.bin_start : layout.bin_stop]
-        self._magnitude = work[mu]
-        self._log_magnitude = work[mu + 1]
-        self._hop = kernels.hop
-        self._hop_args = (work, ints, f64, picker.state, counters)
-        self._out_shape = (2, nb, 1)
-
-    def _compiled_hop(self, first: int) -> Features:
-        """Frame ``first``, windowed by ``ingest``: FFT, ``|X|``, ``log1p``, the compiled rest, ``10 log10``."""
-        self._r2c(*self._fft_args)
-        magnitude = self._magnitude
-        np.abs(self._bins, out=magnitude)
-        np.log1p(magnitude, out=self._log_magnitude)
-        out = np.empty(self._out_shape, dtype=np.float32)
-        frame_sample = np.empty(1, dtype=np.int64)
-        found = self._hop(*self._hop_args, out, frame_sample)
-        energy = out[0]
-        np.log10(energy, out=energy)
-        np.multiply(energy, _TEN, out=energy)
-        self._core.picker._next_frame = first + 1
-        if found:
-            bands = [b for b in range(self.n_bands) if found >> b & 1]
-            onsets = np.empty(len(bands), dtype=ONSET_DTYPE)
-            onsets["decided_at"] = frame_sample[0]
-            onsets["sample"] = frame_sample[0] - self._core.onset_lag_samples
-            onsets["band"] = bands
-            onsets["strength"] = out[1, bands, 0]
-        else:
-            onsets = _EMPTY_ONSETS
-        return Features(first, frame_sample, energy, out[1], onsets)
+        self._live = _live_path(
+            kernels,
+            self._buffer,
+            (counters, window2, np.float32(core.clip_level)),
+            (work, ints, f64, picker.state, counters),
+            layout,
+            picker,
+            core.onset_lag_samples,
+            self._empty_2d,
+        )
 
     @property
     def _length(self) -> int:
@@ -525,16 +565,11 @@ class OnlineAnalyzer:
     def process(self, block: np.ndarray) -> Features:
         """Analyse mono ``block`` (n_samples,) float; returns the frames it completed (possibly none)."""
         x = block
-        if self._ingest is not None:
-            # the live case, compiled: copy + check + window, then one hop if the block completes it
-            try:
-                code = self._ingest(self._buffer, x, *self._ingest_args)
-            except TypeError:  # not a contiguous writable 1-D float32 array: the general path
-                code = -1
-            if code >= 0:
-                return self._compiled_hop(code)
-            if code < -1:
-                return Features(-2 - code, _EMPTY_I64, self._empty_2d, self._empty_2d, _EMPTY_ONSETS)
+        live = self._live
+        if live is not None:
+            result = live(x)  # the live case, compiled (None: the general path must take the block)
+            if result is not None:
+                return result
         if type(x) is not np.ndarray or x.dtype != np.float32 or x.ndim != 1:
             x = _as_mono_float32(block, "audio block")
         core = self._core
