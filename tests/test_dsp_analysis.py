@@ -212,3 +212,43 @@ def test_other_frame_and_hop_sizes_stream_exactly(guitar, frame_size, hop_size, 
     for block_size in (1, 63, hop_size - 1, hop_size, hop_size + 1, 3 * hop_size + 5, 5000):
         analyzer.reset()
         assert _same(_blockwise(analyzer, x, block_size), reference), block_size
+
+
+def test_live_blocks_take_the_compiled_path_and_match_offline_over_many_buffer_refills(guitar):
+    """256-sample blocks run the compiled one-hop path (numba) and stay equal to the numpy batch path.
+
+    10 s of audio refills the analyzer's buffer ~13 times (the compiled path drops stale samples
+    itself); blocks of other dtypes, read-only blocks and a NaN mid-stream go through the general
+    path in between and the stream still matches.
+    """
+    x, rate = guitar
+    x = np.tile(x, 10)
+    reference = analyze(x, rate)
+    analyzer = OnlineAnalyzer(rate)
+    assert analyzer._live is not None  # numba is a runtime dependency
+    parts = []
+    for i, start in enumerate(range(0, x.size, HOP_SIZE)):
+        block = x[start : start + HOP_SIZE]
+        if i % 97 == 5:
+            block = block.astype(np.float64)
+        elif i % 89 == 7:
+            block = block.copy()
+            block.flags.writeable = False
+        parts.append(analyzer.process(block))
+    assert _same(Features.concat(parts), reference)
+
+
+def test_linear_energy_threshold_gives_the_same_decisions_as_the_db_comparison():
+    """The compiled path compares linear energies; around the threshold every float32 agrees with the dB test."""
+    from sjtui.dsp.analysis import energy_db_of, linear_energy_threshold
+
+    for min_db in (-70.0, -60.0, -45.5, -100.0):
+        threshold = linear_energy_threshold(min_db)
+        bits = np.int64(threshold.view(np.uint32))
+        around = np.arange(bits - 2**20, bits + 2**20, dtype=np.int64).astype(np.uint32).view(np.float32)
+        db = energy_db_of(around.copy())
+        assert np.array_equal(db >= np.float32(min_db), around >= threshold)
+    # at or below the floor every frame passes
+    from sjtui.dsp.spectral import ENERGY_FLOOR
+
+    assert linear_energy_threshold(ENERGY_FLOOR_DB - 10.0) == ENERGY_FLOOR
