@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -32,6 +33,16 @@ def groove_midi_dir() -> Path:
     return GROOVE_MIDI
 
 
+def _die_with_parent() -> None:
+    """Runs in the child before exec: jackd gets SIGTERM when the test process dies,
+    even by SIGKILL or a timeout, so no orphaned server holds one of JACK's few server slots."""
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 @pytest.fixture(scope="session")
 def jack_server():
     """A private JACK server with the dummy backend (48 kHz, 256 frames).
@@ -47,6 +58,7 @@ def jack_server():
         [jackd, "-n", name, "-d", "dummy", "-r", "48000", "-p", "256"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
     )
     try:
         subprocess.run(["jack_wait", "-s", name, "-w", "-t", "10"], check=True, capture_output=True)
