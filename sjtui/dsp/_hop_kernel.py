@@ -22,6 +22,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from sjtui.dsp.onsets import ONSET_DTYPE
+
+_ONSET_RECORDS = numba.from_dtype(ONSET_DTYPE)[::1]
+
 # Layouts (built by OnlineAnalyzer._setup_compiled_hop):
 # counters (int64): [0] next frame, [1] samples held in the buffer, [2] stream index of buffer[0],
 #     [3] buffer capacity, [4] hop, [5] frame size.
@@ -30,7 +34,7 @@ import numpy as np
 #     mu+4 constants: [0:2nb] per-column scale, [2nb] energy floor, [2nb+1] linear energy
 #     threshold, [2nb+2] 1/FLUX_QUANTUM.
 # ints (int64): [0:nb] band offsets, [nb:2nb] band counts, [2nb:3nb] reference frames,
-#     then W, rise, min_interval, mask_frames.
+#     then W, rise, min_interval, mask_frames, onset lag (samples).
 # f64: [0:nb] delta * W per band, ratio, mask_ratio.
 # picks (int64, (nb, W + 2)): per band the past W flux quanta (oldest first), the frame of the
 #     last onset and its flux quanta (the OnsetPicker's state).
@@ -133,19 +137,29 @@ def _segment_sum(a, lo, n):
 
 
 @numba.njit(
-    "int64(float32[:, ::1], int64[::1], float64[::1], int64[:, ::1], int64[::1], float32[:, :, ::1], int64[::1])",
+    numba.int64(
+        numba.float32[:, ::1],
+        numba.int64[::1],
+        numba.float64[::1],
+        numba.int64[:, ::1],
+        numba.int64[::1],
+        numba.float32[:, :, ::1],
+        numba.int64[::1],
+        _ONSET_RECORDS,
+    ),
     cache=True,
     nogil=True,
 )
-def hop(work, ints, f64, picks, counters, out, frame_sample):
-    """Band energy, band flux and onset decisions of frame ``counters[0]``; returns a bit mask of onset bands.
+def hop(work, ints, f64, picks, counters, out, frame_sample, onsets):
+    """Band energy, band flux and onset decisions of frame ``counters[0]``; returns the number of onsets.
 
     Call after the FFT with ``work[mu]`` = ``|X|`` of the band bins and
     ``work[mu + 1]`` = its ``log1p`` (layouts above). Shifts the history,
     updates the picker's state, advances ``counters[0]``; writes the linear
     band energy (floored; the caller takes ``10 log10``) to ``out[0]`` and the
-    flux to ``out[1]`` ((2, nb, 1) float32), and the frame's end sample to
-    ``frame_sample`` (1,).
+    flux to ``out[1]`` ((2, nb, 1) float32), the frame's end sample to
+    ``frame_sample`` (1,) and the onsets found to ``onsets[:count]``
+    (``ONSET_DTYPE``, (nb,), band order).
     """
     nb = picks.shape[0]
     w = picks.shape[1] - 2
@@ -186,7 +200,9 @@ def hop(work, ints, f64, picks, counters, out, frame_sample):
     mask_frames = ints[3 * nb + 3]
     ratio = f64[nb]
     mask_ratio = f64[nb + 1]
+    lag = ints[3 * nb + 4]
     frame = counters[0]
+    decided = (frame + 1) * counters[4]
     found = 0
     for b in range(nb):
         o = ints[b]
@@ -219,7 +235,11 @@ def hop(work, ints, f64, picks, counters, out, frame_sample):
         ):
             picks[b, w] = frame
             picks[b, w + 1] = qi
-            found |= 1 << b
+            onsets[found].sample = decided - lag
+            onsets[found].band = b
+            onsets[found].strength = out[1, b, 0]
+            onsets[found].decided_at = decided
+            found += 1
     counters[0] = frame + 1
-    frame_sample[0] = (frame + 1) * counters[4]
+    frame_sample[0] = decided
     return found

@@ -393,7 +393,7 @@ def analyze(signal: np.ndarray, sample_rate_hz: int, config: AnalysisConfig | No
     return result
 
 
-def _live_path(kernels, buffer, ingest_args, hop_args, layout, picker, onset_lag_samples, empty_2d):
+def _live_path(kernels, buffer, ingest_args, hop_args, layout, picker, empty_2d):
     """``live(block) -> Features | None``: :meth:`OnlineAnalyzer.process` for a block that completes <= 1 frame.
 
     Everything it touches is bound here (closure cells are the cheapest
@@ -418,6 +418,7 @@ def _live_path(kernels, buffer, ingest_args, hop_args, layout, picker, onset_lag
     tens = np.full((n_bands, 1), _TEN, dtype=np.float32)
     absolute, log1p, log10, multiply, empty = np.abs, np.log1p, np.log10, np.multiply, np.empty
     float32, int64 = np.float32, np.int64
+    onset_records = np.empty(n_bands, dtype=ONSET_DTYPE)
 
     def live(block):
         try:
@@ -433,29 +434,16 @@ def _live_path(kernels, buffer, ingest_args, hop_args, layout, picker, onset_lag
         log1p(magnitude, out=log_magnitude)
         out = empty(out_shape, dtype=float32)
         frame_sample = empty(1, dtype=int64)
-        found = hop(*hop_args, out, frame_sample)
+        found = hop(*hop_args, out, frame_sample, onset_records)
         energy = out[0]
         log10(energy, out=energy)
         multiply(energy, tens, out=energy)
         picker._next_frame = first + 1
-        flux = out[1]
         if found:
-            onsets = _onsets_of(found, n_bands, int(frame_sample[0]), onset_lag_samples, flux)
-            return Features(first, frame_sample, energy, flux, onsets)
-        return Features(first, frame_sample, energy, flux, _EMPTY_ONSETS)
+            return Features(first, frame_sample, energy, out[1], onset_records[:found].copy())
+        return Features(first, frame_sample, energy, out[1], _EMPTY_ONSETS)
 
     return live
-
-
-def _onsets_of(found: int, n_bands: int, decided: int, onset_lag_samples: int, flux: np.ndarray) -> np.ndarray:
-    """Onsets of one frame from the compiled path's bit mask of bands; ``flux`` (n_bands, 1)."""
-    bands = [b for b in range(n_bands) if found >> b & 1]
-    onsets = np.empty(len(bands), dtype=ONSET_DTYPE)
-    onsets["decided_at"] = decided
-    onsets["sample"] = decided - onset_lag_samples
-    onsets["band"] = bands
-    onsets["strength"] = flux[bands, 0]
-    return onsets
 
 
 class OnlineAnalyzer:
@@ -508,7 +496,7 @@ class OnlineAnalyzer:
                 layout.offsets,
                 layout.counts,
                 kernel.reference_frames,
-                [picker.window, picker.rise, picker.min_interval, picker.mask_frames],
+                [picker.window, picker.rise, picker.min_interval, picker.mask_frames, core.onset_lag_samples],
             ]
         ).astype(np.int64)
         f64 = np.concatenate([picker.delta_w, [picker.ratio, picker.mask_ratio]]).astype(np.float64)
@@ -521,7 +509,6 @@ class OnlineAnalyzer:
             (work, ints, f64, picker.state, counters),
             layout,
             picker,
-            core.onset_lag_samples,
             self._empty_2d,
         )
 
