@@ -42,6 +42,20 @@ _ONSET_RECORDS = numba.from_dtype(ONSET_DTYPE)[::1]
 NOT_HANDLED = -1
 
 
+def entry_point(dispatcher):
+    """The compiled function of a single-signature kernel, callable without numba's type dispatch.
+
+    Saves ~0.3 us per call. Only for calls whose argument types are fixed by
+    construction (no check is made); falls back to the dispatcher if this
+    numba does not expose it.
+    """
+    try:
+        (signature,) = dispatcher.signatures
+        return dispatcher.overloads[signature].entry_point
+    except (AttributeError, KeyError, ValueError):  # pragma: no cover - depends on numba internals
+        return dispatcher
+
+
 @numba.njit(
     "int64(float32[::1], float32[::1], int64[::1], float32[:, ::1], float32)", cache=True, nogil=True
 )
@@ -76,18 +90,23 @@ def ingest(buffer, block, counters, window2, clip):
     completes = (counters[2] + end) // hop_size - frame
     if completes > 1:
         return NOT_HANDLED
-    for i in range(n):
+    inside = True
+    for i in range(n):  # branch-free, so that it vectorises
         v = block[i]
         buffer[length + i] = v
-        if not (-clip < v and v < clip):  # also False for NaN
-            return NOT_HANDLED
+        inside &= (v > -clip) & (v < clip)  # also False for NaN
+    if not inside:
+        return NOT_HANDLED
     counters[1] = end
     if completes == 0:
         return -2 - frame
     size = counters[5]
     start = (frame + 1) * hop_size - size - counters[2]
-    for j in range(size):
-        window2[1, j] = buffer[start + j] * window2[0, j]
+    frame_samples = buffer[start : start + size]
+    window = window2[0]
+    windowed = window2[1]
+    for j in range(size):  # 1-D views: this loop vectorises
+        windowed[j] = frame_samples[j] * window[j]
     return frame
 
 
@@ -188,10 +207,13 @@ def hop(work, ints, f64, picks, counters, out, frame_sample, onsets):
                 d = np.float32(0.0)
             rise_log[j] = d
     for t in range(mu - 1):
+        older = work[t]
+        newer = work[t + 1]
         for j in range(k):
-            work[t, j] = work[t + 1, j]
+            older[j] = newer[j]
+    newest = work[mu - 1]
     for j in range(k):
-        work[mu - 1, j] = log_cur[j]
+        newest[j] = log_cur[j]
     floor = consts[2 * nb]
     threshold = consts[2 * nb + 1]
     inv_quantum = consts[2 * nb + 2]

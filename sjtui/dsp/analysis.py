@@ -404,7 +404,8 @@ def _live_path(kernels, buffer, ingest_args, hop_args, layout, picker, empty_2d)
     path: not a contiguous writable 1-D float32 array, more than one frame,
     a full buffer, NaN/Inf or clipping.
     """
-    ingest, hop, not_handled = kernels.ingest, kernels.hop, kernels.NOT_HANDLED
+    ingest, not_handled = kernels.ingest, kernels.NOT_HANDLED
+    hop = kernels.entry_point(kernels.hop)  # its arguments are all ours: skip the type dispatch
     r2c = spectral._pypocketfft.r2c
     counters, window2, _clip = ingest_args
     work = hop_args[0]
