@@ -311,7 +311,7 @@ def start_jackd(name: str):
 
 def run_realtime(seconds: float = 60.0, bpm: float = 120.0, untuned_seconds: float = 20.0) -> dict:
     os.environ.setdefault("SJTUI_RUNTIME_DIR", f"/tmp/sjtui-bench-{os.getpid()}")
-    server = start_jackd(f"sjtui-bench-{os.getpid()}")
+    server = start_jackd("sjtui-bench")  # a fixed name: JACK reclaims its registry slot if a run dies
     try:
         out = {"seconds": seconds, "bpm": bpm, "load": "numpy thread at 30 Hz + busy Python thread"}
         out["isolated"] = _play_both(seconds, bpm, mode="isolated")

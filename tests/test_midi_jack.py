@@ -487,3 +487,28 @@ def test_devices_command_lists_midi_ports_per_api(capture):
         [sys.executable, "-m", "sjtui", "devices"], cwd=REPO, capture_output=True, text=True, timeout=60
     ).stdout
     assert "MIDI ports:" in text and capture.port_name in text and "UNIX_JACK  (used)" in text
+
+
+def test_midi_process_plays_frame_exact_and_silences_on_close(capture):
+    from sjtui.midi.process import MidiProcess
+
+    def attempt():
+        process = MidiProcess({"kind": "jack", "client_name": "sjtui-iso", "connect_to": capture.port_name})
+        try:
+            start = int(process.now_sample() + 0.2 * RATE)
+            tempo_map = TempoMap.constant(RATE, 120.0, anchor_sample=start)
+            events = groove_events(random_groove(41, bars=4), tempo_map, 0, note_length_ms=400)
+            process.clock_start(tempo_map)
+            process.submit(events)
+            middle = int(tempo_map.bar_to_sample(2))
+            assert wait_for(lambda: process.now_sample() > middle, 10)
+        finally:
+            process.close()  # mid-play: notes sounding now must be silenced
+        return tempo_map, events, middle
+
+    tempo_map, events, middle = run_without_xruns(capture, attempt)
+    played = [(f, d) for f, d in expected_pairs(events) if f < middle]
+    assert capture.notes()[: len(played)] == played  # frame exact from the child process
+    assert set(capture.balance().values()) == {0}
+    assert capture.all_notes_off_after_last_note_on()
+    assert any(d == bytes([STOP]) for _, d in capture.events)
