@@ -28,7 +28,7 @@ _ONSET_RECORDS = numba.from_dtype(ONSET_DTYPE)[::1]
 
 # Layouts (built by OnlineAnalyzer._setup_compiled_hop):
 # counters (int64): [0] next frame, [1] samples held in the buffer, [2] stream index of buffer[0],
-#     [3] buffer capacity, [4] hop, [5] frame size.
+#     [3] buffer capacity, [4] hop, [5] frame size, [6:] ints (below).
 # work (float32, (mu + 5, k)): rows [0:mu] log-magnitude history (oldest first, the analyzer's
 #     log_history), mu |X| of the band bins, mu+1 its log1p, mu+2 power, mu+3 rectified log rise,
 #     mu+4 constants: [0:2nb] per-column scale, [2nb] energy floor, [2nb+1] linear energy
@@ -158,7 +158,6 @@ def _segment_sum(a, lo, n):
 @numba.njit(
     numba.int64(
         numba.float32[:, ::1],
-        numba.int64[::1],
         numba.float64[::1],
         numba.int64[:, ::1],
         numba.int64[::1],
@@ -169,7 +168,7 @@ def _segment_sum(a, lo, n):
     cache=True,
     nogil=True,
 )
-def hop(work, ints, f64, picks, counters, out, frame_sample, onsets):
+def hop(work, f64, picks, counters, out, frame_sample, onsets):
     """Band energy, band flux and onset decisions of frame ``counters[0]``; returns the number of onsets.
 
     Call after the FFT with ``work[mu]`` = ``|X|`` of the band bins and
@@ -180,6 +179,7 @@ def hop(work, ints, f64, picks, counters, out, frame_sample, onsets):
     ``frame_sample`` (1,) and the onsets found to ``onsets[:count]``
     (``ONSET_DTYPE``, (nb,), band order).
     """
+    ints = counters[6:]
     nb = picks.shape[0]
     w = picks.shape[1] - 2
     k = work.shape[1]

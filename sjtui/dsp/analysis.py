@@ -283,8 +283,9 @@ class _Core:
         # log-magnitude history (rows 0..mu-1) + the scratch rows of the compiled live path
         self.work = np.zeros((mu + 5, k), dtype=np.float32)
         self.log_history = self.work[:mu]
-        # [0] next frame; [1:6] the online analyzer's buffer state (see sjtui.dsp._hop_kernel)
-        self.counters = np.zeros(6, dtype=np.int64)
+        # [0] next frame; [1:6] the online analyzer's buffer state, [6:] the parameters of its
+        # compiled live path (see sjtui.dsp._hop_kernel)
+        self.counters = np.zeros(6 + 3 * self.n_bands + 5, dtype=np.int64)
 
     @property
     def next_frame(self) -> int:
@@ -404,8 +405,11 @@ def _live_path(kernels, buffer, ingest_args, hop_args, layout, picker, empty_2d)
     path: not a contiguous writable 1-D float32 array, more than one frame,
     a full buffer, NaN/Inf or clipping.
     """
-    ingest, not_handled = kernels.ingest, kernels.NOT_HANDLED
-    hop = kernels.entry_point(kernels.hop)  # its arguments are all ours: skip the type dispatch
+    # compiled entry points skip numba's type dispatch: hop's arguments are all ours, and
+    # live() checks the block's type, dtype, dimensions and contiguity first
+    ingest, not_handled = kernels.entry_point(kernels.ingest), kernels.NOT_HANDLED
+    hop = kernels.entry_point(kernels.hop)
+    ndarray, native_float32 = np.ndarray, np.dtype(np.float32)
     r2c = spectral._pypocketfft.r2c
     counters, window2, _clip = ingest_args
     work = hop_args[0]
@@ -422,23 +426,24 @@ def _live_path(kernels, buffer, ingest_args, hop_args, layout, picker, empty_2d)
     onset_records = np.empty(n_bands, dtype=ONSET_DTYPE)
 
     def live(block):
-        try:
-            first = ingest(buffer, block, *ingest_args)
-        except TypeError:  # not a contiguous writable 1-D float32 array
+        if type(block) is not ndarray or block.dtype is not native_float32 or block.ndim != 1:
             return None
+        if not block.flags.c_contiguous:
+            return None
+        first = ingest(buffer, block, *ingest_args)
         if first < 0:
             if first == not_handled:
                 return None
             return Features(-2 - first, _EMPTY_I64, empty_2d, empty_2d, _EMPTY_ONSETS)
         r2c(windowed, axes, True, 0, spectrum, 1)
-        absolute(bins, out=magnitude)
-        log1p(magnitude, out=log_magnitude)
-        out = empty(out_shape, dtype=float32)
-        frame_sample = empty(1, dtype=int64)
+        absolute(bins, magnitude)
+        log1p(magnitude, log_magnitude)
+        out = empty(out_shape, float32)
+        frame_sample = empty(1, int64)
         found = hop(*hop_args, out, frame_sample, onset_records)
         energy = out[0]
-        log10(energy, out=energy)
-        multiply(energy, tens, out=energy)
+        log10(energy, energy)
+        multiply(energy, tens, energy)
         picker._next_frame = first + 1
         if found:
             return Features(first, frame_sample, energy, out[1], onset_records[:found].copy())
@@ -492,14 +497,14 @@ class OnlineAnalyzer:
             [kernel._scale, [ENERGY_FLOOR, linear_energy_threshold(picker.min_energy_db), _INV_QUANTUM]]
         ).astype(np.float32)
         work[mu + 4, : consts.size] = consts
-        ints = np.concatenate(
+        counters[6:] = np.concatenate(
             [
                 layout.offsets,
                 layout.counts,
                 kernel.reference_frames,
                 [picker.window, picker.rise, picker.min_interval, picker.mask_frames, core.onset_lag_samples],
             ]
-        ).astype(np.int64)
+        )
         f64 = np.concatenate([picker.delta_w, [picker.ratio, picker.mask_ratio]]).astype(np.float64)
         window2 = np.empty((2, self.frame_size), dtype=np.float32)
         window2[0] = kernel.window
@@ -507,7 +512,7 @@ class OnlineAnalyzer:
             kernels,
             self._buffer,
             (counters, window2, np.float32(core.clip_level)),
-            (work, ints, f64, picker.state, counters),
+            (work, f64, picker.state, counters),
             layout,
             picker,
             self._empty_2d,
