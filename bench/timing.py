@@ -43,13 +43,18 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sjtui.midi.backends import JackMidiBackend, MidiBackend, RtMidiBackend  # noqa: E402
-from sjtui.midi.events import CLOCK, NOTE_ON, groove_events, sort_events  # noqa: E402
-from sjtui.midi.scheduler import MidiScheduler  # noqa: E402
-from sjtui.transport.timebase import TempoMap  # noqa: E402
+from sjtui.midi.backends import JackMidiBackend, MidiBackend, RtMidiBackend
+from sjtui.midi.events import CLOCK, NOTE_ON, groove_events, sort_events
+from sjtui.midi.scheduler import MidiScheduler
+from sjtui.transport.timebase import TempoMap
 
 RATE = 48000
-TARGETS = {"rtmidi_note_error_ms_p99": 1.0, "jack_note_error_samples_max": 0, "clock_jitter_ms": 0.5, "drift_ms": 1.0}
+TARGETS = {
+    "rtmidi_note_error_ms_p99": 1.0,
+    "jack_note_error_samples_max": 0,
+    "clock_jitter_ms": 0.5,
+    "drift_ms": 1.0,
+}
 
 
 def library_grooves():
@@ -130,8 +135,14 @@ def run_simulated(minutes: float = 10.0, bpm: float = 120.0) -> dict:
     clock = OsLikeClock()
     backend = RecordingBackend(clock)
     scheduler = MidiScheduler(
-        backend, sample_rate_hz=RATE, clock=clock, sleep=clock.sleep, state=False, cleanup_at_start=False,
-        realtime_priority=None, switch_interval_s=None,
+        backend,
+        sample_rate_hz=RATE,
+        clock=clock,
+        sleep=clock.sleep,
+        state=False,
+        cleanup_at_start=False,
+        realtime_priority=None,
+        switch_interval_s=None,
     )
     scheduler.note_errors_ms.data = np.zeros(1 << 20)
     tempo_map = TempoMap.constant(RATE, bpm, anchor_sample=RATE // 10)
@@ -172,7 +183,9 @@ def run_simulated(minutes: float = 10.0, bpm: float = 120.0) -> dict:
         "clock_jitter_ms": round(float(np.std(np.diff(sent)) * 1e3 / RATE), 4),
         "drift_ms": round(float(peer_error_ms[-n10:].mean() - peer_error_ms[:n10].mean()), 3),
     }
-    out["drift_ratio_peer_vs_sjtui"] = round(abs(out["peer_chained_sleeps"]["drift_ms"]) / max(abs(out["drift_ms"]), 1e-3), 1)
+    out["drift_ratio_peer_vs_sjtui"] = round(
+        abs(out["peer_chained_sleeps"]["drift_ms"]) / max(abs(out["drift_ms"]), 1e-3), 1
+    )
     return out
 
 
@@ -240,7 +253,10 @@ class UiLikeLoad:
             self.busy_loops += 1
 
     def __enter__(self):
-        self.threads = [threading.Thread(target=self._numpy, daemon=True), threading.Thread(target=self._busy, daemon=True)]
+        self.threads = [
+            threading.Thread(target=self._numpy, daemon=True),
+            threading.Thread(target=self._busy, daemon=True),
+        ]
         for t in self.threads:
             t.start()
         return self
@@ -282,15 +298,21 @@ def arrival_figures(captured, tempo_map: TempoMap, events: np.ndarray, end: floa
     return {
         "notes_captured": int(got_on.size),
         "notes_sent": int(ons.size),
-        "note_error_samples": {"min": int(error.min()), "max": int(error.max()), "n_exact": int((error == 0).sum())},
+        "note_error_samples": {
+            "min": int(error.min()),
+            "max": int(error.max()),
+            "n_exact": int((error == 0).sum()),
+        },
         "note_error_ms": stats_ms(error * 1e3 / RATE),
         "clock_jitter_ms": round(float(np.std(np.diff(ticks)) * 1e3 / RATE), 4),
         "drift_ms": round(float((tick_error[-n10:].mean() - tick_error[:n10].mean()) * 1e3 / RATE), 4),
         "ticks_captured": int(ticks.size),
         "ticks_sent": int(np.ceil(float(tempo_map.sample_to_tick(end)))),
         "tick_intervals_samples": dict(
-            sorted(((int(v), int(c)) for v, c in zip(*np.unique(np.diff(ticks), return_counts=True))),
-                   key=lambda vc: -vc[1])[:6]
+            sorted(
+                ((int(v), int(c)) for v, c in zip(*np.unique(np.diff(ticks), return_counts=True))),
+                key=lambda vc: -vc[1],
+            )[:6]
         ),
     }
 
@@ -299,8 +321,11 @@ def start_jackd(name: str):
     jackd = shutil.which("jackd")
     if jackd is None:
         raise SystemExit("jackd not found: install jackd2 (make installs it)")
-    proc = subprocess.Popen([jackd, "-n", name, "-d", "dummy", "-r", str(RATE), "-p", "256"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [jackd, "-n", name, "-d", "dummy", "-r", str(RATE), "-p", "256"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     result = subprocess.run(["jack_wait", "-s", name, "-w", "-t", "10"], capture_output=True)
     if result.returncode:
         proc.kill()
@@ -353,13 +378,23 @@ def _play_both(seconds: float, bpm: float, mode: str) -> dict:
             time.sleep(0.1)
         line = _line(capture.dump()["anchors"])
         if mode == "isolated":
-            rt = MidiProcess({"kind": "rtmidi", "port": "bench-capture:rt", "api": "jack",
-                              "client_name": "sjtui-bench-rt"}, {"sample_rate_hz": RATE}, clock_line=line)
-            jk = MidiProcess({"kind": "jack", "client_name": "sjtui-bench-jack", "connect_to": "bench-capture:jk"})
+            rt = MidiProcess(
+                {
+                    "kind": "rtmidi",
+                    "port": "bench-capture:rt",
+                    "api": "jack",
+                    "client_name": "sjtui-bench-rt",
+                },
+                {"sample_rate_hz": RATE},
+                clock_line=line,
+            )
+            jk = MidiProcess(
+                {"kind": "jack", "client_name": "sjtui-bench-jack", "connect_to": "bench-capture:jk"}
+            )
             now = {"rtmidi": rt.now_sample, "jack": jk.now_sample}
         else:
             t0, s0, rate = line
-            clock = lambda: s0 + (time.monotonic() - t0) * rate  # noqa: E731
+            clock = lambda: s0 + (time.monotonic() - t0) * rate
             # rtmidi first: it holds the GIL while opening its JACK client (see RtMidiBackend)
             rt_backend = RtMidiBackend("bench-capture:rt", api="jack", client_name="sjtui-bench-rt")
             rt = MidiScheduler(rt_backend, sample_rate_hz=RATE, clock=clock, **options)
@@ -384,7 +419,10 @@ def _play_both(seconds: float, bpm: float, mode: str) -> dict:
                 scheduler.clock_stop(end)
                 plans[name] = (tempo_map, events, end)
             time.sleep(seconds + 0.8)
-            load_figures = {"numpy_frames_per_s": round(load.frames / (seconds + 1.3), 1), "busy_loops": load.busy_loops}
+            load_figures = {
+                "numpy_frames_per_s": round(load.frames / (seconds + 1.3), 1),
+                "busy_loops": load.busy_loops,
+            }
         if mode == "isolated":
             rt_stats, jk_stats = rt.stats(with_errors=True), jk.stats()
             rt_errors = np.array(rt_stats["note_errors_ms"])
@@ -435,7 +473,8 @@ def verdict(report: dict) -> dict:
         send = run["rtmidi"]["at_send"]
         jack = run["jack"]["at_arrival"]
         out[mode] = {
-            "rtmidi_note_error_p99_at_send": send["note_error_ms"]["p99"] <= TARGETS["rtmidi_note_error_ms_p99"],
+            "rtmidi_note_error_p99_at_send": send["note_error_ms"]["p99"]
+            <= TARGETS["rtmidi_note_error_ms_p99"],
             "rtmidi_clock_jitter_at_send": send["clock_jitter_ms"] <= TARGETS["clock_jitter_ms"],
             "jack_note_error_0_samples": jack["note_error_samples"]["min"] == 0
             and jack["note_error_samples"]["max"] == 0
@@ -452,7 +491,10 @@ def main(argv=None) -> int:
     parser.add_argument("--minutes", type=float, default=10.0, help="musical minutes of the simulated run")
     parser.add_argument("--seconds", type=float, default=60.0, help="seconds of the real-time run (0: skip)")
     parser.add_argument(
-        "--in-process-seconds", type=float, default=20.0, help="seconds of each in-process run (tuned, untuned)"
+        "--in-process-seconds",
+        type=float,
+        default=20.0,
+        help="seconds of each in-process run (tuned, untuned)",
     )
     args = parser.parse_args(argv)
     report = {"targets": TARGETS, "simulated": run_simulated(args.minutes)}

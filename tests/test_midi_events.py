@@ -106,8 +106,12 @@ def test_dynamics_scale_velocities_within_limits():
     assert soft.sum() < base.sum() < loud.sum()
     assert loud.max() <= 127 and tiny.min() >= 1
     # 10 is clipped to DYNAMICS_MAX = 1.5, 0 to DYNAMICS_MIN = 0.25
-    assert np.array_equal(loud, note_ons(groove_events(groove, tempo_map, 0, dynamics=1.5))["data2"].astype(int))
-    assert np.array_equal(tiny, note_ons(groove_events(groove, tempo_map, 0, dynamics=0.25))["data2"].astype(int))
+    assert np.array_equal(
+        loud, note_ons(groove_events(groove, tempo_map, 0, dynamics=1.5))["data2"].astype(int)
+    )
+    assert np.array_equal(
+        tiny, note_ons(groove_events(groove, tempo_map, 0, dynamics=0.25))["data2"].astype(int)
+    )
 
 
 def test_library_groove_lands_on_the_grid():

@@ -22,8 +22,18 @@ import numpy as np
 import pytest
 
 from sjtui.midi.backends import JackMidiBackend, RtMidiBackend, jack_connect
-from sjtui.midi.events import ALL_NOTES_OFF, CLOCK, CONTINUE, NOTE_OFF, NOTE_ON, SONG_POSITION, START, STOP, MidiError
-from sjtui.midi.events import groove_events
+from sjtui.midi.events import (
+    ALL_NOTES_OFF,
+    CLOCK,
+    CONTINUE,
+    NOTE_OFF,
+    NOTE_ON,
+    SONG_POSITION,
+    START,
+    STOP,
+    MidiError,
+    groove_events,
+)
 from sjtui.midi.ports import choose_api, list_all_ports
 from sjtui.midi.scheduler import MidiScheduler
 from sjtui.midi.state import cleanup_after, state_path
@@ -92,7 +102,10 @@ class Capture:
         t, f = anchors[:, 1] - t0, anchors[:, 0]
         slope, intercept = np.polyfit(t, f, 1)
         residual = f - (intercept + slope * t)
-        keep = np.abs(residual - np.median(residual)) <= 3 * np.median(np.abs(residual - np.median(residual))) + 1
+        keep = (
+            np.abs(residual - np.median(residual))
+            <= 3 * np.median(np.abs(residual - np.median(residual))) + 1
+        )
         slope, intercept = np.polyfit(t[keep], f[keep], 1)
         return lambda: intercept + slope * (time.monotonic() - t0)
 
@@ -163,7 +176,7 @@ class ProcessCapture(Capture):
         self.proc.stdin.flush()
         return self.proc.stdout.readline()
 
-    def update(self) -> "ProcessCapture":
+    def update(self) -> ProcessCapture:
         data = json.loads(self._ask("dump"))
         self.events = [(int(f), bytes.fromhex(h)) for f, h in data["events"]]
         self.anchors = [(int(f), float(t)) for f, t in data["anchors"]]
@@ -409,7 +422,10 @@ def test_no_note_left_on_when_a_child_stops(capture, mode):
     child.wait(15)
     assert wait_for(lambda: capture.all_notes_off_after_last_note_on(), 2)
     balance = capture.balance()
-    assert set(balance.values()) == {0}, (balance, [(f, d.hex()) for f, d in capture.events if d[0] != CLOCK][-30:])
+    assert set(balance.values()) == {0}, (
+        balance,
+        [(f, d.hex()) for f, d in capture.events if d[0] != CLOCK][-30:],
+    )
     assert any(d == bytes([STOP]) for _, d in capture.events)
     if mode == "exception":
         assert "boom" in child.stderr.read()
@@ -422,7 +438,8 @@ def test_sigkill_is_cleaned_up_by_the_parent_or_the_next_start(capture, who):
     child.send_signal(signal.SIGKILL)
     child.wait(10)
     time.sleep(0.2)
-    assert any(v > 0 for v in capture.balance().values()), "notes should be left sounding by SIGKILL"
+    left_on = {note for note, count in capture.balance().items() if count > 0}
+    assert left_on, "notes should be left sounding by SIGKILL"
     assert state_path(child.pid).exists()
     if who == "parent":
         report = cleanup_after(child.pid)
@@ -434,7 +451,10 @@ def test_sigkill_is_cleaned_up_by_the_parent_or_the_next_start(capture, who):
             assert [r["pid"] for r in scheduler.cleanup_reports] == [child.pid]
         finally:
             scheduler.close()
-    assert wait_for(lambda: set(capture.balance().values()) == {0}, 2), capture.balance()
+    # the clean-up sends a note-off for every note the child could play (it cannot know which
+    # sounded), so notes that were off end at -1; none may stay on
+    assert wait_for(lambda: max(capture.balance().values()) <= 0, 2), capture.balance()
+    assert all(capture.balance()[note] == 0 for note in left_on)
     assert capture.all_notes_off_after_last_note_on()
     assert not state_path(child.pid).exists()
 
@@ -447,7 +467,9 @@ def test_jack_destination_vanishing_is_reported(capture, policy):
         play(scheduler, bars=8)
         assert wait_for(lambda: len(capture.notes()) > 4, 5)
         capture.close()
-        assert wait_for(lambda: any("went away" in w for w in scheduler.warnings), 3), list(scheduler.warnings)
+        assert wait_for(lambda: any("went away" in w for w in scheduler.warnings), 3), list(
+            scheduler.warnings
+        )
         if policy == "stop":
             assert wait_for(lambda: not scheduler.running, 3)
         else:
@@ -467,7 +489,9 @@ def test_rtmidi_destination_vanishing_is_reported(process_capture):
         play(scheduler, bars=8)
         assert wait_for(lambda: len(capture.update().notes()) > 4, 5)
         capture.unregister()
-        assert wait_for(lambda: any("disappeared" in w for w in scheduler.warnings), 3), list(scheduler.warnings)
+        assert wait_for(lambda: any("disappeared" in w for w in scheduler.warnings), 3), list(
+            scheduler.warnings
+        )
         assert scheduler.running
     finally:
         scheduler.close()
@@ -476,7 +500,11 @@ def test_rtmidi_destination_vanishing_is_reported(process_capture):
 
 def test_devices_command_lists_midi_ports_per_api(capture):
     result = subprocess.run(
-        [sys.executable, "-m", "sjtui", "devices", "--json"], cwd=REPO, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "sjtui", "devices", "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)["midi_ports"]

@@ -88,8 +88,14 @@ def make(timed=True, jitter_ms=0.3, **options):
     clock = SimClock(jitter_ms)
     backend = Recorder(clock, timed=timed, fail_after=options.pop("fail_after", None))
     scheduler = MidiScheduler(
-        backend, sample_rate_hz=RATE, clock=clock, sleep=clock.sleep, state=False, realtime_priority=None,
-        cleanup_at_start=False, **options
+        backend,
+        sample_rate_hz=RATE,
+        clock=clock,
+        sleep=clock.sleep,
+        state=False,
+        realtime_priority=None,
+        cleanup_at_start=False,
+        **options,
     )
     return clock, backend, scheduler
 
@@ -98,7 +104,9 @@ def test_notes_and_ticks_leave_at_their_deadlines_without_drift():
     clock, backend, scheduler = make()
     tempo_map = TempoMap.constant(RATE, 133.0, anchor_sample=RATE)
     groove = random_groove(7, bars=4)
-    events = sort_events(np.concatenate([groove_events(groove, tempo_map, 4 * k) for k in range(8)]))  # 32 bars
+    events = sort_events(
+        np.concatenate([groove_events(groove, tempo_map, 4 * k) for k in range(8)])
+    )  # 32 bars
     scheduler.submit(events)
     scheduler.clock_start(tempo_map)
     end = int(events["sample"].max()) + RATE
@@ -226,7 +234,9 @@ def test_submit_never_blocks_the_producer():
     events = groove_events(random_groove(12), tempo_map, 0)
     done = threading.Event()
     with scheduler._lock:  # the scheduler is busy
-        worker = threading.Thread(target=lambda: (scheduler.submit(events), scheduler.cancel_from(0), done.set()))
+        worker = threading.Thread(
+            target=lambda: (scheduler.submit(events), scheduler.cancel_from(0), done.set())
+        )
         worker.start()
         assert done.wait(2.0)
     worker.join()

@@ -39,6 +39,7 @@ def test_one_shots_cover_every_voice():
     for shot in shots:
         assert shot.dtype == np.float32 and 0.79 < np.abs(shot).max() <= 0.8001
         assert np.abs(shot[:16]).max() > 1e-3  # the attack is at the first samples
+
     # the kick is low, the closed hat high: spectral centroids in order
     def centroid(x):
         spectrum = np.abs(np.fft.rfft(x[:4096]))
@@ -136,7 +137,9 @@ def test_synth_backend_plays_through_the_jack_output_sample_exactly(portaudio_ja
     client.activate()
     backend = SynthBackend(engine="numpy", sample_rate_hz=RATE)
     try:
-        sources = [p.name for p in client.get_ports(is_audio=True, is_output=True) if p.name.startswith("PortAudio")]
+        sources = [
+            p.name for p in client.get_ports(is_audio=True, is_output=True) if p.name.startswith("PortAudio")
+        ]
         client.connect(sources[0], port)
         with MidiScheduler(backend, state=False) as scheduler:
             start = int(scheduler.clock() + 0.2 * RATE)

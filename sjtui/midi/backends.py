@@ -24,7 +24,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from sjtui.midi.events import MidiError
 from sjtui.midi.ports import choose_api, list_ports, match_port, rtmidi_api_id
@@ -47,7 +47,9 @@ class MidiBackend:
     def schedule(self, sample: int, data: bytes) -> None:  # buffered backends: at a sample
         raise NotImplementedError
 
-    def send_now(self, messages: Sequence[Sequence[int]], timeout_s: float = 0.5, silence: bool = False) -> bool:
+    def send_now(
+        self, messages: Sequence[Sequence[int]], timeout_s: float = 0.5, silence: bool = False
+    ) -> bool:
         """Send at once (panic path). True when out.
 
         Buffered backends drop their queue first and, with ``silence``, precede
@@ -142,7 +144,9 @@ class RtMidiBackend(MidiBackend):
     def send(self, data: Sequence[int]) -> None:
         self._send(data)
 
-    def send_now(self, messages: Sequence[Sequence[int]], timeout_s: float = 0.5, silence: bool = False) -> bool:
+    def send_now(
+        self, messages: Sequence[Sequence[int]], timeout_s: float = 0.5, silence: bool = False
+    ) -> bool:
         if self.midi_out is None:
             return False
         for data in messages:
@@ -351,8 +355,7 @@ class JackMidiBackend(MidiBackend):
             offset = frame - start
             if offset < 0:
                 self.late_events += 1
-                if -offset > self.max_late_frames:
-                    self.max_late_frames = -offset
+                self.max_late_frames = max(self.max_late_frames, -offset)
                 offset = 0
             offsets.append(offset)
         if len(due) > 1 and any(b < a for a, b in zip(offsets, offsets[1:])):
@@ -391,7 +394,9 @@ class JackMidiBackend(MidiBackend):
             except Exception:
                 remaining = 0
             if remaining == 0:
-                self._lost = f"JACK MIDI destination {other!r} went away; {self.port.name} is connected to nothing"
+                self._lost = (
+                    f"JACK MIDI destination {other!r} went away; {self.port.name} is connected to nothing"
+                )
 
     def _on_shutdown(self, status, reason) -> None:
         self._lost = f"the JACK server shut down: {reason}"
@@ -404,7 +409,9 @@ class JackMidiBackend(MidiBackend):
     def now_sample(self) -> float:
         return float(self.client.frame_time - self.frame_offset)
 
-    def send_now(self, messages: Sequence[Sequence[int]], timeout_s: float = 0.5, silence: bool = False) -> bool:
+    def send_now(
+        self, messages: Sequence[Sequence[int]], timeout_s: float = 0.5, silence: bool = False
+    ) -> bool:
         if self.client is None:
             return False
         self._panic_done.clear()
@@ -456,5 +463,6 @@ def open_backend(
         return JackMidiBackend(client_name=client_name, connect_to=connect_to if connect_to else port)
     if kind == "rtmidi":
         return RtMidiBackend(port, api=api, client_name=client_name)
-    raise MidiError(f"MIDI backend {kind!r} is unknown; use auto, jack, rtmidi (or --synth for the built-in synth)")
-
+    raise MidiError(
+        f"MIDI backend {kind!r} is unknown; use auto, jack, rtmidi (or --synth for the built-in synth)"
+    )

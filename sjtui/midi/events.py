@@ -135,11 +135,16 @@ def groove_events(
         return empty_events()
     bar_in_window = steps // spb
     bar_beats = tempo_map.bar_to_beat(np.arange(n_bars, dtype=np.float64) + float(at_bar))
-    beats = bar_beats[bar_in_window] + ((steps % spb) + window.offsets[steps, voices].astype(np.float64)) / STEPS_PER_BEAT
+    beats = (
+        bar_beats[bar_in_window]
+        + ((steps % spb) + window.offsets[steps, voices].astype(np.float64)) / STEPS_PER_BEAT
+    )
     on_samples = np.rint(tempo_map.beat_to_sample(beats)).astype(np.int64)
     notes = kit.notes[voices]
     velocity = np.clip(
-        np.rint(window.velocities[steps, voices].astype(np.float64) * 127.0 * check_dynamics(dynamics)), 1, 127
+        np.rint(window.velocities[steps, voices].astype(np.float64) * 127.0 * check_dynamics(dynamics)),
+        1,
+        127,
     ).astype(np.uint8)
 
     length = max(1, int(round(float(note_length_ms) * 1e-3 * tempo_map.sample_rate_hz)))
@@ -150,7 +155,9 @@ def groove_events(
     next_on = np.empty(by_note.size, dtype=np.int64)
     next_on[:-1] = on_samples[by_note][1:]
     next_on[-1] = 0
-    off_samples[by_note] = np.where(same_next, np.minimum(off_samples[by_note], next_on), off_samples[by_note])
+    off_samples[by_note] = np.where(
+        same_next, np.minimum(off_samples[by_note], next_on), off_samples[by_note]
+    )
 
     n = steps.size
     events = empty_events(2 * n)
@@ -202,7 +209,9 @@ def panic_messages(sounding: np.ndarray, channels, all_sound_off: bool = False) 
     note-ons minus note-offs comes back to zero at the receiver).
     """
     counts = np.asarray(sounding).astype(np.int64)
-    out = [[NOTE_OFF | int(c), int(n), 0] for c, n in zip(*np.nonzero(counts)) for _ in range(int(counts[c, n]))]
+    out = [
+        [NOTE_OFF | int(c), int(n), 0] for c, n in zip(*np.nonzero(counts)) for _ in range(int(counts[c, n]))
+    ]
     for channel in sorted({int(c) for c in channels} | {int(c) for c in np.nonzero(sounding)[0]}):
         out.append([CONTROL_CHANGE | channel, ALL_NOTES_OFF, 0])
         if all_sound_off:
@@ -214,9 +223,9 @@ __all__ = [
     "EVENT_DTYPE",
     "MIDI_CLOCK_PPQN",
     "MidiError",
-    "groove_events",
     "clock_tick_samples",
+    "groove_events",
+    "merge_events",
     "panic_messages",
     "sort_events",
-    "merge_events",
 ]

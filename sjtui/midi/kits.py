@@ -105,7 +105,9 @@ def make_kit_map(name: str, overrides: dict[str, int], source: str = "", best_gu
     notes = dict(VOICE_TO_GM_NOTE)
     for voice, note in overrides.items():
         if voice not in notes:
-            raise KitMapError(f"kit map {name!r}: voice {voice!r} is unknown; voices are {', '.join(DRUM_VOICES)}")
+            raise KitMapError(
+                f"kit map {name!r}: voice {voice!r} is unknown; voices are {', '.join(DRUM_VOICES)}"
+            )
         if isinstance(note, bool) or not isinstance(note, int) or not 0 <= note <= 127:
             raise KitMapError(f"kit map {name!r}: note {note!r} for {voice} must be a MIDI note 0..127")
         notes[voice] = note
@@ -133,7 +135,7 @@ def load_user_kits(path: str | Path | None = None) -> dict[str, KitMap]:
     except (OSError, ValueError) as error:
         raise KitMapError(f"kit map file {path} cannot be read ({error}); fix or remove it") from None
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-        raise KitMapError(f"kit map file {path}: expected {{\"name\": {{\"kick\": 36, ...}}, ...}}")
+        raise KitMapError(f'kit map file {path}: expected {{"name": {{"kick": 36, ...}}, ...}}')
     return {str(name).lower(): make_kit_map(str(name), m, f"user map in {path}") for name, m in data.items()}
 
 

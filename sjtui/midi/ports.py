@@ -33,8 +33,7 @@ def normalize_api(api: str) -> str:
     name = _ALIASES.get(key.lower(), key.upper().removeprefix("API_"))
     if name not in API_NAMES:
         raise MidiError(
-            f"MIDI API {api!r} is unknown; use one of alsa, jack, coremidi, winmm "
-            f"({', '.join(API_NAMES)})"
+            f"MIDI API {api!r} is unknown; use one of alsa, jack, coremidi, winmm ({', '.join(API_NAMES)})"
         )
     return name
 
@@ -82,7 +81,9 @@ def choose_api(api: str | None = None) -> str:
     if api is not None:
         name = normalize_api(api)
         if name not in compiled:
-            raise MidiError(f"MIDI API {name} is not available in this python-rtmidi; available: {', '.join(compiled)}")
+            raise MidiError(
+                f"MIDI API {name} is not available in this python-rtmidi; available: {', '.join(compiled)}"
+            )
         return name
     if sys.platform == "darwin" and "MACOSX_CORE" in compiled:
         return "MACOSX_CORE"

@@ -42,7 +42,9 @@ def _make_backend(spec: dict):
     if kind == "rtmidi":
         from sjtui.midi.backends import RtMidiBackend
 
-        return RtMidiBackend(spec.get("port"), api=spec.get("api"), client_name=spec.get("client_name", "sjtui"))
+        return RtMidiBackend(
+            spec.get("port"), api=spec.get("api"), client_name=spec.get("client_name", "sjtui")
+        )
     if kind == "synth":
         from sjtui.synth.backend import SynthBackend
 
@@ -57,7 +59,9 @@ class _LineClock:
         self.set(line)
 
     def set(self, line) -> None:
-        self.line = tuple(float(v) for v in line)  # (time0_s, sample0, rate_hz): one tuple, swapped atomically
+        self.line = tuple(
+            float(v) for v in line
+        )  # (time0_s, sample0, rate_hz): one tuple, swapped atomically
 
     def __call__(self) -> float:
         time0, sample0, rate = self.line
@@ -128,13 +132,18 @@ class MidiProcess:
     ``clock_line``: ``(time0_s, sample0, rate_hz)`` for non-JACK timelines.
     """
 
-    def __init__(self, backend: dict, options: dict | None = None, clock_line=None, start_timeout_s: float = 20.0):
+    def __init__(
+        self, backend: dict, options: dict | None = None, clock_line=None, start_timeout_s: float = 20.0
+    ):
         context = multiprocessing.get_context("spawn")
         self._conn, child_conn = context.Pipe()
         self._replies: queue.SimpleQueue = queue.SimpleQueue()
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()
         self.process = context.Process(
-            target=_child, args=(child_conn, backend, options or {}, clock_line), name="sjtui-midi", daemon=True
+            target=_child,
+            args=(child_conn, backend, options or {}, clock_line),
+            name="sjtui-midi",
+            daemon=True,
         )
         self.process.start()
         child_conn.close()
@@ -215,7 +224,7 @@ class MidiProcess:
             self.process.terminate()
             self.process.join(2)
 
-    def __enter__(self) -> "MidiProcess":
+    def __enter__(self) -> MidiProcess:
         return self
 
     def __exit__(self, *exc) -> None:

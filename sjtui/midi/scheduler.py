@@ -45,7 +45,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -73,7 +73,9 @@ DEFAULT_INTERVAL_MS = 5.0
 DEFAULT_LOOKAHEAD_MS = {True: 20.0, False: 40.0}  # timed / buffered backends
 POLL_EVERY_S = 0.25
 DEFAULT_SWITCH_INTERVAL_S = 0.001  # GIL hand-over: 1 ms instead of 5 (process-wide; None leaves it)
-DEFAULT_REALTIME_PRIORITY = 3  # SCHED_FIFO below JACK client threads (jackd -P 10: clients 5); tried, skipped where not allowed
+DEFAULT_REALTIME_PRIORITY = (
+    3  # SCHED_FIFO below JACK client threads (jackd -P 10: clients 5); tried, skipped where not allowed
+)
 STATE_EVERY_S = 1.0
 _TICK = bytes([CLOCK])
 _STATS_SIZE = 1 << 16
@@ -82,7 +84,9 @@ _STATS_SIZE = 1 << 16
 class LinearClock:
     """Samples since construction on ``time_fn`` (monotonic seconds) at the nominal rate."""
 
-    def __init__(self, sample_rate_hz: float, time_fn: Callable[[], float] = time.monotonic, start_sample: float = 0.0):
+    def __init__(
+        self, sample_rate_hz: float, time_fn: Callable[[], float] = time.monotonic, start_sample: float = 0.0
+    ):
         self.sample_rate_hz = float(sample_rate_hz)
         self.time_fn = time_fn
         self.t0 = time_fn()
@@ -147,16 +151,22 @@ class MidiScheduler:
         self.backend = backend
         rate = sample_rate_hz or backend.sample_rate_hz
         if not rate or rate <= 0:
-            raise MidiError("the MIDI scheduler needs the sample rate of its timeline, e.g. sample_rate_hz=48000")
+            raise MidiError(
+                "the MIDI scheduler needs the sample rate of its timeline, e.g. sample_rate_hz=48000"
+            )
         self.sample_rate_hz = float(rate)
         if clock is None:
-            clock = backend.now_sample if backend.now_sample() is not None else LinearClock(self.sample_rate_hz)
+            clock = (
+                backend.now_sample if backend.now_sample() is not None else LinearClock(self.sample_rate_hz)
+            )
         self.clock = clock
         self._sleep = sleep
         self.timed = bool(backend.timed)
-        self.lookahead_samples = float(
-            DEFAULT_LOOKAHEAD_MS[self.timed] if lookahead_ms is None else lookahead_ms
-        ) * 1e-3 * self.sample_rate_hz
+        self.lookahead_samples = (
+            float(DEFAULT_LOOKAHEAD_MS[self.timed] if lookahead_ms is None else lookahead_ms)
+            * 1e-3
+            * self.sample_rate_hz
+        )
         self.interval_samples = float(interval_ms) * 1e-3 * self.sample_rate_hz
         if self.interval_samples <= 0:
             raise MidiError(f"scheduler interval {interval_ms!r} ms must be positive")
@@ -242,7 +252,7 @@ class MidiScheduler:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> "MidiScheduler":
+    def start(self) -> MidiScheduler:
         if self._thread is not None:
             return self
         if self.cleanup_at_start:
@@ -302,7 +312,7 @@ class MidiScheduler:
                 except Exception:  # pragma: no cover
                     pass
 
-    def __enter__(self) -> "MidiScheduler":
+    def __enter__(self) -> MidiScheduler:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -370,7 +380,9 @@ class MidiScheduler:
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(int(self.realtime_priority)))
             self.realtime = True
         except (OSError, AttributeError):
-            self.warnings.append("MIDI timing: no real-time priority for the scheduler thread (not permitted)")
+            self.warnings.append(
+                "MIDI timing: no real-time priority for the scheduler thread (not permitted)"
+            )
 
     def _run(self) -> None:
         try:
@@ -466,7 +478,8 @@ class MidiScheduler:
         d2 = events["data2"].tolist()
         size = events["size"].tolist()
         new = [
-            (samples[i], priority[i], bytes((status[i], d1[i], d2[i])[: size[i]])) for i in range(len(samples))
+            (samples[i], priority[i], bytes((status[i], d1[i], d2[i])[: size[i]]))
+            for i in range(len(samples))
         ]
         for i in range(len(samples)):
             if status[i] & 0xF0 in (NOTE_ON, NOTE_OFF):
@@ -492,7 +505,11 @@ class MidiScheduler:
         for event in later:  # as many note-offs as notes still sounding at `sample`
             data = event[2]
             kind = data[0] & 0xF0
-            if kind in (NOTE_OFF, NOTE_ON) and (kind == NOTE_OFF or data[2] == 0) and on[data[0] & 0x0F, data[1]] > 0:
+            if (
+                kind in (NOTE_OFF, NOTE_ON)
+                and (kind == NOTE_OFF or data[2] == 0)
+                and on[data[0] & 0x0F, data[1]] > 0
+            ):
                 kept.append(event)
                 on[data[0] & 0x0F, data[1]] -= 1
         self._pending = kept
@@ -630,4 +647,4 @@ def install_signal_handlers(signals=(signal.SIGTERM, signal.SIGHUP)) -> None:
         signal.signal(sig, handler)
 
 
-__all__ = ["MidiScheduler", "LinearClock", "install_signal_handlers", "MIDI_CLOCK_PPQN"]
+__all__ = ["MIDI_CLOCK_PPQN", "LinearClock", "MidiScheduler", "install_signal_handlers"]

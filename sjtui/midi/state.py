@@ -1,4 +1,4 @@
-""""Next start cleans up": a state file per running MIDI output, for outputs killed without a chance to clean up.
+""" "Next start cleans up": a state file per running MIDI output, for outputs killed without a chance to clean up.
 
 A process killed with SIGKILL cannot send note-offs. While a scheduler runs
 it keeps ``midi-out-<pid>.json`` in the runtime directory
@@ -24,9 +24,15 @@ def runtime_dir() -> Path:
     override = os.environ.get("SJTUI_RUNTIME_DIR")
     if override:
         return Path(override)
+    import warnings
+
     import platformdirs
 
-    return Path(platformdirs.user_runtime_dir("sjtui"))
+    with (
+        warnings.catch_warnings()
+    ):  # no XDG_RUNTIME_DIR (containers, ssh): platformdirs' /tmp fallback is fine
+        warnings.simplefilter("ignore")
+        return Path(platformdirs.user_runtime_dir("sjtui"))
 
 
 def state_path(pid: int | None = None, directory: Path | None = None) -> Path:

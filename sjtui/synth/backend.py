@@ -20,7 +20,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -147,10 +147,14 @@ class SynthBackend(MidiBackend):
             return float(-self.frame_offset)
         return frames + (time.monotonic() - t) * self.sample_rate_hz - self.frame_offset
 
-    def send_now(self, messages: Sequence[Sequence[int]], timeout_s: float = 0.5, silence: bool = False) -> bool:
+    def send_now(
+        self, messages: Sequence[Sequence[int]], timeout_s: float = 0.5, silence: bool = False
+    ) -> bool:
         if getattr(self, "stream", None) is None:
             for data in messages:  # no stream: apply directly (offline state)
-                self.engine.handle(bytes(data), 0) if hasattr(self.engine, "_voice") else self.engine.handle(bytes(data))
+                self.engine.handle(bytes(data), 0) if hasattr(self.engine, "_voice") else self.engine.handle(
+                    bytes(data)
+                )
             return True
         self._panic_done.clear()
         self._panic = [bytes(m) for m in messages]

@@ -42,7 +42,9 @@ def _bandpass(x: np.ndarray, low_hz: float, high_hz: float, sample_rate_hz: floa
     return signal.sosfilt(sos, x)
 
 
-def _sweep(t: np.ndarray, f_end_hz: float, f_start_hz: float, sweep_s: float, sample_rate_hz: float) -> np.ndarray:
+def _sweep(
+    t: np.ndarray, f_end_hz: float, f_start_hz: float, sweep_s: float, sample_rate_hz: float
+) -> np.ndarray:
     freq = f_end_hz + (f_start_hz - f_end_hz) * np.exp(-t / sweep_s)
     return np.sin(2 * np.pi * np.cumsum(freq) / sample_rate_hz)
 
@@ -50,7 +52,9 @@ def _sweep(t: np.ndarray, f_end_hz: float, f_start_hz: float, sweep_s: float, sa
 def _metal(t: np.ndarray, base_hz: float, seed: int) -> np.ndarray:
     ratios = np.array([1.0, 1.342, 1.523, 1.87, 2.21, 2.73, 3.31, 4.07])
     phases = np.random.default_rng(seed).uniform(0, 2 * np.pi, ratios.size)
-    return np.sin(2 * np.pi * base_hz * ratios[:, None] * t[None, :] + phases[:, None]).sum(axis=0) / ratios.size
+    return (
+        np.sin(2 * np.pi * base_hz * ratios[:, None] * t[None, :] + phases[:, None]).sum(axis=0) / ratios.size
+    )
 
 
 def render_one_shots(sample_rate_hz: float) -> list[np.ndarray]:
@@ -71,16 +75,22 @@ def render_one_shots(sample_rate_hz: float) -> list[np.ndarray]:
     t = t_of(0.15)
     shots["closed_hat"] = _highpass(_noise(t.size, 3), 7000, sr, 4) * np.exp(-t / 0.018)
     t = t_of(0.8)
-    shots["open_hat"] = (_highpass(_noise(t.size, 4), 6500, sr, 4) + 0.3 * _metal(t, 3100, 4)) * np.exp(-t / 0.22)
+    shots["open_hat"] = (_highpass(_noise(t.size, 4), 6500, sr, 4) + 0.3 * _metal(t, 3100, 4)) * np.exp(
+        -t / 0.22
+    )
     for name, f0, seed in (("low_tom", 82, 5), ("mid_tom", 118, 6), ("high_tom", 165, 7)):
         t = t_of(0.6)
         shots[name] = _sweep(t, f0, f0 * 1.8, 0.04, sr) * np.exp(-t / 0.28) + 0.15 * _highpass(
             _noise(t.size, seed), 1000, sr
         ) * np.exp(-t / 0.01)
     t = t_of(2.0)
-    shots["crash"] = (0.8 * _highpass(_noise(t.size, 8), 4000, sr) + 0.4 * _metal(t, 2700, 8)) * np.exp(-t / 0.7)
+    shots["crash"] = (0.8 * _highpass(_noise(t.size, 8), 4000, sr) + 0.4 * _metal(t, 2700, 8)) * np.exp(
+        -t / 0.7
+    )
     t = t_of(1.5)
-    shots["ride"] = (0.7 * _metal(t, 2100, 9) + 0.25 * _highpass(_noise(t.size, 9), 6000, sr)) * np.exp(-t / 0.5)
+    shots["ride"] = (0.7 * _metal(t, 2100, 9) + 0.25 * _highpass(_noise(t.size, 9), 6000, sr)) * np.exp(
+        -t / 0.5
+    )
     out = []
     for name in DRUM_VOICES:
         shot = shots[name]
@@ -145,7 +155,7 @@ class DrumSynth:
         self._pos[slot] = 0
         self._start[slot] = int(offset)
         vel = data[2] / 127.0
-        self._amp[slot] = self.gain * vel * vel ** 0.5
+        self._amp[slot] = self.gain * vel * vel**0.5
         self._age[slot] = self._counter
 
     def _free_slot(self) -> int:
@@ -193,7 +203,9 @@ class DrumSynth:
                 self._voice[i] = -1
                 self._stop[i] = -1
 
-    def render_events(self, events: np.ndarray, n_samples: int, block: int = 256, start_sample: int = 0) -> np.ndarray:
+    def render_events(
+        self, events: np.ndarray, n_samples: int, block: int = 256, start_sample: int = 0
+    ) -> np.ndarray:
         """Offline: render an :data:`~sjtui.midi.events.EVENT_DTYPE` array to (n_samples,) float32.
 
         Same code path as real time (block by block, events at their offsets).
@@ -201,13 +213,22 @@ class DrumSynth:
         return render_blocks(self, events, n_samples, block, start_sample)
 
 
-def render_blocks(engine, events: np.ndarray, n_samples: int, block: int = 256, start_sample: int = 0) -> np.ndarray:
+def render_blocks(
+    engine, events: np.ndarray, n_samples: int, block: int = 256, start_sample: int = 0
+) -> np.ndarray:
     """Drive any synth engine (``render(out, events)``) block by block over timed events."""
     out = np.zeros(n_samples, dtype=np.float32)
     samples = events["sample"] - start_sample
     order = np.argsort(samples, kind="stable")
     messages = [
-        (int(samples[i]), bytes((int(events["status"][i]), int(events["data1"][i]), int(events["data2"][i]))[: int(events["size"][i])]))
+        (
+            int(samples[i]),
+            bytes(
+                (int(events["status"][i]), int(events["data1"][i]), int(events["data2"][i]))[
+                    : int(events["size"][i])
+                ]
+            ),
+        )
         for i in order
     ]
     k = 0

@@ -65,7 +65,13 @@ class FluidSynthEngine:
 
     name = "fluidsynth"
 
-    def __init__(self, sample_rate_hz: float, soundfont: str | Path | None = None, gain: float = 0.6, max_block: int = 8192):
+    def __init__(
+        self,
+        sample_rate_hz: float,
+        soundfont: str | Path | None = None,
+        gain: float = 0.6,
+        max_block: int = 8192,
+    ):
         from sjtui.audio.render import find_soundfont
 
         lib = load_library()
@@ -83,7 +89,9 @@ class FluidSynthEngine:
             raise AudioError("FluidSynth could not create a synthesizer")
         if lib.fluid_synth_sfload(self._synth, str(self.soundfont).encode(), 1) < 0:
             self.close()
-            raise AudioError(f"FluidSynth cannot load the SoundFont {self.soundfont}; give another with SJTUI_SOUNDFONT")
+            raise AudioError(
+                f"FluidSynth cannot load the SoundFont {self.soundfont}; give another with SJTUI_SOUNDFONT"
+            )
         self.max_block = int(max_block)
         self._left = np.zeros(max_block, dtype=np.float32)
         self._right = np.zeros(max_block, dtype=np.float32)
@@ -125,7 +133,9 @@ class FluidSynthEngine:
         np.multiply(left, 0.5, out=left)
         np.add(out, left, out=out)
 
-    def render_events(self, events: np.ndarray, n_samples: int, block: int = 256, start_sample: int = 0) -> np.ndarray:
+    def render_events(
+        self, events: np.ndarray, n_samples: int, block: int = 256, start_sample: int = 0
+    ) -> np.ndarray:
         from sjtui.synth.drums import render_blocks
 
         return render_blocks(self, events, n_samples, block, start_sample)
