@@ -26,18 +26,23 @@ from sjtui.dsp.onsets import ONSET_DTYPE
 
 _ONSET_RECORDS = numba.from_dtype(ONSET_DTYPE)[::1]
 
-# Layouts (built by OnlineAnalyzer._setup_compiled_hop):
+# Layouts (built by OnlineAnalyzer._setup_compiled_hop); nb bands, k band bins, mu history
+# frames, F = max_batch_frames, N = frame size:
 # counters (int64): [0] next frame, [1] samples held in the buffer, [2] stream index of buffer[0],
 #     [3] buffer capacity, [4] hop, [5] frame size, [6:] ints (below).
-# work (float32, (mu + 5, k)): rows [0:mu] log-magnitude history (oldest first, the analyzer's
-#     log_history), mu |X| of the band bins, mu+1 its log1p, mu+2 power, mu+3 rectified log rise,
-#     mu+4 constants: [0:2nb] per-column scale, [2nb] energy floor, [2nb+1] linear energy
-#     threshold, [2nb+2] 1/FLUX_QUANTUM.
 # ints (int64): [0:nb] band offsets, [nb:2nb] band counts, [2nb:3nb] reference frames,
-#     then W, rise, min_interval, mask_frames, onset lag (samples).
+#     then W, rise, min_interval, mask_frames, onset lag (samples), mu, F.
+# work (float32, (mu + 3 + 2F, k)): rows [0:mu] log-magnitude history (oldest first, the
+#     analyzer's log_history), mu power, mu+1 rectified log rise, mu+2 constants: [0:2nb]
+#     per-column scale, [2nb] energy floor, [2nb+1] linear energy threshold, [2nb+2]
+#     1/FLUX_QUANTUM; [mu+3 : mu+3+F] |X| of the band bins of each frame, [mu+3+F : mu+3+2F]
+#     their log1p.
+# windows (float32, (1 + F, N)): row 0 the window, rows 1.. the windowed frames.
 # f64: [0:nb] delta * W per band, ratio, mask_ratio.
 # picks (int64, (nb, W + 2)): per band the past W flux quanta (oldest first), the frame of the
 #     last onset and its flux quanta (the OnsetPicker's state).
+
+FRAME_BITS = 40  # ingest returns (frames completed << FRAME_BITS) | first frame
 
 NOT_HANDLED = -1
 
@@ -59,17 +64,17 @@ def entry_point(dispatcher):
 @numba.njit(
     "int64(float32[::1], float32[::1], int64[::1], float32[:, ::1], float32)", cache=True, nogil=True
 )
-def ingest(buffer, block, counters, window2, clip):
-    """Append a live block that completes at most one frame; see the return codes.
+def ingest(buffer, block, counters, windows, clip):
+    """Append a clean live block and window the frames it completes; see the return value.
 
     Copies ``block`` after the buffered samples (dropping the samples no
-    future frame needs when the buffer is full) when it fits, completes at
-    most one frame and every sample is finite and inside ``(-clip, clip)``;
-    if it completes frame ``f``, writes ``window2[1] = frame f * window2[0]``
-    (float32) and returns ``f`` (the caller runs the FFT and :func:`hop`).
-    Returns ``-2 - next_frame`` when the block completes no frame, and
-    ``NOT_HANDLED`` when the general path must take it (the buffered
-    samples and the counters still describe the same stream).
+    future frame needs when the buffer is full). When it fits, completes at
+    most F frames and every sample is finite and inside ``(-clip, clip)``,
+    writes ``windows[1 + i] = frame (first + i) * windows[0]`` (float32) for
+    the ``n`` frames it completes and returns ``(n << FRAME_BITS) | first``
+    (the caller runs the FFT and :func:`hop`). Returns ``NOT_HANDLED`` when
+    the general path must take the block (the buffered samples and the
+    counters still describe the same stream).
     """
     n = block.size
     length = counters[1]
@@ -88,7 +93,7 @@ def ingest(buffer, block, counters, window2, clip):
         counters[2] += keep_from
         end = length + n
     completes = (counters[2] + end) // hop_size - frame
-    if completes > 1:
+    if completes > windows.shape[0] - 1:
         return NOT_HANDLED
     inside = True
     for i in range(n):  # branch-free, so that it vectorises
@@ -98,16 +103,15 @@ def ingest(buffer, block, counters, window2, clip):
     if not inside:
         return NOT_HANDLED
     counters[1] = end
-    if completes == 0:
-        return -2 - frame
     size = counters[5]
-    start = (frame + 1) * hop_size - size - counters[2]
-    frame_samples = buffer[start : start + size]
-    window = window2[0]
-    windowed = window2[1]
-    for j in range(size):  # 1-D views: this loop vectorises
-        windowed[j] = frame_samples[j] * window[j]
-    return frame
+    window = windows[0]
+    for f in range(completes):
+        start = (frame + 1 + f) * hop_size - size - counters[2]
+        frame_samples = buffer[start : start + size]
+        windowed = windows[1 + f]
+        for j in range(size):  # 1-D views: this loop vectorises
+            windowed[j] = frame_samples[j] * window[j]
+    return (completes << FRAME_BITS) | frame
 
 
 @numba.njit(cache=True, nogil=True)
@@ -161,6 +165,7 @@ def _segment_sum(a, lo, n):
         numba.float64[::1],
         numba.int64[:, ::1],
         numba.int64[::1],
+        numba.int64,
         numba.float32[:, :, ::1],
         numba.int64[::1],
         _ONSET_RECORDS,
@@ -168,100 +173,104 @@ def _segment_sum(a, lo, n):
     cache=True,
     nogil=True,
 )
-def hop(work, f64, picks, counters, out, frame_sample, onsets):
-    """Band energy, band flux and onset decisions of frame ``counters[0]``; returns the number of onsets.
+def hop(work, f64, picks, counters, n_frames, out, frame_sample, onsets):
+    """Band energy, band flux and onset decisions of the next ``n_frames`` frames; returns the number of onsets.
 
-    Call after the FFT with ``work[mu]`` = ``|X|`` of the band bins and
-    ``work[mu + 1]`` = its ``log1p`` (layouts above). Shifts the history,
-    updates the picker's state, advances ``counters[0]``; writes the linear
-    band energy (floored; the caller takes ``10 log10``) to ``out[0]`` and the
-    flux to ``out[1]`` ((2, nb, 1) float32), the frame's end sample to
-    ``frame_sample`` (1,) and the onsets found to ``onsets[:count]``
-    (``ONSET_DTYPE``, (nb,), band order).
+    Call after the FFT with ``work[mu + 3 + i]`` = ``|X|`` of the band bins
+    of frame ``i`` and ``work[mu + 3 + F + i]`` = its ``log1p`` (layouts
+    above). Frame by frame, exactly as ``SpectralKernel.compute`` and
+    ``OnsetPicker.process``: shifts the history, updates the picker's state,
+    advances ``counters[0]``; writes the linear band energy (floored; the
+    caller takes ``10 log10``) to ``out[0]`` and the flux to ``out[1]``
+    ((2, nb, n_frames) float32), each frame's end sample to ``frame_sample``
+    (n_frames,) and the onsets found to ``onsets[:count]`` (``ONSET_DTYPE``,
+    at least nb * n_frames, in time order, then band order).
     """
     ints = counters[6:]
     nb = picks.shape[0]
     w = picks.shape[1] - 2
     k = work.shape[1]
-    mu = work.shape[0] - 5
-    magnitude = work[mu]
-    log_cur = work[mu + 1]
-    power = work[mu + 2]
-    rise_log = work[mu + 3]
-    consts = work[mu + 4]
-    # power | rectified log rise, as SpectralKernel.compute
-    for b in range(nb):
-        o = ints[b]
-        c = ints[nb + b]
-        r = ints[2 * nb + b]
-        for j in range(o, o + c):
-            m = magnitude[j]
-            power[j] = m * m
-            ref = work[mu - 1, j]
-            for t in range(mu - r, mu - 1):
-                v = work[t, j]
-                if ref == ref and (v > ref or v != v):  # np.maximum: NaN wins
-                    ref = v
-            d = log_cur[j] - ref
-            if d < 0.0:
-                d = np.float32(0.0)
-            rise_log[j] = d
-    for t in range(mu - 1):
-        older = work[t]
-        newer = work[t + 1]
-        for j in range(k):
-            older[j] = newer[j]
-    newest = work[mu - 1]
-    for j in range(k):
-        newest[j] = log_cur[j]
-    floor = consts[2 * nb]
-    threshold = consts[2 * nb + 1]
-    inv_quantum = consts[2 * nb + 2]
     rise = ints[3 * nb + 1]
     min_interval = ints[3 * nb + 2]
     mask_frames = ints[3 * nb + 3]
+    lag = ints[3 * nb + 4]
+    mu = ints[3 * nb + 5]
+    max_frames = ints[3 * nb + 6]
+    power = work[mu]
+    rise_log = work[mu + 1]
+    consts = work[mu + 2]
+    floor = consts[2 * nb]
+    threshold = consts[2 * nb + 1]
+    inv_quantum = consts[2 * nb + 2]
     ratio = f64[nb]
     mask_ratio = f64[nb + 1]
-    lag = ints[3 * nb + 4]
-    frame = counters[0]
-    decided = (frame + 1) * counters[4]
     found = 0
-    for b in range(nb):
-        o = ints[b]
-        c = ints[nb + b]
-        energy = _segment_sum(power, o, c) * consts[b]
-        if not (energy >= floor or energy != energy):
-            energy = floor
-        q = np.rint(_segment_sum(rise_log, o, c) * consts[nb + b])
-        out[0, b, 0] = energy
-        out[1, b, 0] = q * inv_quantum
-        # OnsetPicker.process_one
-        past_sum = 0
-        rise_ref = picks[b, w - rise]
-        for t in range(w):
-            v = picks[b, t]
-            past_sum += v
-            if t > w - rise and v > rise_ref:
-                rise_ref = v
-        for t in range(w - 1):
-            picks[b, t] = picks[b, t + 1]
-        qi = np.int64(q)
-        picks[b, w - 1] = qi
-        since = frame - picks[b, w]
-        if (
-            qi * w >= ratio * past_sum + f64[b]
-            and qi > rise_ref
-            and energy >= threshold
-            and since >= min_interval
-            and (since > mask_frames or qi >= mask_ratio * picks[b, w + 1])
-        ):
-            picks[b, w] = frame
-            picks[b, w + 1] = qi
-            onsets[found].sample = decided - lag
-            onsets[found].band = b
-            onsets[found].strength = out[1, b, 0]
-            onsets[found].decided_at = decided
-            found += 1
-    counters[0] = frame + 1
-    frame_sample[0] = decided
+    for f in range(n_frames):
+        magnitude = work[mu + 3 + f]
+        log_cur = work[mu + 3 + max_frames + f]
+        # power | rectified log rise, as SpectralKernel.compute
+        for b in range(nb):
+            o = ints[b]
+            c = ints[nb + b]
+            r = ints[2 * nb + b]
+            for j in range(o, o + c):
+                m = magnitude[j]
+                power[j] = m * m
+                ref = work[mu - 1, j]
+                for t in range(mu - r, mu - 1):
+                    v = work[t, j]
+                    if ref == ref and (v > ref or v != v):  # np.maximum: NaN wins
+                        ref = v
+                d = log_cur[j] - ref
+                if d < 0.0:
+                    d = np.float32(0.0)
+                rise_log[j] = d
+        for t in range(mu - 1):
+            older = work[t]
+            newer = work[t + 1]
+            for j in range(k):
+                older[j] = newer[j]
+        newest = work[mu - 1]
+        for j in range(k):
+            newest[j] = log_cur[j]
+        frame = counters[0]
+        decided = (frame + 1) * counters[4]
+        for b in range(nb):
+            o = ints[b]
+            c = ints[nb + b]
+            energy = _segment_sum(power, o, c) * consts[b]
+            if not (energy >= floor or energy != energy):
+                energy = floor
+            q = np.rint(_segment_sum(rise_log, o, c) * consts[nb + b])
+            out[0, b, f] = energy
+            out[1, b, f] = q * inv_quantum
+            # OnsetPicker.process_one
+            past_sum = 0
+            rise_ref = picks[b, w - rise]
+            for t in range(w):
+                v = picks[b, t]
+                past_sum += v
+                if t > w - rise and v > rise_ref:
+                    rise_ref = v
+            for t in range(w - 1):
+                picks[b, t] = picks[b, t + 1]
+            qi = np.int64(q)
+            picks[b, w - 1] = qi
+            since = frame - picks[b, w]
+            if (
+                qi * w >= ratio * past_sum + f64[b]
+                and qi > rise_ref
+                and energy >= threshold
+                and since >= min_interval
+                and (since > mask_frames or qi >= mask_ratio * picks[b, w + 1])
+            ):
+                picks[b, w] = frame
+                picks[b, w + 1] = qi
+                onsets[found].sample = decided - lag
+                onsets[found].band = b
+                onsets[found].strength = out[1, b, f]
+                onsets[found].decided_at = decided
+                found += 1
+        counters[0] = frame + 1
+        frame_sample[f] = decided
     return found

@@ -280,12 +280,13 @@ class _Core:
         self.onset_lag_samples = int(round(config.onset_lag_hops * self.hop_size))
         self.clip_level = np.float32(config.clip_level)
         mu, k = self.kernel.history_frames, self.kernel.layout.n_bins
-        # log-magnitude history (rows 0..mu-1) + the scratch rows of the compiled live path
-        self.work = np.zeros((mu + 5, k), dtype=np.float32)
+        # log-magnitude history (rows 0..mu-1) + the rows of the compiled live path
+        # (layouts in sjtui.dsp._hop_kernel)
+        self.work = np.zeros((mu + 3 + 2 * config.max_batch_frames, k), dtype=np.float32)
         self.log_history = self.work[:mu]
         # [0] next frame; [1:6] the online analyzer's buffer state, [6:] the parameters of its
-        # compiled live path (see sjtui.dsp._hop_kernel)
-        self.counters = np.zeros(6 + 3 * self.n_bands + 5, dtype=np.int64)
+        # compiled live path
+        self.counters = np.zeros(6 + 3 * self.n_bands + 7, dtype=np.int64)
 
     @property
     def next_frame(self) -> int:
@@ -395,52 +396,77 @@ def analyze(signal: np.ndarray, sample_rate_hz: int, config: AnalysisConfig | No
 
 
 def _live_path(kernels, buffer, ingest_args, hop_args, layout, picker, empty_2d):
-    """``live(block) -> Features | None``: :meth:`OnlineAnalyzer.process` for a block that completes <= 1 frame.
+    """``live(block) -> Features | None``: :meth:`OnlineAnalyzer.process` for a clean block that fits the buffer.
 
     Everything it touches is bound here (closure cells are the cheapest
     lookups in Python): ``ingest`` copies, checks and windows the block,
-    pocketfft's ``r2c`` takes the spectrum, numpy ``abs``/``log1p`` the
-    band bins' magnitude and its log, ``hop`` the rest, numpy ``log10`` the
-    energies. Returns None (nothing changed) when the block needs the general
-    path: not a contiguous writable 1-D float32 array, more than one frame,
-    a full buffer, NaN/Inf or clipping.
+    pocketfft's ``r2c`` takes the spectra, numpy ``abs``/``log1p`` the band
+    bins' magnitudes and their log, ``hop`` the rest, numpy ``log10`` the
+    energies; one frame (the live case) has its own preallocated views.
+    Returns None (nothing changed) when the block needs the general path:
+    not a contiguous 1-D float32 array, NaN/Inf or clipping, or too long for
+    the buffer.
     """
     # compiled entry points skip numba's type dispatch: hop's arguments are all ours, and
     # live() checks the block's type, dtype, dimensions and contiguity first
     ingest, not_handled = kernels.entry_point(kernels.ingest), kernels.NOT_HANDLED
     hop = kernels.entry_point(kernels.hop)
+    frame_bits = kernels.FRAME_BITS
+    frame_mask = (1 << frame_bits) - 1
     ndarray, native_float32 = np.ndarray, np.dtype(np.float32)
     r2c = spectral._pypocketfft.r2c
-    counters, window2, _clip = ingest_args
+    counters, windows, _clip = ingest_args
     work = hop_args[0]
-    mu = work.shape[0] - 5
-    magnitude, log_magnitude = work[mu], work[mu + 1]
-    spectrum = np.empty(window2.shape[1] // 2 + 1, dtype=np.complex64)
-    bins = spectrum[layout.bin_start : layout.bin_stop]
-    windowed, axes = window2[1], (0,)
+    max_frames = windows.shape[0] - 1
+    mu = work.shape[0] - 3 - 2 * max_frames
+    magnitudes = work[mu + 3 : mu + 3 + max_frames]
+    log_magnitudes = work[mu + 3 + max_frames :]
+    spectra = np.empty((max_frames, windows.shape[1] // 2 + 1), dtype=np.complex64)
+    bins = slice(layout.bin_start, layout.bin_stop)
+    # one frame
+    windowed, spectrum, axes = windows[1], spectra[0], (0,)
+    spectrum_bins, magnitude, log_magnitude = spectra[0, bins], magnitudes[0], log_magnitudes[0]
     n_bands = layout.n_bands
     out_shape = (2, n_bands, 1)
     tens = np.full((n_bands, 1), _TEN, dtype=np.float32)
     absolute, log1p, log10, multiply, empty = np.abs, np.log1p, np.log10, np.multiply, np.empty
     float32, int64 = np.float32, np.int64
-    onset_records = np.empty(n_bands, dtype=ONSET_DTYPE)
+    onset_records = np.empty(n_bands * max_frames, dtype=ONSET_DTYPE)
+
+    def many(first: int, n: int) -> Features:
+        r2c(windows[1 : 1 + n], (1,), True, 0, spectra[:n], 1)
+        absolute(spectra[:n, bins], magnitudes[:n])
+        log1p(magnitudes[:n], log_magnitudes[:n])
+        out = empty((2, n_bands, n), float32)
+        frame_sample = empty(n, int64)
+        found = hop(*hop_args, n, out, frame_sample, onset_records)
+        energy = out[0]
+        log10(energy, energy)
+        multiply(energy, _TEN, energy)
+        picker._next_frame = first + n
+        onsets = onset_records[:found].copy() if found else _EMPTY_ONSETS
+        return Features(first, frame_sample, energy, out[1], onsets)
 
     def live(block):
         if type(block) is not ndarray or block.dtype is not native_float32 or block.ndim != 1:
             return None
         if not block.flags.c_contiguous:
             return None
-        first = ingest(buffer, block, *ingest_args)
-        if first < 0:
-            if first == not_handled:
-                return None
-            return Features(-2 - first, _EMPTY_I64, empty_2d, empty_2d, _EMPTY_ONSETS)
+        code = ingest(buffer, block, *ingest_args)
+        if code == not_handled:
+            return None
+        first = code & frame_mask
+        n = code >> frame_bits
+        if n != 1:
+            if n == 0:
+                return Features(first, _EMPTY_I64, empty_2d, empty_2d, _EMPTY_ONSETS)
+            return many(first, n)
         r2c(windowed, axes, True, 0, spectrum, 1)
-        absolute(bins, magnitude)
+        absolute(spectrum_bins, magnitude)
         log1p(magnitude, log_magnitude)
         out = empty(out_shape, float32)
         frame_sample = empty(1, int64)
-        found = hop(*hop_args, out, frame_sample, onset_records)
+        found = hop(*hop_args, 1, out, frame_sample, onset_records)
         energy = out[0]
         log10(energy, energy)
         multiply(energy, tens, energy)
@@ -485,7 +511,7 @@ class OnlineAnalyzer:
         picker = core.picker
         layout = kernel.layout
         k, nb = layout.n_bins, self.n_bands
-        if kernels is None or k < 2 * nb + 3 or nb > 62:
+        if kernels is None or k < 2 * nb + 3:
             return
         counters = core.counters
         counters[3] = self._capacity
@@ -496,22 +522,23 @@ class OnlineAnalyzer:
         consts = np.concatenate(
             [kernel._scale, [ENERGY_FLOOR, linear_energy_threshold(picker.min_energy_db), _INV_QUANTUM]]
         ).astype(np.float32)
-        work[mu + 4, : consts.size] = consts
+        work[mu + 2, : consts.size] = consts
         counters[6:] = np.concatenate(
             [
                 layout.offsets,
                 layout.counts,
                 kernel.reference_frames,
                 [picker.window, picker.rise, picker.min_interval, picker.mask_frames, core.onset_lag_samples],
+                [mu, self.config.max_batch_frames],
             ]
         )
         f64 = np.concatenate([picker.delta_w, [picker.ratio, picker.mask_ratio]]).astype(np.float64)
-        window2 = np.empty((2, self.frame_size), dtype=np.float32)
-        window2[0] = kernel.window
+        windows = np.empty((1 + self.config.max_batch_frames, self.frame_size), dtype=np.float32)
+        windows[0] = kernel.window
         self._live = _live_path(
             kernels,
             self._buffer,
-            (counters, window2, np.float32(core.clip_level)),
+            (counters, windows, np.float32(core.clip_level)),
             (work, f64, picker.state, counters),
             layout,
             picker,
