@@ -1119,6 +1119,8 @@ class Engine:
         self._log("info", f"listening to {name}")
 
     def _choose_clock_input(self, port: str | None) -> None:
+        """Open a MIDI clock input while jamming. With the JACK API this can deadlock against our own
+        JACK/synth output (see create_engine); prefer --clock midi --clock-in PORT at start."""
         from sjtui.transport.midi_clock import RtMidiClockInput
 
         if self.midi_clock_input is not None:
@@ -1599,7 +1601,21 @@ def create_engine(options: EngineOptions) -> Engine:
         engine = holder.get("engine")
         return engine.now_sample() if engine is not None else 0.0
 
-    output, output_name, rate = open_output(options, options.sample_rate_hz, clock)
+    clock_input = None
+    if options.clock == "midi" and not options.fast:
+        # opened before the output: rtmidi's JACK open_port holds the GIL while JACK reorders its
+        # graph, which waits for every client's process callback, and the JACK/synth backends'
+        # callbacks are Python: with one of them already running in this process it can deadlock
+        from sjtui.transport.midi_clock import RtMidiClockInput
+
+        clock_input = RtMidiClockInput(options.clock_in)
+        notes.append(f"MIDI clock in from {clock_input.port_name}")
+    try:
+        output, output_name, rate = open_output(options, options.sample_rate_hz, clock)
+    except BaseException:
+        if clock_input is not None:
+            clock_input.close()
+        raise
     try:
         options.sample_rate_hz = rate
         ring = RingBuffer(capacity_for(options.config.ring_seconds, rate))
@@ -1635,14 +1651,11 @@ def create_engine(options: EngineOptions) -> Engine:
         )  # fmt: skip
     except BaseException:
         output.close()
+        if clock_input is not None:
+            clock_input.close()
         raise
     holder["engine"] = engine
+    engine.midi_clock_input = clock_input
     if options.fast:
         source.reader_index = lambda: engine.analysis.next_index
-    if options.clock == "midi":
-        try:
-            engine._choose_clock_input(options.clock_in)
-        except SjtuiError:
-            engine.close()
-            raise
     return engine
