@@ -19,6 +19,8 @@ import); without numba the analyzer uses the numpy one-frame path.
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 
@@ -219,7 +221,7 @@ def hop(work, f64, picks, counters, n_frames, out, frame_sample, onsets):
                 ref = work[mu - 1, j]
                 for t in range(mu - r, mu - 1):
                     v = work[t, j]
-                    if ref == ref and (v > ref or v != v):  # np.maximum: NaN wins
+                    if not math.isnan(ref) and (v > ref or math.isnan(v)):  # np.maximum: NaN wins
                         ref = v
                 d = log_cur[j] - ref
                 if d < 0.0:
@@ -239,7 +241,7 @@ def hop(work, f64, picks, counters, n_frames, out, frame_sample, onsets):
             o = ints[b]
             c = ints[nb + b]
             energy = _segment_sum(power, o, c) * consts[b]
-            if not (energy >= floor or energy != energy):
+            if not (energy >= floor or math.isnan(energy)):  # np.maximum: NaN wins
                 energy = floor
             q = np.rint(_segment_sum(rise_log, o, c) * consts[nb + b])
             out[0, b, f] = energy

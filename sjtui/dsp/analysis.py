@@ -5,7 +5,13 @@ uses); :class:`OnlineAnalyzer` does the same block by block for the live
 input. Both run the same pure kernels (:mod:`sjtui.dsp.spectral`,
 :mod:`sjtui.dsp.onsets`) on batches of frames, so their results are
 identical bit for bit, whatever the block sizes (tested for every block size
-from 1 to 4096 samples).
+from 1 to 4096 samples). For clean blocks that fit its buffer (the live
+case), :class:`OnlineAnalyzer` runs a compiled path instead
+(:mod:`sjtui.dsp._hop_kernel`, numba): the same FFT, ``abs``, ``log1p`` and
+``log10`` numpy calls and the rest in two compiled calls that repeat
+numpy's arithmetic operation for operation, so it gives the same values bit
+for bit too (the same tests compare it with :func:`analyze`, which stays
+numpy: training features do not depend on numba).
 
 Time is an absolute sample index. Frame ``k`` covers samples
 ``[(k+1)*hop - frame_size, (k+1)*hop)``; ``Features.frame_sample[k]`` is its
@@ -29,8 +35,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sjtui.constants import BAND_EDGES_HZ, BAND_NAMES, FRAME_SIZE, HOP_SIZE
-from sjtui.dsp.onsets import ONSET_DTYPE, OnsetPicker, empty_onsets
 from sjtui.dsp import spectral
+from sjtui.dsp.onsets import ONSET_DTYPE, OnsetPicker, empty_onsets
 from sjtui.dsp.spectral import (
     ENERGY_FLOOR,
     ENERGY_FLOOR_DB,
@@ -415,7 +421,7 @@ def _live_path(kernels, buffer, ingest_args, hop_args, layout, picker, empty_2d)
     frame_mask = (1 << frame_bits) - 1
     ndarray, native_float32 = np.ndarray, np.dtype(np.float32)
     r2c = spectral._pypocketfft.r2c
-    counters, windows, _clip = ingest_args
+    _counters, windows, _clip = ingest_args
     work = hop_args[0]
     max_frames = windows.shape[0] - 1
     mu = work.shape[0] - 3 - 2 * max_frames
@@ -482,8 +488,10 @@ class OnlineAnalyzer:
     """Streaming :func:`analyze`: feed blocks of any length, get the frames each block completes.
 
     All buffers are allocated here; ``process`` copies each block once into
-    a linear buffer and analyses every complete hop in batches of strided
-    frame views.
+    a linear buffer and analyses every complete hop, in the compiled live
+    path (see the module docstring; no allocation but the returned arrays)
+    or, for blocks with NaN/Inf or clipping, blocks too long for the buffer
+    or without numba, in batches of strided frame views.
     """
 
     def __init__(self, sample_rate_hz: int, config: AnalysisConfig | None = None):
