@@ -1120,7 +1120,13 @@ class Engine:
 
     def _choose_clock_input(self, port: str | None) -> None:
         """Open a MIDI clock input while jamming. With the JACK API this can deadlock against our own
-        JACK/synth output (see create_engine); prefer --clock midi --clock-in PORT at start."""
+        JACK/synth output (see create_engine): then it is refused with advice, never risked."""
+        backend = getattr(self.output, "backend", None)
+        if port is not None and backend is not None and backend.name in ("jack", "synth"):
+            raise EngineError(
+                "a MIDI clock input cannot be opened while the drums play through JACK or the built-in synth "
+                "(rtmidi can hang there); restart with --clock midi --clock-in PORT"
+            )
         from sjtui.transport.midi_clock import RtMidiClockInput
 
         if self.midi_clock_input is not None:
