@@ -62,7 +62,9 @@ class EngineConfig:
     # Python's GIL switch interval while jamming (process-wide). The audio and JACK callbacks
     # run Python and need the GIL once per period (5.3 ms at 256/48 kHz); with the default 5 ms
     # interval a busy engine or UI thread can hold it for a whole period and the input overflows.
-    # 1 ms costs a few more thread switches and cut overflows in bench/engine.py.
+    # 1 ms bounds that wait for a few more thread switches. Measured with bench/engine.py
+    # (60 s, UI-like load) against the 5 ms peer on this shared 2-core machine: overflows
+    # 2 vs 13 (separate runs), 13 vs 21, 18 vs 7: inconclusive, the machine's load dominates.
     switch_interval_ms: float = 1.0
     # Snapshots are published at most this often (the UI polls at ~30 Hz).
     snapshot_interval_ms: float = 25.0
