@@ -6,7 +6,11 @@ note times (48 kHz), concatenated to the same length.
 
 - ``streaming_x_realtime``: :class:`OnlineAnalyzer` fed 256-sample blocks;
   ``aubio_x_realtime``: ``aubio.onset('specflux', 1024, 256, sr)``, one call
-  per 256-sample hop; ``streaming_vs_aubio`` = their ratio.
+  per 256-sample hop; ``streaming_vs_aubio`` = their ratio. Each
+  ``process`` call returns its frame's features and decides its onsets
+  before returning (nothing deferred). ``streaming_path`` says whether the
+  compiled live path (numba, :mod:`sjtui.dsp._hop_kernel`) or the numpy
+  fallback ran.
 - ``streaming_1024_x_realtime`` (extra): the same fed 1024-sample blocks.
 - ``batch_x_realtime``: :func:`analyze` on the whole signal;
   ``librosa_x_realtime``: ``librosa.onset.onset_strength_multi`` doing the
@@ -215,6 +219,7 @@ def main() -> int:
         "librosa_x_realtime": x_rt("librosa_s"),
     }
     result["streaming_vs_aubio"] = result["streaming_x_realtime"] / result["aubio_x_realtime"]
+    result["streaming_path"] = "compiled" if OnlineAnalyzer(rec_rate)._live is not None else "numpy"
     result["batch_vs_librosa"] = result["batch_x_realtime"] / result["librosa_x_realtime"]
     result["per_signal_x_realtime"] = {
         name: {k[: -len("_s")]: t["seconds"] / t[k] for k in t if k.endswith("_s")} for name, t in timing.items()
@@ -257,6 +262,7 @@ def main() -> int:
     for key in ("streaming_x_realtime", "aubio_x_realtime", "streaming_vs_aubio", "streaming_1024_x_realtime",
                 "batch_x_realtime", "librosa_x_realtime", "batch_vs_librosa"):
         print(f"{key:24s} {result[key]:10.1f}" if "x_realtime" in key else f"{key:24s} {result[key]:10.2f}")
+    print(f"{'streaming_path':24s} {result['streaming_path']:>10s}")
     print(f"{'onset F (50 ms)':24s} {'sjtui':>8s} {'aubio':>8s} {'librosa':>8s}")
     for timbre, v in onset_f.items():
         print(f"{timbre:24s} {v['sjtui']:8.3f} {v['aubio']:8.3f} {v['librosa']:8.3f}")

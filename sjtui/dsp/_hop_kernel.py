@@ -227,11 +227,16 @@ def hop(work, f64, picks, counters, n_frames, out, frame_sample, onsets):
                 if d < 0.0:
                     d = np.float32(0.0)
                 rise_log[j] = d
-        for t in range(mu - 1):
-            older = work[t]
-            newer = work[t + 1]
-            for j in range(k):
-                older[j] = newer[j]
+        # shift only the rows each band reads (rows mu - r .. mu - 1 of its bins): older rows are
+        # read by neither path (SpectralKernel.compute reads the same rows), so they may go stale
+        for b in range(nb):
+            o = ints[b]
+            c = ints[nb + b]
+            for t in range(mu - ints[2 * nb + b], mu - 1):
+                older = work[t]
+                newer = work[t + 1]
+                for j in range(o, o + c):
+                    older[j] = newer[j]
         newest = work[mu - 1]
         for j in range(k):
             newest[j] = log_cur[j]
