@@ -31,8 +31,10 @@ _ONSET_RECORDS = numba.from_dtype(ONSET_DTYPE)[::1]
 # Layouts (built by OnlineAnalyzer._setup_compiled_hop); nb bands, k band bins, mu history
 # frames, F = max_batch_frames, N = frame size:
 # counters (int64): [0] next frame, [1] samples held in the buffer, [2] stream index of buffer[0],
-#     [3] buffer capacity, [4] hop, [5] frame size, [6:] ints (below).
-# ints (int64): [0:nb] band offsets, [nb:2nb] band counts, [2nb:3nb] reference frames,
+#     [3] buffer capacity, [4] hop, [5] frame size, [6] nb, then ints (3nb + 7), the float64 bit
+#     patterns of f64 (nb + 2) and picks (nb * (W + 2)), all below. One array: each array
+#     argument costs ~60 ns of unboxing per call.
+# ints: [0:nb] band offsets, [nb:2nb] band counts, [2nb:3nb] reference frames,
 #     then W, rise, min_interval, mask_frames, onset lag (samples), mu, F.
 # work (float32, (mu + 3 + 2F, k)): rows [0:mu] log-magnitude history (oldest first, the
 #     analyzer's log_history), mu power, mu+1 rectified log rise, mu+2 constants: [0:2nb]
@@ -164,8 +166,6 @@ def _segment_sum(a, lo, n):
 @numba.njit(
     numba.int64(
         numba.float32[:, ::1],
-        numba.float64[::1],
-        numba.int64[:, ::1],
         numba.int64[::1],
         numba.int64,
         numba.float32[:, :, ::1],
@@ -175,7 +175,7 @@ def _segment_sum(a, lo, n):
     cache=True,
     nogil=True,
 )
-def hop(work, f64, picks, counters, n_frames, out, frame_sample, onsets):
+def hop(work, counters, n_frames, out, frame_sample, onsets):
     """Band energy, band flux and onset decisions of the next ``n_frames`` frames; returns the number of onsets.
 
     Call after the FFT with ``work[mu + 3 + i]`` = ``|X|`` of the band bins
@@ -188,9 +188,11 @@ def hop(work, f64, picks, counters, n_frames, out, frame_sample, onsets):
     (n_frames,) and the onsets found to ``onsets[:count]`` (``ONSET_DTYPE``,
     at least nb * n_frames, in time order, then band order).
     """
-    ints = counters[6:]
-    nb = picks.shape[0]
-    w = picks.shape[1] - 2
+    nb = counters[6]
+    ints = counters[7 : 7 + 3 * nb + 7]
+    f64 = counters[7 + 3 * nb + 7 : 7 + 3 * nb + 7 + nb + 2].view(np.float64)
+    w = ints[3 * nb]
+    picks = counters[7 + 4 * nb + 9 : 7 + 4 * nb + 9 + nb * (w + 2)].reshape((nb, w + 2))
     k = work.shape[1]
     rise = ints[3 * nb + 1]
     min_interval = ints[3 * nb + 2]

@@ -54,7 +54,9 @@ class OnsetPicker:
         min_energy_db: float,
         mask_frames: int = 0,
         mask_ratio: float = 0.0,
+        state: np.ndarray | None = None,
     ):
+        """``state``: optional C-contiguous (n_bands, threshold_frames + 2) int64 array to keep the state in."""
         if threshold_frames < 1 or rise_frames < 1 or rise_frames > threshold_frames:
             raise ValueError("need 1 <= rise_frames <= threshold_frames")
         self.n_bands = n_bands
@@ -70,7 +72,12 @@ class OnsetPicker:
         self.mask_ratio = float(mask_ratio)
         # per band: the past W flux quanta (oldest first), the frame of its last onset and that
         # onset's flux quanta; one array so that the compiled live path takes it in one argument
-        self.state = np.zeros((n_bands, self.window + 2), dtype=np.int64)
+        shape = (n_bands, self.window + 2)
+        if state is None:
+            state = np.zeros(shape, dtype=np.int64)
+        if state.shape != shape or state.dtype != np.int64 or not state.flags.c_contiguous:
+            raise ValueError(f"state must be a C-contiguous int64 array of shape {shape}")
+        self.state = state
         self._history = self.state[:, : self.window]
         # views for the one-frame path
         self._rise_view = self._history[:, self.window - self.rise :]
