@@ -63,6 +63,7 @@ class LabelSession:
         picks_per_loop: int = 3,
         mix: PairingMix = DEFAULT_MIX,
         seed: int = 0,
+        close_store: bool = False,
     ):
         if not loops:
             raise LabelError("no guitar loops to rate; give --folder DIR with recordings, or --generated N")
@@ -91,6 +92,9 @@ class LabelSession:
         self._number = 0
         self._clip_hashes: dict[int, str] = {}
         self._closed = False
+        self._close_store = close_store
+        self.on_close: list[Callable[[], None]] = []  # more to close after the store (the groove store)
+        self.player_note: str | None = None  # why the player is not the one asked for (shown by the screen)
 
     # ------------------------------------------------------------------ walking
     def _recent_ids(self, loop) -> list[int]:
@@ -197,8 +201,14 @@ class LabelSession:
         if self._closed:
             return
         self._closed = True
-        if self.player is not None:
-            self.player.close()
+        try:
+            if self.player is not None:
+                self.player.close()
+        finally:
+            if self._close_store:
+                self.store.close()
+            for close in self.on_close:
+                close()
 
 
 def _loop_label(loop) -> str:
