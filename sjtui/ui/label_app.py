@@ -84,6 +84,7 @@ class LabelApp(App[int]):
 
     CSS_PATH = Path(__file__).with_name("app.tcss")
     TITLE = "sjtui label"
+    AUTO_FOCUS = None  # keys go to the bindings; the note input takes focus only when n opens it
     ENABLE_COMMAND_PALETTE = False
 
     CSS = """
@@ -92,7 +93,7 @@ class LabelApp(App[int]):
     #label-status.-error { color: $text-error; text-style: bold; }
     #note-input { display: none; height: 3; }
     #note-input.-open { display: block; }
-    #label-onset-panel { height: 8; border: round $primary 60%; border-title-color: $foreground; }
+    #label-onset-panel { height: 6; border: round $primary 60%; border-title-color: $foreground; }
     #label-groove-panel { height: auto; border: round $secondary 60%; border-title-color: $foreground;
                           border-subtitle-color: $foreground 80%; border-subtitle-align: left; }
     #label-log { padding: 0 1; }
@@ -121,8 +122,8 @@ class LabelApp(App[int]):
         self.start_error: BaseException | None = None
         self.pending_note = ""
         self.last_error: str | None = None
-        self._closed = False
-        self._log: list[LogEntry] = [LogEntry(0.0, "info", text) for text in notes]
+        self._session_closed = False
+        self._log_entries: list[LogEntry] = [LogEntry(0.0, "info", text) for text in notes]
         self._t0 = time.monotonic()
         self._views: list[SnapshotView] = []
         self._pair_key = None
@@ -144,10 +145,12 @@ class LabelApp(App[int]):
         self._views = list(self.query(SnapshotView).results())
         self.query_one("#label-onset-panel").border_title = "guitar onsets"
         self.query_one("#label-groove-panel").border_title = "groove"
-        self.refresh_pair()
         self.set_interval(1.0 / self.poll_hz, self.poll, name="label-poll")
         if self._factory is not None:
+            self.refresh_pair()
             self._build_session()
+        else:
+            self._session_ready(self.session)
 
     @work(thread=True, exclusive=True, group="label-start", exit_on_error=False)
     def _build_session(self) -> None:
@@ -165,7 +168,7 @@ class LabelApp(App[int]):
             session.close()
 
     def _session_ready(self, session) -> None:
-        if self._closed:
+        if self._session_closed:
             session.close()
             return
         self.session = session
@@ -188,8 +191,8 @@ class LabelApp(App[int]):
 
     # --- drawing ---------------------------------------------------------------------------------
     def log_line(self, level: str, text: str) -> None:
-        self._log.append(LogEntry(time.monotonic() - self._t0, level, text))
-        del self._log[:-20]
+        self._log_entries.append(LogEntry(time.monotonic() - self._t0, level, text))
+        del self._log_entries[:-20]
         self.poll()
 
     def show_error(self, text: str | None) -> None:
@@ -234,7 +237,7 @@ class LabelApp(App[int]):
                 )
             self._update_status()
         if pair is None:
-            self._pair_snapshot = EngineSnapshot(state="idle", log=tuple(self._log))
+            self._pair_snapshot = EngineSnapshot(state="idle", log=tuple(self._log_entries))
         else:
             loop, groove = pair.loop, pair.groove
             spb = loop.meter.steps_per_bar
@@ -269,7 +272,7 @@ class LabelApp(App[int]):
             player = getattr(session, "player", None)
             problem = player.poll() if player is not None else None
             if problem:
-                self._log.append(LogEntry(time.monotonic() - self._t0, "warning", problem))
+                self._log_entries.append(LogEntry(time.monotonic() - self._t0, "warning", problem))
             position_s = session.position_s()
             t = snapshot.transport
             if position_s is None:
@@ -288,16 +291,16 @@ class LabelApp(App[int]):
                 transport=transport,
                 onset_grid=snapshot.onset_grid,
                 current=snapshot.current,
-                log=tuple(self._log),
+                log=tuple(self._log_entries),
             )
         else:
-            snapshot = EngineSnapshot(state=snapshot.state, log=tuple(self._log))
+            snapshot = EngineSnapshot(state=snapshot.state, log=tuple(self._log_entries))
         now_s = time.monotonic()
         for view in self._views:
             view.show(snapshot, now_s)
 
     # --- keys --------------------------------------------------------------------------------------
-    def _ready(self) -> bool:
+    def _has_pair(self) -> bool:
         if self.session is None:
             self.notify("still starting" if self.start_error is None else "the session did not start")
             return False
@@ -307,7 +310,7 @@ class LabelApp(App[int]):
         return True
 
     def action_rate(self, rating: int) -> None:
-        if not self._ready():
+        if not self._has_pair():
             return
         from sjtui.errors import SjtuiError
 
@@ -324,11 +327,11 @@ class LabelApp(App[int]):
         self.refresh_pair()
 
     def action_replay(self) -> None:
-        if self._ready():
+        if self._has_pair():
             self.session.replay()
 
     def action_skip(self) -> None:
-        if not self._ready():
+        if not self._has_pair():
             return
         self.session.skip()
         self.pending_note = ""
@@ -364,14 +367,15 @@ class LabelApp(App[int]):
 
     def action_quit_label(self) -> None:
         self.close_session()
-        self.exit(2 if self.start_error is not None else 0)
+        code = 2 if self.start_error is not None else 0
+        self.exit(code, return_code=code)
 
     # --- shutdown ----------------------------------------------------------------------------------
     def close_session(self) -> None:
         """Close the player (audio stream, MIDI: All Notes Off) and the store, once."""
-        if self._closed:
+        if self._session_closed:
             return
-        self._closed = True
+        self._session_closed = True
         if self.session is not None:
             self.session.close()
 

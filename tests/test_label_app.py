@@ -1,0 +1,260 @@
+"""The ``sjtui label`` screen driven with ``App.run_test()``.
+
+On a private JACK dummy server: the real player (guitar and built-in-synth
+drums mixed into one PortAudio output stream, and the MIDI variant with the
+drums on a JACK MIDI port) under the screen; keys 0-5 write a row, s skips
+without one, n + text saves the note, q exits and closes audio and MIDI.
+A recording player stands in for the snapshot test (a fixed playhead).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from sjtui.grooves.store import GrooveStore
+from sjtui.labels.loops import generated_loops
+from sjtui.labels.session import LabelSession
+from sjtui.labels.store import LabelStore
+from sjtui.ui.label_app import LabelApp
+
+
+@pytest.fixture(scope="module")
+def loops():
+    return generated_loops(2, seed=5)
+
+
+@pytest.fixture()
+def stores(tmp_path, monkeypatch):
+    monkeypatch.setenv("SJTUI_DATA_DIR", str(tmp_path))
+    grooves = GrooveStore(tmp_path)
+    store = LabelStore.open(tmp_path, groove_store=grooves)
+    yield grooves, store
+    grooves.close()
+
+
+@pytest.fixture(scope="module")
+def portaudio_jack(jack_server):
+    """PortAudio rescanned to see the private server; released before the server stops (as test_audio_device)."""
+    import sounddevice as sd
+
+    sd._terminate()
+    sd._initialize()
+    yield jack_server
+    sd._terminate()
+    saved = {k: os.environ.get(k) for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")}
+    os.environ["JACK_DEFAULT_SERVER"] = "sjtui-no-server"
+    os.environ["JACK_NO_START_SERVER"] = "1"
+    try:
+        sd._initialize()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+class FixedPlayer:
+    name = "built-in synth"
+
+    def __init__(self):
+        self.closed = False
+        self.played = 0
+
+    def play(self, loop, groove):
+        self.played += 1
+
+    def stop(self):
+        pass
+
+    def position_s(self):
+        return 2.0
+
+    def poll(self):
+        return None
+
+    def close(self):
+        self.closed = True
+
+
+async def _wait(pilot, condition, tries=200):
+    for _ in range(tries):
+        if condition():
+            return True
+        await pilot.pause(0.02)
+    return condition()
+
+
+def _session(stores, loops, player, **kwargs):
+    grooves, store = stores
+    return LabelSession(
+        loops, grooves.load_library(), store, groove_of=grooves.get, player=player, close_store=True, **kwargs
+    )
+
+
+@pytest.mark.jack
+@pytest.mark.asyncio
+async def test_keys_on_the_real_player_through_jack(portaudio_jack, stores, loops, tmp_path):
+    import jack
+
+    from sjtui.labels.player import MixPlayer
+
+    grooves, store = stores
+    player = MixPlayer(48000, synth="numpy")
+    # listen to what sjtui plays: a JACK client connected to PortAudio's output ports
+    heard = []
+    client = jack.Client("label-test-listener", no_start_server=True)
+    inport = client.inports.register("in")
+
+    @client.set_process_callback
+    def process(frames):
+        heard.append(float(np.abs(inport.get_array()).max()))
+
+    client.activate()
+    sources = [p.name for p in client.get_ports(is_audio=True, is_output=True) if "PortAudio" in p.name]
+    assert sources, "PortAudio's output port is not on the JACK graph"
+    client.connect(sources[0], inport)
+    session = _session(stores, loops, player, picks_per_loop=2)
+    app = LabelApp(session)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            assert session.current is not None
+            assert await _wait(pilot, lambda: len(heard) > 40 and max(heard[-40:]) > 0.05)
+            assert await _wait(pilot, lambda: session.position_s() is not None and session.position_s() > 0.05)
+            first = session.current
+            await pilot.press("4")
+            await pilot.pause()
+            rows = store.rating_rows()
+            assert [r["rating"] for r in rows] == [4] and rows[0]["groove_name"] == first.groove.name
+            assert "rated 1" in str(app.query_one("#label-status").render())
+            await pilot.press("s")
+            await pilot.pause()
+            assert store.count() == 1 and session.skipped == 1
+            await pilot.press("n")
+            await pilot.press(*"snare late")
+            await pilot.press("enter")
+            assert app.pending_note == "snare late"
+            await pilot.press("2")
+            await pilot.pause()
+            rows = store.rating_rows()
+            assert [r["rating"] for r in rows] == [4, 2] and rows[1]["note"] == "snare late"
+            await pilot.press("p")  # replay: still playing, nothing saved
+            await pilot.pause()
+            assert store.count() == 2
+            await pilot.press("q")
+        assert app.return_code == 0
+        assert not player.stream.stream.active and player.stream.stream.closed
+        heard.clear()
+        await _pause_s(0.2)
+        assert not heard or max(heard) == 0.0  # silence after quitting
+    finally:
+        client.deactivate()
+        client.close()
+    with LabelStore.open(tmp_path, readonly=True) as again:
+        assert [r["rating"] for r in again.rating_rows()] == [4, 2]
+
+
+async def _pause_s(seconds):
+    import asyncio
+
+    await asyncio.sleep(seconds)
+
+
+@pytest.mark.jack
+@pytest.mark.asyncio
+async def test_drums_to_a_jack_midi_port(portaudio_jack, stores, loops):
+    """--midi-out: guitar on the audio output, the groove's notes arrive at a JACK MIDI port; q sends All Notes Off."""
+    import jack
+
+    from sjtui.labels.player import open_player
+
+    received = []
+    client = jack.Client("label-test-drums", no_start_server=True)
+    midi_in = client.midi_inports.register("drums")
+
+    @client.set_process_callback
+    def process(frames):
+        for _offset, data in midi_in.incoming_midi_events():
+            received.append(bytes(data))
+
+    client.activate()
+    try:
+        player, reason = open_player(midi_in.name, sample_rate_hz=48000)
+        assert reason is None and player.name.startswith("MIDI")
+        session = _session(stores, loops, player)
+        app = LabelApp(session)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            assert await _wait(pilot, lambda: any(m[0] & 0xF0 == 0x90 and m[2] > 0 for m in received), 300)
+            await pilot.press("3")
+            await pilot.pause()
+            assert stores[1].count() == 1
+            await pilot.press("q")
+        assert app.return_code == 0
+        await _pause_s(0.1)
+        assert any(m[0] & 0xF0 == 0xB0 and m[1] == 123 for m in received)  # All Notes Off on quit
+    finally:
+        client.deactivate()
+        client.close()
+
+
+@pytest.mark.jack
+def test_unusable_midi_port_falls_back_to_the_synth(portaudio_jack):
+    from sjtui.labels.player import MixPlayer, open_player
+
+    player, reason = open_player("no-such-port-anywhere", sample_rate_hz=48000, synth="numpy")
+    try:
+        assert isinstance(player, MixPlayer)
+        assert "no-such-port-anywhere" in reason and "built-in synth" in reason
+    finally:
+        player.close()
+
+
+def test_no_audio_output_says_what_exists(monkeypatch):
+    import sounddevice as sd
+
+    from sjtui.errors import AudioError
+    from sjtui.labels.player import open_player
+
+    with pytest.raises(AudioError, match="Audio outputs here|--device"):
+        open_player(None, device="no such output device 1234")
+    assert sd is not None
+
+
+@pytest.mark.asyncio
+async def test_quit_closes_player_and_store(stores, loops):
+    player = FixedPlayer()
+    session = _session(stores, loops, player)
+    app = LabelApp(session)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("5")
+        await pilot.press("q")
+    assert player.closed and app.return_code == 0
+    with pytest.raises(Exception):  # noqa: B017 - the store's connection is closed
+        stores[1].count()
+
+
+@pytest.mark.asyncio
+async def test_factory_error_is_shown_and_quit_returns_2():
+    from sjtui.labels.errors import LabelError
+
+    def failing():
+        raise LabelError("no guitar loops to rate. Looked in: /somewhere")
+
+    app = LabelApp(failing)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await _wait(pilot, lambda: app.start_error is not None)
+        assert "Looked in: /somewhere" in str(app.query_one("#label-status").render())
+        await pilot.press("4")  # nothing to rate: no crash
+        await pilot.press("q")
+    assert app.return_code == 2
+
+
+def test_label_screen_80x24(snap_compare, stores, loops):
+    session = _session(stores, loops[:1], FixedPlayer(), seed=1)
+    assert snap_compare(LabelApp(session), terminal_size=(80, 24))
