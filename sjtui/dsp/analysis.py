@@ -425,7 +425,7 @@ def _live_path(kernels, buffer, ingest_args, hop_args, layout, picker, empty_2d,
     frame_mask = (1 << frame_bits) - 1
     ndarray, native_float32 = np.ndarray, np.dtype(np.float32)
     r2c = spectral._pypocketfft.r2c
-    _counters, windows, _clip = ingest_args
+    counters, windows, clip = ingest_args
     work = hop_args[0]
     max_frames = windows.shape[0] - 1
     mu = work.shape[0] - 3 - 2 * max_frames
@@ -449,7 +449,7 @@ def _live_path(kernels, buffer, ingest_args, hop_args, layout, picker, empty_2d,
         log1p(magnitudes[:n], log_magnitudes[:n])
         out = empty((2, n_bands, n), float32)
         frame_sample = empty(n, int64)
-        found = hop(*hop_args, n, out, frame_sample, onset_records)
+        found = hop(work, counters, n, out, frame_sample, onset_records)
         energy = out[0]
         log10(energy, energy)
         multiply(energy, _TEN, energy)
@@ -462,7 +462,7 @@ def _live_path(kernels, buffer, ingest_args, hop_args, layout, picker, empty_2d,
             return general(block)
         if not block.flags.c_contiguous:
             return general(block)
-        code = ingest(buffer, block, *ingest_args)
+        code = ingest(buffer, block, counters, windows, clip)
         if code == not_handled:
             return general(block)
         first = code & frame_mask
@@ -476,7 +476,7 @@ def _live_path(kernels, buffer, ingest_args, hop_args, layout, picker, empty_2d,
         log1p(magnitude, log_magnitude)
         out = empty(out_shape, float32)
         frame_sample = empty(1, int64)
-        found = hop(*hop_args, 1, out, frame_sample, onset_records)
+        found = hop(work, counters, 1, out, frame_sample, onset_records)
         energy = out[0]
         log10(energy, energy)
         multiply(energy, tens, energy)
