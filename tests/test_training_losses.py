@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from training.losses import mse_regression, plain_infonce, rated_contrastive, rated_without_top_pick
+from training.losses import mse_regression, plain_infonce, rated_contrastive, rated_with_top_pick
 
 LOG_SCALE = torch.tensor(2.3)
 
@@ -45,12 +45,12 @@ def test_graded_infonce_does_not_punish_a_second_good_groove_but_plain_infonce_d
         return scores.grad[0, 1].item()
 
     # gradient descent moves a score by -grad: plain InfoNCE pushes the 4.5-rated groove down hard
-    # (it is a "negative" there); the graded part does not (4.5 vs 5 is within the margin), and the
-    # shipped loss, which adds half a plain InfoNCE for the top pick, pushes less than plain InfoNCE
+    # (it is a "negative" there); the rated loss does not (4.5 vs 5 is within the margin), and its
+    # variant with half a plain InfoNCE for the top pick pushes less than plain InfoNCE
     plain = grad_of_second(plain_infonce)
     assert plain > 0.1
-    assert grad_of_second(rated_without_top_pick) <= 1e-6
-    assert grad_of_second(rated_contrastive) < plain
+    assert grad_of_second(rated_contrastive) <= 1e-6
+    assert grad_of_second(rated_with_top_pick) < plain
 
 
 def test_known_mask_ignores_unrated_pairs():

@@ -415,7 +415,7 @@ def summary_text(info: dict, train: dict, sets: dict, grooves: dict, history: di
         f"{len(grooves['train'])} grooves (Groove MIDI Dataset train split 4-bar beat windows + built-ins); "
         f"{int(train['allowed'].sum())} tempo/meter-fitting pairs. "
         + T.describe()
-        + f" Loss: {loss_name} (graded multi-positive InfoNCE with in-batch negatives + rating-ordered pairwise term + 0.5 x InfoNCE on each window's best-rated groove), "
+        + f" Loss: {loss_name} (graded multi-positive InfoNCE with in-batch negatives + rating-ordered pairwise term within and across windows), "
         f"{history['best_step']} of {len(history['step'])} steps kept (early stopping on the GMD validation split "
         f"x {len(sets['val'])} validation guitar windows). GMD test split and the test guitar takes "
         f"(seeds disjoint, renderers {sorted(D.HELD_OUT_RENDERERS)} never trained on) were held out."
@@ -433,7 +433,7 @@ def run_training(args, console) -> int:
 
     if args.compare:
         histories, results = {}, {}
-        for loss_name in ("rated", "rated_no_top", "infonce", "mse"):
+        for loss_name in ("rated", "rated_top", "infonce", "mse"):
             model = build_two_tower(args.seed)
             histories[loss_name] = train_with_bar(
                 model, train, val, console, loss_name, args.compare_steps, args, f"{loss_name:8s}"
