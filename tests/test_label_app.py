@@ -102,7 +102,7 @@ async def test_keys_on_the_real_player_through_jack(portaudio_jack, stores, loop
 
     from sjtui.labels.player import MixPlayer
 
-    grooves, store = stores
+    _, store = stores
     player = MixPlayer(48000, synth="numpy")
     # listen to what sjtui plays: a JACK client connected to PortAudio's output ports
     heard = []
@@ -124,7 +124,9 @@ async def test_keys_on_the_real_player_through_jack(portaudio_jack, stores, loop
             await pilot.pause()
             assert session.current is not None
             assert await _wait(pilot, lambda: len(heard) > 40 and max(heard[-40:]) > 0.05)
-            assert await _wait(pilot, lambda: session.position_s() is not None and session.position_s() > 0.05)
+            assert await _wait(
+                pilot, lambda: session.position_s() is not None and session.position_s() > 0.05
+            )
             first = session.current
             await pilot.press("4")
             await pilot.pause()
@@ -258,3 +260,38 @@ async def test_factory_error_is_shown_and_quit_returns_2():
 def test_label_screen_80x24(snap_compare, stores, loops):
     session = _session(stores, loops[:1], FixedPlayer(), seed=1)
     assert snap_compare(LabelApp(session), terminal_size=(80, 24))
+
+
+@pytest.mark.asyncio
+async def test_locked_database_message_on_screen_and_nothing_lost(stores, loops, tmp_path):
+    import sqlite3
+
+    from sjtui.labels.store import DB_FILENAME
+
+    _, store = stores
+    store.busy_timeout_s = 0.2
+    store.conn.execute("PRAGMA busy_timeout = 200")
+    session = _session(stores, loops, FixedPlayer())
+    app = LabelApp(session)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("5")
+        await pilot.pause()
+        pair = session.current
+        other = sqlite3.connect(tmp_path / DB_FILENAME, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            await pilot.press("1")
+            await pilot.pause()
+            status = str(app.query_one("#label-status").render())
+            assert status.startswith("not saved:") and "lock" in status
+            assert session.current is pair
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        await pilot.press("1")  # the retry saves it
+        await pilot.pause()
+        assert "rated 2" in str(app.query_one("#label-status").render())
+        await pilot.press("q")
+    with LabelStore.open(tmp_path, readonly=True) as again:
+        assert [r["rating"] for r in again.rating_rows()] == [5, 1]

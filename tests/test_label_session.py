@@ -75,7 +75,7 @@ def make_session(env, loops, **kwargs):
 
 def test_rate_skip_and_note_reach_the_database(env, loops):
     session, player = make_session(env, loops, picks_per_loop=2, model_version="0.1.0")
-    grooves, store = env
+    _, store = env
     first = session.start()
     assert first.number == 1 and player.played[-1][1] == first.groove.name
     assert first.pick.strategy in STRATEGY_NAMES
@@ -109,7 +109,6 @@ def test_rate_skip_and_note_reach_the_database(env, loops):
 
 
 def test_pairs_fit_the_loop_and_rated_grooves_are_not_offered_again(env, loops):
-    grooves, store = env
     loop = loops[0]
     session, _ = make_session(env, [loop], picks_per_loop=3)
     session.start()
@@ -156,7 +155,7 @@ def test_scores_steer_the_favourite_pick(env, loops):
 
 
 def test_failed_save_keeps_the_pair_and_loses_nothing(env, loops, tmp_path):
-    grooves, store = env
+    _, store = env
     session, _ = make_session(env, loops)
     session.start()
     session.rate(5)
@@ -176,7 +175,9 @@ def test_readonly_and_newer_database_are_refused_with_the_stores_messages(tmp_pa
     from sjtui.labels.store import DB_FILENAME
 
     with LabelStore.open(tmp_path) as store:
-        clip = store.add_clip(loops[0].audio, loops[0].sample_rate_hz, loops[0].fingerprint, loops[0].clip_meta())
+        clip = store.add_clip(
+            loops[0].audio, loops[0].sample_rate_hz, loops[0].fingerprint, loops[0].clip_meta()
+        )
         with GrooveStore(tmp_path) as grooves:
             store.groove_store = grooves
             store.add_rating(clip, grooves.get(1), 4)
@@ -186,9 +187,11 @@ def test_readonly_and_newer_database_are_refused_with_the_stores_messages(tmp_pa
     try:
         if os.access(db, os.W_OK):
             pytest.skip("running as root: a read-only file is still writable")
-        with pytest.raises(LabelStoreReadOnlyError, match="read-only|cannot be written|SJTUI_DATA_DIR"):
-            with LabelStore.open(tmp_path) as store:
-                store.add_clip(loops[1].audio, loops[1].sample_rate_hz)
+        with (
+            pytest.raises(LabelStoreReadOnlyError, match="read-only|cannot be written|SJTUI_DATA_DIR"),
+            LabelStore.open(tmp_path) as store,
+        ):
+            store.add_clip(loops[1].audio, loops[1].sample_rate_hz)
     finally:
         os.chmod(tmp_path, stat.S_IRWXU)
         os.chmod(db, stat.S_IRUSR | stat.S_IWUSR)
@@ -201,6 +204,33 @@ def test_readonly_and_newer_database_are_refused_with_the_stores_messages(tmp_pa
     conn.close()
     with pytest.raises(LabelStoreNewerError, match="99"):
         LabelStore.open(tmp_path)
+
+
+def test_locked_database_keeps_the_pair_until_the_lock_goes(env, loops, tmp_path):
+    """Another process holds the write lock: the store's message, the pair stays; the retry saves it."""
+    import sqlite3
+
+    from sjtui.labels.errors import LabelStoreLockedError
+    from sjtui.labels.store import DB_FILENAME
+
+    _, store = env
+    store.busy_timeout_s = 0.2
+    store.conn.execute("PRAGMA busy_timeout = 200")
+    session, _ = make_session(env, loops)
+    session.start()
+    session.rate(3)
+    pair = session.current
+    other = sqlite3.connect(tmp_path / DB_FILENAME, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(LabelStoreLockedError, match="lock|another"):
+            session.rate(4, note="kept")
+        assert session.current is pair and store.count() == 1
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    session.rate(4, note="kept")
+    assert [(r["rating"], r["note"]) for r in store.rating_rows()] == [(3, ""), (4, "kept")]
 
 
 def test_session_needs_loops_and_grooves(env):

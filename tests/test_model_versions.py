@@ -139,7 +139,7 @@ def test_cli_list_and_use(user_dir):
     def sjtui(*args):
         return subprocess.run(
             [sys.executable, "-m", "sjtui", "model", "--user-dir", str(user_dir), *args],
-            capture_output=True, text=True, timeout=120,
+            capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
 
     listed = sjtui("list", "--json")

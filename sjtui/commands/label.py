@@ -24,24 +24,53 @@ def add_parser(subparsers) -> None:
         help="rate guitar loops against grooves (0-5) to teach the model your taste",
         description="Hear a guitar loop with a groove and rate the pair 0-5; ratings train `sjtui train`.",
     )
-    parser.add_argument("--folder", type=Path, action="append", default=[], metavar="DIR",
-                        help="a folder of your recordings (WAV, FLAC, OGG, MP3); may be given more than once")
+    parser.add_argument(
+        "--folder",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder of your recordings (WAV, FLAC, OGG, MP3); may be given more than once",
+    )
     parser.add_argument("--no-recordings", action="store_true", help="leave out the jam's session recordings")
-    parser.add_argument("--generated", type=int, default=None, metavar="N",
-                        help=f"N generated guitar riffs (default {DEFAULT_GENERATED} when no recordings are found, else 0)")
-    parser.add_argument("--bpm", type=float, default=None, help="tempo of the recordings (default: estimated)")
+    parser.add_argument(
+        "--generated",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"N generated guitar riffs (default {DEFAULT_GENERATED} when no recordings are found, else 0)",
+    )
+    parser.add_argument(
+        "--bpm", type=float, default=None, help="tempo of the recordings (default: estimated)"
+    )
     parser.add_argument("--meter", default="4/4", help="meter of the recordings (default 4/4)")
     parser.add_argument("--picks", type=int, default=3, help="grooves to rate per loop (default 3)")
-    parser.add_argument("--midi-out", metavar="PORT", default=None,
-                        help="send the drums to this MIDI port (default: the built-in synth on the audio output)")
-    parser.add_argument("--synth-engine", default="auto", choices=("auto", "fluidsynth", "numpy"),
-                        help="built-in synth engine (default: FluidSynth where a SoundFont is installed)")
-    parser.add_argument("--device", default=None, help="audio output device (name or index; see `sjtui devices`)")
+    parser.add_argument(
+        "--midi-out",
+        metavar="PORT",
+        default=None,
+        help="send the drums to this MIDI port (default: the built-in synth on the audio output)",
+    )
+    parser.add_argument(
+        "--synth-engine",
+        default="auto",
+        choices=("auto", "fluidsynth", "numpy"),
+        help="built-in synth engine (default: FluidSynth where a SoundFont is installed)",
+    )
+    parser.add_argument(
+        "--device", default=None, help="audio output device (name or index; see `sjtui devices`)"
+    )
     parser.add_argument("--rate", type=int, default=48000, help="output sample rate in Hz (default 48000)")
-    parser.add_argument("--labels", type=Path, default=None, help="labels database or folder (default: yours)")
+    parser.add_argument(
+        "--labels", type=Path, default=None, help="labels database or folder (default: yours)"
+    )
     parser.add_argument("--library", default=None, help="groove library file or folder (default: yours)")
-    parser.add_argument("--model", default=None, help="model folder (default: the active one); `none` for random pairing")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the exploration picks and generated riffs")
+    parser.add_argument(
+        "--model", default=None, help="model folder (default: the active one); `none` for random pairing"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the exploration picks and generated riffs"
+    )
     parser.set_defaults(run=run)
 
 
@@ -65,7 +94,9 @@ def find_loops(args, log=print) -> list:
         found, problems = jam_recording_loops(where, bpm=args.bpm, meter=args.meter)
         other_rate = [loop for loop in found if loop.sample_rate_hz != args.rate]
         if other_rate:
-            log(f"note: {len(other_rate)} recording loop(s) at another rate than {args.rate} Hz left out (set --rate)")
+            log(
+                f"note: {len(other_rate)} recording loop(s) at another rate than {args.rate} Hz left out (set --rate)"
+            )
         found = [loop for loop in found if loop.sample_rate_hz == args.rate]
         loops += found
         looked.append(f"{where} (session recordings): {len(found)} loop(s)")
@@ -81,7 +112,9 @@ def find_loops(args, log=print) -> list:
         looked.append(f"generated riffs: {n_generated}")
     if not loops:
         raise LabelError(
-            "no guitar loops to rate. Looked in: " + "; ".join(looked or ["no source (--no-recordings and --generated 0)"]) + ". "
+            "no guitar loops to rate. Looked in: "
+            + "; ".join(looked or ["no source (--no-recordings and --generated 0)"])
+            + ". "
             "Give --folder DIR with recordings at least 4 bars long (WAV, FLAC, OGG, MP3; set --bpm if "
             "their tempo cannot be found), record a jam (key r in `sjtui jam`), or add --generated N"
         )

@@ -14,8 +14,12 @@ from pathlib import Path
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("model", help="model versions: list them, switch, roll back")
-    parser.add_argument("--user-dir", type=Path, default=None, help="your model folder (default: <data dir>/model)")
-    parser.add_argument("--shipped-dir", type=Path, default=None, help="the shipped model folder (default: models/)")
+    parser.add_argument(
+        "--user-dir", type=Path, default=None, help="your model folder (default: <data dir>/model)"
+    )
+    parser.add_argument(
+        "--shipped-dir", type=Path, default=None, help="the shipped model folder (default: models/)"
+    )
     parser.set_defaults(run=_run_help, _parser=parser)
     sub = parser.add_subparsers(dest="model_command", metavar="ACTION")
     p = sub.add_parser("list", help="every version, the active one marked, with its evaluation figures")

@@ -139,7 +139,7 @@ class _LoopStream:
                 callback=self._callback,
             )
             self.stream.start()
-        except Exception as error:  # PortAudioError, ValueError for a bad device
+        except Exception as error:  # noqa: BLE001 - PortAudioError, ValueError for a bad device: one clear message
             raise AudioError(_no_output_message(device, error)) from None
 
     def _callback(self, outdata, frames, time_info, status) -> None:
@@ -158,7 +158,7 @@ class _LoopStream:
                 self._pos = (self._pos + take) % n
             self._remaining = remaining
             self.frames_played += frames
-        except Exception as error:  # pragma: no cover - must not raise in the callback
+        except Exception as error:  # noqa: BLE001 - the callback must not raise; reported by poll()
             self.error = str(error)
 
     def now_sample(self) -> float:
@@ -188,7 +188,7 @@ class _LoopStream:
         try:
             self.stream.stop()
             self.stream.close()
-        except Exception:
+        except Exception:  # noqa: BLE001, S110 - closing a stream whose device is already gone
             pass
 
 
@@ -196,8 +196,10 @@ def _no_output_message(device, error) -> str:
     import sounddevice as sd
 
     try:
-        outputs = [f"{i}: {d['name']}" for i, d in enumerate(sd.query_devices()) if d["max_output_channels"] > 0]
-    except Exception:
+        outputs = [
+            f"{i}: {d['name']}" for i, d in enumerate(sd.query_devices()) if d["max_output_channels"] > 0
+        ]
+    except Exception:  # noqa: BLE001 - listing devices is only advice in an error message
         outputs = []
     where = "the default audio output" if device is None else f"audio output {device!r}"
     found = "; ".join(outputs) if outputs else "none (is a sound server such as JACK or PipeWire running?)"

@@ -118,7 +118,13 @@ class LabelSession:
         if scores is None:
             scores = np.full(len(lib.ids), np.nan)
         picks = plan_pairs(
-            scores, lib.ids, eligible, n=self.picks_per_loop, mix=self.mix, seed=self.seed, start=self._picks_made
+            scores,
+            lib.ids,
+            eligible,
+            n=self.picks_per_loop,
+            mix=self.mix,
+            seed=self.seed,
+            start=self._picks_made,
         )
         self._picks_made += len(picks)
         return picks
@@ -176,7 +182,9 @@ class LabelSession:
         clip_hash = self._clip_hashes.get(pair.loop_index)
         if clip_hash is None:
             loop = pair.loop
-            clip_hash = self.store.add_clip(loop.audio, loop.sample_rate_hz, loop.fingerprint, loop.clip_meta())
+            clip_hash = self.store.add_clip(
+                loop.audio, loop.sample_rate_hz, loop.fingerprint, loop.clip_meta()
+            )
             self._clip_hashes[pair.loop_index] = clip_hash
         row = self.store.add_rating(
             clip_hash, pair.groove, int(rating), note, self.model_version, pair.pick.strategy

@@ -168,7 +168,11 @@ def list_versions(user_dir=None, shipped_dir=None, *, check: bool = True) -> lis
         current = _entry(user_dir / MANIFEST_FILE, "user", check)
         out.append(current)
     seen = {current.version} if current is not None else set()
-    backups = sorted(user_dir.glob(BACKUP_PREFIX + "*"), key=lambda p: p.name, reverse=True) if user_dir.is_dir() else []
+    backups = (
+        sorted(user_dir.glob(BACKUP_PREFIX + "*"), key=lambda p: p.name, reverse=True)
+        if user_dir.is_dir()
+        else []
+    )
     for path in backups:
         item = _entry(path, "user", check)
         if item is None or item.version in seen:

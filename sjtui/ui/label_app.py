@@ -214,7 +214,9 @@ class LabelApp(App[int]):
             parts.append(f"last saved #{session.last_saved}")
         if self.pending_note:
             parts.append(f"note: {self.pending_note[:40]}")
-        prompt = "how well do the drums fit? 0-5" if session.current is not None else "all pairs done: q quits"
+        prompt = (
+            "how well do the drums fit? 0-5" if session.current is not None else "all pairs done: q quits"
+        )
         self.query_one("#label-status", Static).update(f"{prompt} · " + " · ".join(parts))
 
     def refresh_pair(self) -> None:
@@ -257,7 +259,9 @@ class LabelApp(App[int]):
                 current=info,
             )
             self.query_one("#label-groove-panel").border_title = f"groove · {groove.name}"
-            self.query_one("#label-groove-panel").border_subtitle = (
+            self.query_one(
+                "#label-groove-panel"
+            ).border_subtitle = (
                 f"{getattr(groove, 'style', '')} · {groove.bpm:.0f} BPM · played at {loop.bpm:.0f}"
             )
         self.poll()
@@ -321,7 +325,11 @@ class LabelApp(App[int]):
             self.show_error(f"not saved: {error}")
             self.log_line("error", f"rating {rating} not saved: {error}")
             return
-        self.log_line("info", f"saved rating {rating} (#{row})" + (f" with note {self.pending_note!r}" if self.pending_note else ""))
+        self.log_line(
+            "info",
+            f"saved rating {rating} (#{row})"
+            + (f" with note {self.pending_note!r}" if self.pending_note else ""),
+        )
         self.pending_note = ""
         self.show_error(None)
         self.refresh_pair()
