@@ -295,3 +295,62 @@ async def test_locked_database_message_on_screen_and_nothing_lost(stores, loops,
         await pilot.press("q")
     with LabelStore.open(tmp_path, readonly=True) as again:
         assert [r["rating"] for r in again.rating_rows()] == [5, 1]
+
+
+def _label_args(tmp_path, **overrides):
+    import argparse
+
+    from sjtui.commands import label
+
+    parser = argparse.ArgumentParser()
+    label.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["label", "--no-recordings", "--generated", "1", "--labels", str(tmp_path)])
+    for key, value in overrides.items():
+        setattr(args, key, value)
+    return args
+
+
+@pytest.mark.jack
+def test_build_session_uses_the_active_model_for_pairing(portaudio_jack, tmp_path, monkeypatch):
+    """The command's session: loops, the model's scores (finite for every groove), the synth player on JACK."""
+    from sjtui.commands.label import build_session
+
+    monkeypatch.setenv("SJTUI_DATA_DIR", str(tmp_path))
+    session = build_session(_label_args(tmp_path, synth_engine="numpy"), log=lambda text: None)
+    try:
+        assert session.model_version == "0.1.0" and session.player.name == "built-in synth"
+        scores = session.scores_of(session.loops[0])
+        embedded = np.isfinite(session.library.embeddings).all(axis=1)
+        assert scores.shape == session.library.ids.shape and embedded.mean() > 0.9
+        assert np.array_equal(np.isfinite(scores), embedded)  # NaN only for grooves the model cannot embed
+        pair = session.start()
+        assert pair.pick.strategy in ("favourite", "uncertain", "explore") and np.isfinite(pair.pick.score)
+        session.rate(4)
+    finally:
+        session.close()
+    with LabelStore.open(tmp_path, readonly=True) as store:
+        assert [(r["rating"], r["model_version"]) for r in store.rating_rows()] == [(4, "0.1.0")]
+
+
+def test_cli_refuses_a_newer_database_and_leaves_it_alone(tmp_path):
+    import sqlite3
+    import subprocess
+    import sys
+
+    from sjtui.labels.store import DB_FILENAME
+
+    with LabelStore.open(tmp_path):
+        pass
+    db = tmp_path / DB_FILENAME
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA user_version = 7")
+    conn.close()
+    before = db.read_bytes()
+    env = {**os.environ, "SJTUI_DATA_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "sjtui", "label", "--labels", str(tmp_path)],
+        capture_output=True, text=True, timeout=120, env=env, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "newer" in result.stderr and "7" in result.stderr
+    assert db.read_bytes() == before
