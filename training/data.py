@@ -49,10 +49,7 @@ CACHE_VERSION = 2
 """Bumped whenever generation of a take changes in a way the source hash below does not see."""
 
 ANALYSIS_SOURCES = (
-    "sjtui/dsp/analysis.py",
-    "sjtui/dsp/onsets.py",
-    "sjtui/dsp/spectral.py",
-    "sjtui/dsp/fingerprint.py",
+    "sjtui/dsp/*.py",
     "sjtui/transport/timebase.py",
     "sjtui/constants.py",
     "sjtui/audio/riffs.py",
@@ -71,12 +68,15 @@ def _sources_sha256_once() -> str:
 
 
 def analysis_sources_sha256() -> str:
-    """sha256 over the contents of :data:`ANALYSIS_SOURCES` (in order)."""
+    """sha256 over the names and contents of the files :data:`ANALYSIS_SOURCES` matches (glob patterns, in order)."""
     digest = hashlib.sha256()
-    for name in ANALYSIS_SOURCES:
-        path = REPO_ROOT / name
-        digest.update(name.encode())
-        digest.update(path.read_bytes() if path.is_file() else b"<missing>")
+    for pattern in ANALYSIS_SOURCES:
+        paths = sorted(REPO_ROOT.glob(pattern))
+        if not paths:
+            digest.update(f"{pattern}:<missing>".encode())
+        for path in paths:
+            digest.update(str(path.relative_to(REPO_ROOT)).encode())
+            digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
