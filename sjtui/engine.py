@@ -37,6 +37,7 @@ import collections
 import queue
 import threading
 import time
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -179,6 +180,156 @@ class SimulatedOutput:
 
 
 # --- input analysis wrapper --------------------------------------------------------------------
+
+
+class ProcessOutput:
+    """A :class:`~sjtui.midi.process.MidiProcess` (scheduler + rtmidi/JACK backend in a child process
+    with its own GIL) behind the engine's output interface.
+
+    Commands go over the pipe and never block; :meth:`stats` returns the figures a poller
+    thread fetched last (every ``poll_s``), so the engine thread never waits for the child.
+    The timeline is the engine's line ``(time0_s, sample0, rate_hz)``: an rtmidi child's
+    clock follows it (:meth:`set_clock_line` after each refit), a JACK child ties its
+    ``frame_offset`` to it (:meth:`tie`). If the child dies, ``error`` says so and the
+    parent silences what it left sounding (``cleanup_after`` of its state file).
+    """
+
+    simulated = False
+
+    def __init__(self, kind: str, spec: dict, scheduler_options: dict, clock_line, poll_s: float = 0.25):
+        from sjtui.midi.process import MidiProcess
+
+        self.kind = kind
+        self.poll_s = float(poll_s)
+        self.process = MidiProcess(dict(spec, kind=kind, deferred_start=True), scheduler_options, clock_line=clock_line)
+        info = self.process.description
+        self.description = info
+        self.sample_rate_hz = float(info["sample_rate_hz"])
+        self.timed = bool(info["timed"])
+        self.pid = int(self.process.process.pid)
+        self.backend = types.SimpleNamespace(name=kind, timed=self.timed, underflows=0, late_events=0, lost_events=0)
+        self.cleanup_reports: list[dict] = []
+        self._begun = False
+        self.warnings: collections.deque = collections.deque(maxlen=64)
+        self.error: str | None = None
+        self._stats: dict = {}
+        self._line = None if clock_line is None else tuple(clock_line)
+        self._closing = threading.Event()
+        self._poller: threading.Thread | None = None
+        self._seen = 0
+
+    # commands (never block)
+    def start(self) -> "ProcessOutput":
+        if not self._begun:  # not tied by the engine (no clock yet): the child's own timeline
+            self.tie((time.monotonic(), 0.0, self.sample_rate_hz))
+        if self._poller is None:
+            self._poller = threading.Thread(target=self._poll, name="sjtui-midi-stats", daemon=True)
+            self._poller.start()
+        return self
+
+    def submit(self, events) -> None:
+        if np.asarray(events).size:
+            self.process.submit(np.asarray(events).copy())
+
+    def cancel_from(self, sample: int) -> None:
+        self.process.cancel_from(sample)
+
+    def set_tempo_map(self, tempo_map) -> None:
+        self.process.set_tempo_map(tempo_map)
+
+    def clock_start(self, tempo_map, tick: int = 0) -> None:
+        self.process.clock_start(tempo_map, tick)
+
+    def clock_stop(self, at_sample=None) -> None:
+        self.process.clock_stop(at_sample)
+
+    def panic(self) -> None:
+        self.process.panic()
+
+    def set_clock_line(self, line) -> None:
+        line = tuple(float(v) for v in line)
+        if self.timed and line != self._line:
+            self._line = line
+            self.process.set_clock_line(line)
+
+    def tie(self, line) -> None:
+        """The child's timeline follows ``line``; the first call starts its scheduler (a scheduler's loop
+        keeps the clock it started on, so it starts only once tied). Waits for the answer: at start and
+        device changes only."""
+        if not self._begun:
+            self._begun = True
+            answer = self.process.begin(line)
+            if answer is None:
+                self.error = "the MIDI process did not answer when starting"
+                return
+            if answer.get("frame_offset") is not None:
+                self.backend.frame_offset = int(answer["frame_offset"])
+            self.cleanup_reports = list(answer.get("cleanup_reports") or [])
+            self._line = tuple(float(v) for v in line)
+            return
+        if not self.timed:
+            offset = self.process.tie(line)
+            if offset is not None:
+                self.backend.frame_offset = int(offset)
+
+    def stats(self) -> dict:
+        return self._stats
+
+    def _poll(self) -> None:
+        while not self._closing.wait(self.poll_s):
+            if not self.process.process.is_alive():
+                if not self._closing.is_set():
+                    self._child_died()
+                return
+            try:
+                stats = self.process.stats()
+            except (EOFError, OSError):
+                continue  # the child is going away: the liveness check above reports it
+            if stats is None:
+                continue
+            self._take(stats)
+
+    def _take(self, stats: dict) -> None:
+        """Keeps the child's figures (poller thread, and once more at close)."""
+        new = stats.get("warnings") or []
+        self.warnings.extend(new[self._seen :] if len(new) >= self._seen else new)
+        self._seen = len(new)
+        if stats.get("error") and self.error is None:
+            self.error = stats["error"]
+        self.backend.late_events = int(stats.get("late_events_backend", 0))
+        self.backend.lost_events = int(stats.get("lost_events_backend", 0))
+        self._stats = stats
+
+    def _child_died(self) -> None:
+        code = self.process.process.exitcode
+        self.error = f"the MIDI process (pid {self.pid}) died (exit code {code})"
+        try:
+            from sjtui.midi.state import cleanup_after
+
+            report = cleanup_after(self.pid)
+            if report is not None:
+                reached = ", ".join(report.get("reached") or []) or "no port of it is left"
+                self.warnings.append(f"{self.error}: all notes off to {reached}")
+        except Exception as error:  # noqa: BLE001 - reported, the jam keeps going without drums
+            self.warnings.append(f"cleaning up after the MIDI process failed: {error}")
+
+    def stop(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the child: it sends Stop, note-offs and All Notes Off and removes its state file."""
+        self._closing.set()
+        poller, self._poller = self._poller, None
+        if poller is not None and poller is not threading.current_thread():
+            poller.join(2.0)
+        if self.process.process.is_alive():
+            try:
+                final = self.process.stats()
+            except (EOFError, OSError):
+                final = None
+            if final is not None:
+                self._take(final)
+        self.process.close()
 
 
 class _LevelingAnalyzer:
@@ -475,6 +626,9 @@ class Engine:
             # the anchor is the first sample of a block that arrived at monotonic_s: its end is now
             block = self.options.block_size
             self._clock_params = (sc._offset_time, sc._offset_sample + block, sc._slope)
+            set_line = getattr(self.output, "set_clock_line", None)
+            if set_line is not None:  # an rtmidi child process follows the same line
+                set_line(self._clock_params)
 
     def _run(self) -> None:
         poll_s = 0.5 * HOP_SIZE / self.sample_rate_hz
@@ -1042,6 +1196,10 @@ class Engine:
 
     def _tie_output_clock(self, output) -> None:
         """A buffered backend's frame clock is tied to the input timeline by its frame_offset."""
+        if isinstance(output, ProcessOutput):  # the child ties it, against our line
+            output.tie(self._clock_params)
+            output.set_clock_line(self._clock_params)
+            return
         backend = getattr(output, "backend", None)
         if backend is not None and not backend.timed and hasattr(backend, "frame_offset"):
             frames_now = backend.now_sample() + backend.frame_offset
@@ -1553,6 +1711,8 @@ def open_output(options: EngineOptions, sample_rate_hz: int, clock):
     from sjtui.midi.scheduler import MidiScheduler
 
     channel = options.config.channel - 1
+    if not options.synth and options.config.midi_process:
+        return _open_process_output(options, sample_rate_hz, clock)
     if options.synth:
         from sjtui.synth.backend import SynthBackend
 
@@ -1579,6 +1739,37 @@ def open_output(options: EngineOptions, sample_rate_hz: int, clock):
         state=options.state_file,
     )
     return scheduler, name, int(rate)
+
+
+def _open_process_output(options: EngineOptions, sample_rate_hz: int, clock):
+    """The rtmidi or JACK output in a child process (:class:`ProcessOutput`)."""
+    from sjtui.midi.ports import choose_api
+
+    kind = options.midi_backend
+    if kind == "auto":
+        kind = "jack" if choose_api(options.midi_api) == "UNIX_JACK" else "rtmidi"
+    if kind == "jack":
+        spec = {"connect_to": options.midi_out}
+    elif kind == "rtmidi":
+        spec = {"port": options.midi_out, "api": options.midi_api}
+    else:
+        from sjtui.midi.events import MidiError
+
+        raise MidiError(f"MIDI backend {kind!r} is unknown; use auto, jack, rtmidi (or --synth for the built-in synth)")
+    scheduler_options = {
+        "sample_rate_hz": None if kind == "jack" else float(sample_rate_hz),
+        "lookahead_ms": None if kind == "rtmidi" else min(80.0, 0.6 * options.config.decision_lead_ms),
+        "channels": (options.config.channel - 1,),
+        "state": options.state_file,
+    }
+    # rtmidi: the child's clock is the engine's audio line (updated after every refit); JACK: its frames
+    line = (time.monotonic(), float(clock()), float(sample_rate_hz)) if kind == "rtmidi" else None
+    output = ProcessOutput(kind, spec, scheduler_options, line)
+    if kind == "jack":
+        name = options.midi_out or f"{output.description['port']} (virtual)"
+    else:
+        name = options.midi_out or "sjtui (virtual)"
+    return output, name, int(output.sample_rate_hz)
 
 
 def create_engine(options: EngineOptions) -> Engine:

@@ -251,11 +251,40 @@ def test_sigterm_of_a_headless_jam_leaves_no_note_on(capture, guitar_audio_dir, 
     assert not list((tmp_path / "run").glob("midi-out-*.json"))  # a clean stop removes its state file
 
 
+def test_sigkill_of_a_headless_jam_silences_its_midi_process(capture, guitar_audio_dir, library_dir, tmp_path):  # noqa: F811
+    """Default: the MIDI output runs in a child process, which sees its parent die and silences itself."""
+    proc = _jam_process(capture, library_dir, tmp_path / "run", (), "[engine]\nnote_length_ms = 1500.0\n", tmp_path)
+    try:
+        _wait_bars(proc, 2)
+        time.sleep(0.37)
+        proc.kill()
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    deadline = time.monotonic() + 5
+    events = []
+    while time.monotonic() < deadline:
+        events += capture.take()
+        if any(d[:2] == bytes([0xB9, 123]) for _, d in events) and not list((tmp_path / "run").glob("midi-out-*.json")):
+            break
+        time.sleep(0.1)
+    time.sleep(0.2)
+    events += capture.take()
+    assert any(d[0] == 0x99 and d[2] > 0 for _, d in events)
+    assert sounding_after(events) == set()
+    assert any(d[:2] == bytes([0xB9, 123]) for _, d in events)  # All Notes Off from the orphaned child
+    assert not list((tmp_path / "run").glob("midi-out-*.json"))  # it stopped cleanly: no state file left
+
+
 def test_sigkill_of_a_headless_jam_is_cleaned_up_by_the_parent(capture, guitar_audio_dir, library_dir, tmp_path):  # noqa: F811
     from sjtui.midi.state import cleanup_after
 
-    # long notes: at any moment some drum is sounding when the process dies
-    proc = _jam_process(capture, library_dir, tmp_path / "run", (), "[engine]\nnote_length_ms = 1500.0\n", tmp_path)
+    # long notes: at any moment some drum is sounding when the process dies; the scheduler in the
+    # jam's own process (midi_process = false), so nothing of it survives the kill
+    proc = _jam_process(
+        capture, library_dir, tmp_path / "run", (), "[engine]\nnote_length_ms = 1500.0\nmidi_process = false\n", tmp_path
+    )
     try:
         _wait_bars(proc, 2)
         time.sleep(0.37)
@@ -359,7 +388,7 @@ def test_changing_the_midi_output_and_the_input_while_jamming(capture, library_d
 
 def test_after_sigkill_the_next_jam_cleans_up_on_start(capture, guitar_audio_dir, library_dir, tmp_path, monkeypatch):  # noqa: F811
     runtime = tmp_path / "run"
-    proc = _jam_process(capture, library_dir, runtime, (), "[engine]\nnote_length_ms = 1500.0\n", tmp_path)
+    proc = _jam_process(capture, library_dir, runtime, (), "[engine]\nnote_length_ms = 1500.0\nmidi_process = false\n", tmp_path)
     try:
         _wait_bars(proc, 2)
         time.sleep(0.37)
@@ -442,7 +471,7 @@ def test_following_an_incoming_midi_clock(jack_server, library_dir, guitar_audio
         )
     )  # fmt: skip
     capture = MidiCapture("sjtui-test-capture")
-    engine.output.backend.connect(capture.port_name)
+    capture.client.connect(engine.output.description["port"], capture.port_name)  # the MIDI child's port
     reports = []
     try:
         engine.start()

@@ -72,6 +72,11 @@ def _child(conn, spec: dict, options: dict, clock_line) -> None:
     from sjtui.midi.scheduler import MidiScheduler, install_signal_handlers
 
     install_signal_handlers()
+    import signal
+
+    # Ctrl-C reaches the whole process group: the parent handles it and stops us over the pipe
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    deferred = bool(spec.pop("deferred_start", False))  # wait for "begin" (the timeline is tied first)
     try:
         backend = _make_backend(spec)
     except Exception as error:
@@ -81,8 +86,19 @@ def _child(conn, spec: dict, options: dict, clock_line) -> None:
     if line_clock is not None:
         options = dict(options, clock=line_clock)
     scheduler = MidiScheduler(backend, **options)
-    scheduler.start()
-    conn.send(("ready", backend.describe()))
+    if not deferred:
+        scheduler.start()
+    conn.send(
+        (
+            "ready",
+            {
+                **backend.describe(),
+                "sample_rate_hz": scheduler.sample_rate_hz,
+                "timed": bool(backend.timed),
+                "cleanup_reports": list(scheduler.cleanup_reports),
+            },
+        )
+    )
     try:
         while True:
             try:
@@ -102,6 +118,7 @@ def _child(conn, spec: dict, options: dict, clock_line) -> None:
                             "running": scheduler.running,
                             "error": repr(scheduler.error) if scheduler.error else None,
                             "late_events_backend": int(getattr(backend, "late_events", 0)),
+                            "lost_events_backend": int(getattr(backend, "lost_events", 0)),
                             "min_lead_samples": scheduler.min_lead_samples,
                             "note_errors_ms": scheduler.note_errors_ms.values().tolist()
                             if args and args[0]
@@ -112,6 +129,29 @@ def _child(conn, spec: dict, options: dict, clock_line) -> None:
             elif name == "clock_line":
                 if line_clock is not None:
                     line_clock.set(args[0])
+            elif name == "begin":
+                # the parent's line first (the scheduler's loop keeps its start time), then start
+                if line_clock is not None:
+                    line_clock.set(args[0])
+                if not backend.timed and hasattr(backend, "frame_offset"):
+                    frames_now = backend.now_sample() + backend.frame_offset
+                    backend.frame_offset = int(round(frames_now - _LineClock(args[0])()))
+                scheduler.start()
+                conn.send(
+                    (
+                        "begin",
+                        {
+                            "frame_offset": getattr(backend, "frame_offset", None),
+                            "cleanup_reports": list(scheduler.cleanup_reports),
+                        },
+                    )
+                )
+            elif name == "tie":
+                # a buffered backend's frames tied to the parent's line: frame_offset = frames - line(now)
+                if not backend.timed and hasattr(backend, "frame_offset"):
+                    frames_now = backend.now_sample() + backend.frame_offset
+                    backend.frame_offset = int(round(frames_now - _LineClock(args[0])()))
+                conn.send(("tie", getattr(backend, "frame_offset", None)))
             elif name == "now":
                 conn.send(("now", float(scheduler.clock())))
             else:
@@ -197,6 +237,16 @@ class MidiProcess:
 
     def set_clock_line(self, line) -> None:
         self._put("clock_line", tuple(line))
+
+    def begin(self, line) -> dict | None:
+        """With ``deferred_start`` in the backend spec: tie the timeline to ``line`` and start the
+        scheduler; returns ``{"frame_offset", "cleanup_reports"}`` (None without an answer)."""
+        return self._ask("begin", tuple(float(v) for v in line))
+
+    def tie(self, line) -> int | None:
+        """A buffered (JACK) backend's frame clock follows the parent's line ``(time0_s, sample0, rate_hz)``;
+        returns its new ``frame_offset`` (None for a timed backend or no answer)."""
+        return self._ask("tie", tuple(float(v) for v in line))
 
     # queries (wait for the answer)
     def _ask(self, name: str, *args, timeout_s: float = 5.0):
