@@ -257,8 +257,27 @@ async def test_factory_error_is_shown_and_quit_returns_2():
     assert app.return_code == 2
 
 
-def test_label_screen_80x24(snap_compare, stores, loops):
-    session = _session(stores, loops[:1], FixedPlayer(), seed=1)
+def fixed_loop():
+    """A loop whose onsets are fixed (the fake engine's riff), independent of the analysis being tuned."""
+    from sjtui.dsp.fingerprint import ONSET_DTYPE, Fingerprint
+    from sjtui.labels.loops import GuitarLoop
+    from sjtui.meter import parse_meter
+    from sjtui.ui.fake import riff_onsets
+
+    meter = parse_meter("4/4")
+    grid = riff_onsets(meter.steps_per_bar, seed=2)
+    band, bar, step = np.nonzero(grid)
+    onsets = np.zeros(band.size, dtype=ONSET_DTYPE)
+    onsets["band"], onsets["bar"], onsets["step"], onsets["strength"] = band, bar, step, grid[band, bar, step]
+    onsets = onsets[np.lexsort((onsets["band"], onsets["step"], onsets["bar"]))]
+    fingerprint = Fingerprint(np.zeros_like(grid), np.zeros_like(grid), onsets, meter, 100.0, 0, 0.0)
+    audio = np.zeros(int(4 * 4 * 60 / 100.0 * 48000), dtype=np.float32)
+    return GuitarLoop(audio, 48000, 100.0, meter, 4, fingerprint, "generated",
+                      {"riff_style": "straight8", "program": "clean"})  # fmt: skip
+
+
+def test_label_screen_80x24(snap_compare, stores):
+    session = _session(stores, [fixed_loop()], FixedPlayer(), seed=1)
     assert snap_compare(LabelApp(session), terminal_size=(80, 24))
 
 
@@ -297,6 +316,13 @@ async def test_locked_database_message_on_screen_and_nothing_lost(stores, loops,
         assert [r["rating"] for r in again.rating_rows()] == [5, 1]
 
 
+def shipped_version() -> str:
+    from sjtui.model.manifest import read_manifest
+    from sjtui.model.runtime import SHIPPED_MODEL_DIR
+
+    return str(read_manifest(SHIPPED_MODEL_DIR)["version"])
+
+
 def _label_args(tmp_path, **overrides):
     import argparse
 
@@ -318,7 +344,7 @@ def test_build_session_uses_the_active_model_for_pairing(portaudio_jack, tmp_pat
     monkeypatch.setenv("SJTUI_DATA_DIR", str(tmp_path))
     session = build_session(_label_args(tmp_path, synth_engine="numpy"), log=lambda text: None)
     try:
-        assert session.model_version == "0.1.0" and session.player.name == "built-in synth"
+        assert session.model_version == shipped_version() and session.player.name == "built-in synth"
         scores = session.scores_of(session.loops[0])
         embedded = np.isfinite(session.library.embeddings).all(axis=1)
         assert scores.shape == session.library.ids.shape and embedded.mean() > 0.9
@@ -329,7 +355,7 @@ def test_build_session_uses_the_active_model_for_pairing(portaudio_jack, tmp_pat
     finally:
         session.close()
     with LabelStore.open(tmp_path, readonly=True) as store:
-        assert [(r["rating"], r["model_version"]) for r in store.rating_rows()] == [(4, "0.1.0")]
+        assert [(r["rating"], r["model_version"]) for r in store.rating_rows()] == [(4, shipped_version())]
 
 
 def test_cli_refuses_a_newer_database_and_leaves_it_alone(tmp_path):

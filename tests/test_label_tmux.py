@@ -43,7 +43,10 @@ def test_label_over_tmux_rate_skip_note_quit(jack_server, tmp_path, tmux_session
     term.wait_for("SJTUI-EXIT=0")
     with LabelStore.open(tmp_path, readonly=True) as store:
         rows = store.rating_rows()
+    from tests.test_label_app import shipped_version
+
+    version = shipped_version()
     assert [(r["rating"], r["note"], r["model_version"]) for r in rows] == [
-        (4, "", "0.1.0"),
-        (2, "great fill", "0.1.0"),
+        (4, "", version),
+        (2, "great fill", version),
     ]
