@@ -178,10 +178,15 @@ async def test_drums_to_a_jack_midi_port(portaudio_jack, stores, loops):
     client = jack.Client("label-test-drums", no_start_server=True)
     midi_in = client.midi_inports.register("drums")
 
+    note_on_frames = []
+
     @client.set_process_callback
     def process(frames):
-        for _offset, data in midi_in.incoming_midi_events():
-            received.append(bytes(data))
+        for offset, data in midi_in.incoming_midi_events():
+            message = bytes(data)
+            received.append(message)
+            if message[0] & 0xF0 == 0x90 and message[2] > 0:
+                note_on_frames.append(client.last_frame_time + offset)
 
     client.activate()
     try:
@@ -191,7 +196,19 @@ async def test_drums_to_a_jack_midi_port(portaudio_jack, stores, loops):
         app = LabelApp(session)
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.pause()
-            assert await _wait(pilot, lambda: any(m[0] & 0xF0 == 0x90 and m[2] > 0 for m in received), 300)
+            assert await _wait(pilot, lambda: bool(note_on_frames), 300)
+            # the groove is played in time, not dumped at once: five separate note-on frames, as expected
+            assert await _wait(pilot, lambda: len(set(note_on_frames)) >= 5, 400)
+            from sjtui.labels.player import _pass_events
+
+            pair = session.current
+            expected = _pass_events(pair.loop, pair.groove, 0, 8)
+            on = ((expected["status"] & 0xF0) == 0x90) & (expected["data2"] > 0)
+            expected_frames = np.unique(expected["sample"][on])  # chords arrive in one frame
+            got = np.unique(np.array(note_on_frames))
+            n = min(len(got), len(expected_frames))
+            relative_error = (got[:n] - got[0]) - (expected_frames[:n] - expected_frames[0])
+            assert n > 4 and np.abs(relative_error).max() <= 1  # frame-exact on the JACK MIDI port
             await pilot.press("3")
             await pilot.pause()
             assert stores[1].count() == 1

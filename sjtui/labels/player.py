@@ -14,11 +14,13 @@ Two players, one interface (:class:`PairPlayer`: ``play(loop, groove)``,
   stream, rendered before playing instead of block by block (a labelling
   pair is a fixed 4-bar loop, nothing changes while it plays).
 - :class:`MidiPlayer` (``--midi-out PORT``): the guitar plays through an
-  ``OutputStream`` whose frame counter is the clock of a
-  :class:`~sjtui.midi.scheduler.MidiScheduler` sending the groove's events to
-  the MIDI port (JACK or rtmidi backend, as the jam). Every replay queues the
-  next loop passes ahead; stop and close cancel pending events and send All
-  Notes Off.
+  ``OutputStream``; a :class:`~sjtui.midi.scheduler.MidiScheduler` sends the
+  groove's events to the MIDI port (JACK or rtmidi backend, as the jam) on
+  the backend's own timeline. Each play starts both 50 ms ahead on their
+  clocks (guitar at output frame ``now + lead``, drums at MIDI sample
+  ``now + lead``), so they agree to within one audio block plus the port's
+  latency; on one JACK server both clocks are JACK's frames. Stop and close
+  cancel pending events and send All Notes Off.
 
 :func:`open_player` picks one and falls back with a reason: a MIDI port
 that cannot be opened falls back to the built-in synth; no audio output at
@@ -114,8 +116,8 @@ class _LoopStream:
     """One sounddevice OutputStream playing a mono buffer ``(n,)`` on a loop, ``passes`` times.
 
     The callback copies from the buffer into ``outdata`` (every channel) and
-    advances a frame counter; it never raises. ``frames_played`` is the
-    clock of the MIDI scheduler in :class:`MidiPlayer`.
+    advances a frame counter; it never raises. ``frames_played`` (the
+    stream's clock) places the start of a buffer (``load(start_frame=)``).
     """
 
     def __init__(self, sample_rate_hz: int, device=None, block: int = 256):
@@ -273,12 +275,10 @@ class MidiPlayer(PairPlayer):
             self.stream.close()
             raise
         try:
+            # the scheduler keeps the backend's own timeline (JACK frames, or a monotonic sample line
+            # for rtmidi); play() maps the guitar's start on the output stream onto it
             self.scheduler = MidiScheduler(
-                self.backend,
-                sample_rate_hz=sample_rate_hz,
-                clock=self.stream.now_sample,
-                state=False,
-                realtime_priority=None,
+                self.backend, sample_rate_hz=sample_rate_hz, state=False, realtime_priority=None
             ).start()
         except BaseException:
             self.backend.close()
@@ -295,12 +295,13 @@ class MidiPlayer(PairPlayer):
                 "load the loops at the output's rate"
             )
         self.stop()
-        lead = int(0.05 * loop.sample_rate_hz)  # the guitar starts with a callback after this: the drums too
+        lead = int(0.05 * loop.sample_rate_hz)  # both start this far ahead, on their own clocks
+        midi_now = self.scheduler.clock()
         start = int(self.stream.now_sample()) + lead
         guitar = np.empty(loop.audio.shape[0], dtype=np.float32)
         np.multiply(loop.audio, GUITAR_GAIN, out=guitar)
         self.stream.load(guitar, LOOP_PASSES, start_frame=start)
-        self.scheduler.submit(_pass_events(loop, groove, 0, LOOP_PASSES, offset_samples=start))
+        self.scheduler.submit(_pass_events(loop, groove, 0, LOOP_PASSES, offset_samples=int(midi_now) + lead))
         self._start_frame = start
         self._loop = loop
 
