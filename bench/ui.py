@@ -399,15 +399,20 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="start-up runs (median)")
     parser.add_argument("--no-real", action="store_true", help="skip what needs jackd (real engine, memory)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--only", choices=("cpu", "startup", "memory", "engine_timing"), action="append",
+        help="measure only these sections (repeatable; default: all)",
+    )  # fmt: skip
     args = parser.parse_args()
+    only = set(args.only or ("cpu", "startup", "memory", "engine_timing"))
     if shutil.which("tmux") is None:
         print("bench/ui.py needs tmux (make test installs it)", file=sys.stderr)
         return 2
 
     result: dict = {"cpu_headless": [], "cpu_terminal": []}
-    for size in SIZES:
+    for size in SIZES if "cpu" in only else ():
         result["cpu_headless"].append(cpu_headless(size, args.seconds, args.publish_hz))
-    for size in SIZES:
+    for size in SIZES if "cpu" in only else ():
         result["cpu_terminal"].append(cpu_terminal(size, args.seconds, args.publish_hz))
 
     jack = None if args.no_real or shutil.which("jackd") is None else JackServer()
@@ -415,8 +420,9 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="sjtui-bench-ui-") as tmp:
             builtin_dir = Path(tmp) / "builtin"
             builtin_dir.mkdir()
-            result["startup"] = startup(args.repeats, jack, builtin_dir)
-            if jack is not None:
+            if "startup" in only:
+                result["startup"] = startup(args.repeats, jack, builtin_dir)
+            if jack is not None and "memory" in only:
                 gmd_dir = Path(tmp) / "gmd"
                 gmd_dir.mkdir()
                 start = time.perf_counter()
@@ -427,6 +433,7 @@ def main() -> int:
                     "jam_with_gmd_library": jam_memory(jack, gmd_dir, settle_s=5.0),
                     "peer_jam_with_builtin_library": jam_memory(jack, builtin_dir, settle_s=5.0),
                 }
+            if jack is not None and "engine_timing" in only:
                 result["engine_timing"] = engine_timing(jack, builtin_dir, seconds=max(args.seconds, 20.0))
     finally:
         if jack is not None:

@@ -207,7 +207,11 @@ class ProcessOutput:
         self.sample_rate_hz = float(info["sample_rate_hz"])
         self.timed = bool(info["timed"])
         self.pid = int(self.process.process.pid)
-        self.backend = types.SimpleNamespace(name=kind, timed=self.timed, underflows=0, late_events=0, lost_events=0)
+        # what the parent knows of the child's backend (read-only; figures refreshed from its stats)
+        self.backend = types.SimpleNamespace(
+            name=kind, timed=self.timed, underflows=0, late_events=0, lost_events=0,
+            full_port_name=info.get("port"), port_name=info.get("port"),
+        )  # fmt: skip
         self.cleanup_reports: list[dict] = []
         self._begun = False
         self.warnings: collections.deque = collections.deque(maxlen=64)

@@ -72,29 +72,38 @@ def render_song(sample_rate_hz: int = 48000, bpm: float = DEMO_BPM, timbre: str 
 def run(args) -> int:
     import sys
 
-    from sjtui.commands.jam import options_from_args, run_engine
+    from sjtui.commands.jam import options_from_args, run_engine, run_tui, wants_tui
     from sjtui.engine import create_engine
 
     bpm = DEMO_BPM if args.bpm is None else args.bpm
     use_synth = args.synth or args.midi_out is None
-    print(f"sjtui demo: rendering the song at {bpm:g} BPM ...", file=sys.stderr, flush=True)
-    samples, sections = render_song(48000, bpm, args.timbre)
-    for name, start_s, bars in sections:
-        print(f"  {start_s:6.1f} s  {name:<7} {bars} bars", file=sys.stderr)
     args.bpm = bpm
-    options = options_from_args(
-        args, samples=samples, loop=args.loop, synth=use_synth, input_name=f"synthesized guitar ({args.timbre})"
-    )
-    try:
-        engine = create_engine(options)
-    except Exception as error:
-        from sjtui.errors import AudioError
+    tui = wants_tui(args)
 
-        if isinstance(error, AudioError) and use_synth:
-            raise AudioError(
-                f"{error}\nThe demo plays the drums on the built-in synth and needs an audio output. On a machine "
-                "without a sound card run `make demo`, which starts a private JACK dummy server first; or send "
-                "the drums to a MIDI port with --midi-out PORT"
-            ) from None
-        raise
-    return run_engine(engine, args)
+    def build():
+        """Render the song and build the engine (behind the screen with the TUI, before the jam headless)."""
+        if not tui:
+            print(f"sjtui demo: rendering the song at {bpm:g} BPM ...", file=sys.stderr, flush=True)
+        samples, sections = render_song(48000, bpm, args.timbre)
+        if not tui:
+            for name, start_s, bars in sections:
+                print(f"  {start_s:6.1f} s  {name:<7} {bars} bars", file=sys.stderr)
+        options = options_from_args(
+            args, samples=samples, loop=args.loop, synth=use_synth, input_name=f"synthesized guitar ({args.timbre})"
+        )
+        try:
+            return create_engine(options)
+        except Exception as error:
+            from sjtui.errors import AudioError
+
+            if isinstance(error, AudioError) and use_synth:
+                raise AudioError(
+                    f"{error}\nThe demo plays the drums on the built-in synth and needs an audio output. On a machine "
+                    "without a sound card run `make demo`, which starts a private JACK dummy server first; or send "
+                    "the drums to a MIDI port with --midi-out PORT"
+                ) from None
+            raise
+
+    if tui:  # the screen first, the song and the engine behind it
+        return run_tui(lambda: build().start())
+    return run_engine(build(), args)

@@ -156,8 +156,21 @@ def run_headless(engine, as_json: bool, max_bars: int | None, out=None) -> int:
     return status
 
 
+def tui_available() -> bool:
+    """Whether the Textual jam screen exists (checked without starting anything)."""
+    try:
+        from sjtui.ui import app as ui_app
+    except ImportError:
+        return False
+    return getattr(ui_app, "make_app", None) is not None
+
+
 def run_tui(engine) -> int | None:
     """Run the Textual app on ``engine`` if the UI exists; None when it does not.
+
+    ``engine`` may be a function returning a started engine: the screen then
+    draws at once and the engine is built behind it (a worker thread); an error
+    building it is shown on the screen and printed after it closes (exit 2).
 
     SIGTERM and SIGHUP (the terminal went away) ask the app to exit from a
     watcher thread; if it has not ended 3 s later the engine is closed (every
@@ -173,6 +186,7 @@ def run_tui(engine) -> int | None:
     import os
     import threading
 
+    factory = None if hasattr(engine, "snapshot") or not callable(engine) else engine
     app = make_app(engine)
     got = {"signal": None}
     wake = threading.Event()
@@ -197,19 +211,23 @@ def run_tui(engine) -> int | None:
 
         threading.Thread(target=ask_app, name="sjtui-exit-app", daemon=True).start()
         time.sleep(3.0)
-        engine.close()
+        app.close_engine()  # the engine the app has (the built one with a factory)
         os._exit(128 + got["signal"])
 
     threading.Thread(target=watch, name="sjtui-signal-watch", daemon=True).start()
-    engine.start()  # the app polls and commands
+    if factory is None:
+        engine.start()  # the app polls and commands
     try:
         result = app.run()
     finally:
-        engine.close()
+        app.close_engine()
         if got["signal"] is None:
             wake.set()  # let the watcher end
     if got["signal"] is not None:
         return 128 + got["signal"]
+    if app.start_error is not None:
+        print(f"sjtui: {app.start_error}", file=sys.stderr)
+        return 2
     return int(result or 0)
 
 
@@ -219,8 +237,21 @@ def run(args) -> int:
     if args.bars is not None and args.bars < 1:
         print(f"sjtui: --bars {args.bars}: give at least 1 bar", file=sys.stderr)
         return 2
-    engine = create_engine(options_from_args(args))
+    options = options_from_args(args)
+    if wants_tui(args):  # the screen first; the engine (library, model, devices) is built behind it
+        return run_tui(lambda: create_engine(options).start())
+    engine = create_engine(options)
     return run_engine(engine, args)
+
+
+def wants_tui(args) -> bool:
+    """The jam screen runs (not --headless, a terminal, the UI installed)."""
+    if args.headless or not sys.stdout.isatty():
+        return False
+    if tui_available():
+        return True
+    print("sjtui: the terminal UI is not built yet; running headless (one line per bar)", file=sys.stderr)
+    return False
 
 
 def run_engine(engine, args) -> int:
