@@ -34,6 +34,7 @@ that bar), over the fingerprint of the 4 whole bars before that point.
 from __future__ import annotations
 
 import collections
+import os
 import queue
 import threading
 import time
@@ -512,6 +513,13 @@ class Engine:
         self._anchors_seen, self._anchors_seen_at = 0, time.monotonic()
         self._grooves: dict[int, object] = {}
         self.midi_clock_input = None
+        # hot reload: the manifests load_model() reads, their stat signature, a reload being prepared
+        self._model_manifests = _model_manifests(options.model)
+        self._model_signature = _stat_signature(self._model_manifests)
+        self._model_identity = _model_identity(model)
+        self._model_loader: threading.Thread | None = None
+        self._model_ready: tuple | None = None  # (model, version, ranker, notes, seconds) from the loader
+        self.model_reloads = 0
         self.notes = list(notes or [])
         self.report_bars = True
         for note in self.notes:
@@ -846,8 +854,71 @@ class Engine:
         scale = 10.0 ** ((level_db - c.dynamics_reference_db) / c.dynamics_db_per_decade)
         return float(np.clip(scale, c.dynamics_min, c.dynamics_max))
 
+    # -- hot reload of the model --------------------------------------------------------------------
+
+    def _check_model(self) -> None:
+        """At a decision: switch to a model a loader prepared, or start one when a manifest changed.
+
+        Cheap on the engine thread: one ``os.stat`` per watched manifest; loading the model and
+        embedding the library happen in a worker thread."""
+        ready, self._model_ready = self._model_ready, None
+        if ready is not None:
+            model, version, ranker, notes, seconds = ready
+            old = self.model_version or "no model"
+            self.model, self.ranker, self.model_version = model, ranker, version
+            self._model_identity = _model_identity(model)
+            self.model_reloads += 1
+            self.warnings_standing.pop("model", None)
+            self.warnings_standing.pop("model_reload", None)
+            for note in notes:
+                self._log("info", note)
+            self._log("info", f"model switched from {old} to {version} at this decision (prepared in {seconds:.1f} s)")
+            return
+        if not self._model_manifests or (self._model_loader is not None and self._model_loader.is_alive()):
+            return
+        signature = _stat_signature(self._model_manifests)
+        if signature == self._model_signature:
+            return
+        self._model_signature = signature
+        self._model_loader = threading.Thread(target=self._load_new_model, name="sjtui-model-reload", daemon=True)
+        self._model_loader.start()
+
+    def _load_new_model(self) -> None:
+        """Worker: load what load_model() would now return; if it is another model, embed the library."""
+        start = time.perf_counter()
+        try:
+            from sjtui.model.errors import ModelError
+            from sjtui.model.runtime import EncoderPair, load_model
+
+            notes: list[str] = []
+            try:
+                if self.options.model is not None:
+                    model = EncoderPair(self.options.model)
+                else:
+                    loaded = load_model(None)
+                    if loaded.fallback_reason:  # the new preferred model is broken: keep ours
+                        raise ModelError(loaded.fallback_reason.split("\nusing ")[0])
+                    model = loaded.model
+            except ModelError as error:
+                text = f"a new model was found but cannot be used ({error}); keeping {self.model_version or 'no model'}"
+                self.warnings_standing["model_reload"] = text
+                self._log("warning", text)
+                return
+            if _model_identity(model) == self._model_identity:
+                return  # touched, not changed
+            embeddings = embed_library(self.groove_store_path, self.library, model, notes)
+            ranker = GrooveRanker(self.library, model, embeddings, self.config)
+            version = f"{model.name} {model.version}"
+            notes.insert(0, f"model: {model.describe()}")
+            self._model_ready = (model, version, ranker, notes, time.perf_counter() - start)
+        except Exception as error:  # noqa: BLE001 - the current model keeps working
+            text = f"loading the new model failed ({error!r}); keeping {self.model_version or 'no model'}"
+            self.warnings_standing["model_reload"] = text
+            self._log("warning", text)
+
     def _choose_and_plan(self, window_bar: int, now: float, first_window: bool = False) -> bool:
         """Decide the groove of the window starting at ``window_bar`` and put it in the plan."""
+        self._check_model()
         fill_bar = window_bar - 1
         fp_end = window_bar if first_window or not self.config.fill_before_switch else fill_bar
         ranking, _ = self._rank(fp_end)
@@ -1613,6 +1684,44 @@ class SessionRecorder:
 # --- building an engine from options -----------------------------------------------------------------
 
 
+def _model_manifests(spec: str | None) -> tuple[Path, ...]:
+    """The manifests whose change may change what the engine's model spec loads (none for ``none``)."""
+    if spec is not None and spec.lower() == "none":
+        return ()
+    try:
+        from sjtui.model.manifest import MANIFEST_FILE
+        from sjtui.model.runtime import SHIPPED_MODEL_DIR, user_model_dir
+    except Exception:  # noqa: BLE001 - no model runtime: nothing to watch
+        return ()
+    if spec is not None:
+        return (Path(spec) / MANIFEST_FILE,)
+    return (user_model_dir() / MANIFEST_FILE, Path(SHIPPED_MODEL_DIR) / MANIFEST_FILE)
+
+
+def _stat_signature(manifests) -> tuple:
+    """(name, mtime_ns, size, inode) of every file in each manifest's folder (a handful of stats; empty
+    where the folder is missing): changes when a model is (re)written, whatever order its files come in."""
+    out = []
+    for manifest in manifests:
+        folder = []
+        try:
+            with os.scandir(manifest.parent) as entries:
+                for entry in entries:
+                    if entry.is_file():
+                        st = entry.stat()
+                        folder.append((entry.name, st.st_mtime_ns, st.st_size, st.st_ino))
+        except OSError:
+            pass
+        out.append(tuple(sorted(folder)))
+    return tuple(out)
+
+
+def _model_identity(model) -> tuple | None:
+    if model is None:
+        return None
+    return (model.name, model.version, model.groove_encoder_id, str(getattr(model, "directory", "")))
+
+
 def _is_file(spec: str | None) -> bool:
     if spec is None:
         return False
@@ -1645,35 +1754,57 @@ def load_groove_library(path: str | None, model=None, notes: list[str] | None = 
             notes.append(f"built-in grooves: {store.builtin_error}")
         if len(library) == 0:
             raise EngineError(f"the groove library {store.path} is empty; run `sjtui grooves import` or drop --library")
-        embeddings = None
-        if model is not None:
-            embeddings = library.embeddings
-            missing = ~np.isfinite(embeddings).all(axis=1) if embeddings.size else np.ones(len(library), bool)
-            if embeddings.size == 0:
-                embeddings = np.full((len(library), model.embedding_dim), np.nan, np.float32)
-            if missing.any():
-                from sjtui.model.inputs import model_steps_per_bar
-
-                embeddable = {}
-                for meter in set(np.asarray(library.meters).astype(str).tolist()):
-                    try:
-                        model_steps_per_bar(parse_meter(meter))
-                        embeddable[meter] = True
-                    except Exception:  # a meter longer than the model's bar: never chosen with this model
-                        embeddable[meter] = False
-                        if notes is not None:
-                            notes.append(f"grooves in {meter} are not used: the model takes bars of at most 5 beats")
-                missing &= np.array([embeddable[m] for m in np.asarray(library.meters).astype(str)], dtype=bool)
-            if missing.any():
-                rows = np.flatnonzero(missing)
-                grooves = [library.groove(int(i)).bar_slice(0, min(4, library.groove(int(i)).bars)) for i in rows]
-                vectors = model.embed_grooves(grooves, library.descriptors[rows])
-                embeddings[rows] = vectors
-                try:
-                    store.set_embeddings(key, library.ids[rows], vectors)
-                except Exception:  # a read-only library still works, it just embeds again next time
-                    pass
+        embeddings = None if model is None else _embed_library(store, key, library, model, notes)
         return library, embeddings, store.path
+    finally:
+        store.close()
+
+
+def _embed_library(store, key: str, library, model, notes: list[str] | None, cached=None):
+    """``(n_grooves, embedding_dim)`` float32 embeddings of ``library`` under ``model``: the store's cached
+    vectors (``cached``, else the library's own), the missing ones embedded now and saved."""
+    embeddings = library.embeddings if cached is None else cached
+    missing = ~np.isfinite(embeddings).all(axis=1) if embeddings.size else np.ones(len(library), bool)
+    if embeddings.size == 0:
+        embeddings = np.full((len(library), model.embedding_dim), np.nan, np.float32)
+    if missing.any():
+        from sjtui.model.inputs import model_steps_per_bar
+
+        embeddable = {}
+        for meter in set(np.asarray(library.meters).astype(str).tolist()):
+            try:
+                model_steps_per_bar(parse_meter(meter))
+                embeddable[meter] = True
+            except Exception:  # a meter longer than the model's bar: never chosen with this model
+                embeddable[meter] = False
+                if notes is not None:
+                    notes.append(f"grooves in {meter} are not used: the model takes bars of at most 5 beats")
+        missing &= np.array([embeddable[m] for m in np.asarray(library.meters).astype(str)], dtype=bool)
+    if missing.any():
+        rows = np.flatnonzero(missing)
+        grooves = [library.groove(int(i)).bar_slice(0, min(4, library.groove(int(i)).bars)) for i in rows]
+        vectors = model.embed_grooves(grooves, library.descriptors[rows])
+        embeddings[rows] = vectors
+        try:
+            store.set_embeddings(key, library.ids[rows], vectors)
+        except Exception:  # a read-only library still works, it just embeds again next time
+            pass
+    return embeddings
+
+
+def embed_library(store_path, library, model, notes: list[str] | None = None) -> np.ndarray:
+    """The embeddings of an already loaded ``library`` under another ``model`` (hot reload; off the
+    engine thread): cached vectors from the store at ``store_path``, the missing ones embedded and saved."""
+    from sjtui.grooves.store import GrooveStore
+
+    store = GrooveStore(store_path)
+    try:
+        key = f"{model.name}@{model.groove_encoder_id[:16]}"
+        try:
+            cached = store._embedding_matrix(key, library)
+        except Exception:  # noqa: BLE001 - a damaged cache: embed everything
+            cached = np.zeros((0, 0), np.float32)
+        return _embed_library(store, key, library, model, notes, cached)
     finally:
         store.close()
 
