@@ -106,12 +106,16 @@ async def test_keys_on_the_real_player_through_jack(portaudio_jack, stores, loop
     player = MixPlayer(48000, synth="numpy")
     # listen to what sjtui plays: a JACK client connected to PortAudio's output ports
     heard = []
+    captured: list[np.ndarray] = []
     client = jack.Client("label-test-listener", no_start_server=True)
     inport = client.inports.register("in")
 
     @client.set_process_callback
     def process(frames):
-        heard.append(float(np.abs(inport.get_array()).max()))
+        block = inport.get_array()
+        heard.append(float(np.abs(block).max()))
+        if len(captured) < 400:  # about 2 s from the start
+            captured.append(block.copy())
 
     client.activate()
     sources = [p.name for p in client.get_ports(is_audio=True, is_output=True) if "PortAudio" in p.name]
@@ -128,6 +132,41 @@ async def test_keys_on_the_real_player_through_jack(portaudio_jack, stores, loop
                 pilot, lambda: session.position_s() is not None and session.position_s() > 0.05
             )
             first = session.current
+            # what PortAudio put on the JACK graph is the guitar + synth drums mix, sample for sample
+            assert await _wait(pilot, lambda: len(captured) >= 400, 400)
+            from sjtui.labels.player import render_pair
+            from sjtui.synth.drums import DrumSynth
+
+            out = np.concatenate(captured)
+            expected = render_pair(first.loop, first.groove, DrumSynth(48000))
+            start = int(np.flatnonzero(np.abs(out) > 0)[0])
+            # the capture may begin a block or two into the loop (PortAudio's first buffers on a freshly
+            # connected port): find where, within the first 16 blocks, then compare sample for sample
+            offsets = [
+                k
+                for k in range(0, 16 * 256)
+                if np.allclose(expected[k : k + 64], out[start : start + 64], atol=1e-6)
+            ]
+            assert offsets, "the start of what was heard is not in the first blocks of the mix"
+            lead = offsets[0]
+            n = min(out.size - start, 24000)
+            assert n > 4800
+            # block by block: each 256-frame block heard is a block of the mix, at its place or, after an
+            # xrun (PortAudio's JACK callback runs Python: on this shared 2-core machine it can miss a cycle),
+            # a few blocks away; most blocks must be exact
+            heard_blocks = out[start : start + n - n % 256].reshape(-1, 256)
+            exact = 0
+            for b, block in enumerate(heard_blocks):
+                for shift in range(-4, 5):
+                    k = lead + (b + shift) * 256
+                    if (
+                        0 <= k
+                        and k + 256 <= expected.size
+                        and np.allclose(block, expected[k : k + 256], atol=1e-6)
+                    ):
+                        exact += 1
+                        break
+            assert exact >= 0.8 * len(heard_blocks), f"{exact} of {len(heard_blocks)} blocks are the mix"
             await pilot.press("4")
             await pilot.pause()
             rows = store.rating_rows()

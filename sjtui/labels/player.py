@@ -116,21 +116,29 @@ class _LoopStream:
     """One sounddevice OutputStream playing a mono buffer ``(n,)`` on a loop, ``passes`` times.
 
     The callback copies from the buffer into ``outdata`` (every channel) and
-    advances a frame counter; it never raises. ``frames_played`` (the
-    stream's clock) places the start of a buffer (``load(start_frame=)``).
+    advances a frame counter; it never raises and never waits. Other threads
+    do not touch its state: :meth:`load` and :meth:`silence` publish a
+    request (one attribute assignment, a tuple with a sequence number) that
+    the callback takes over at the start of its next block. ``frames_played``
+    (the stream's clock) places the start of a buffer (``load(start_frame=)``).
     """
 
     def __init__(self, sample_rate_hz: int, device=None, block: int = 256):
         import sounddevice as sd
 
         self.sample_rate_hz = int(sample_rate_hz)
+        # owned by the callback
         self._buffer = np.zeros(1, dtype=np.float32)
         self._pos = 0
         self._remaining = 0  # frames still to play (0: silent)
         self._start_frame = 0
+        self._applied = 0
+        # written by other threads
+        self._request: tuple = (0, None, 0, 0)  # (sequence, buffer or None = silence, frames, start frame)
+        self._sequence = 0
+        self._lock = threading.Lock()  # between callers of load/silence only, never in the callback
         self.frames_played = 0
         self.error: str | None = None
-        self._lock = threading.Lock()
         try:
             self.stream = sd.OutputStream(
                 samplerate=self.sample_rate_hz,
@@ -146,18 +154,27 @@ class _LoopStream:
 
     def _callback(self, outdata, frames, time_info, status) -> None:
         try:
+            request = self._request
+            if request[0] != self._applied:
+                self._applied, buffer, total, start = request
+                if buffer is None:
+                    self._remaining = 0
+                else:
+                    self._buffer, self._remaining, self._start_frame, self._pos = buffer, total, start, 0
             outdata.fill(0.0)
             remaining = self._remaining
             buffer = self._buffer
             n = buffer.shape[0]
             # frames before the start frame stay silent
             written = min(frames, max(0, self._start_frame - self.frames_played))
+            pos = self._pos
             while remaining > 0 and written < frames:
-                take = min(frames - written, n - self._pos, remaining)
-                outdata[written : written + take, :] = buffer[self._pos : self._pos + take, None]
+                take = min(frames - written, n - pos, remaining)
+                outdata[written : written + take, :] = buffer[pos : pos + take, None]
                 written += take
                 remaining -= take
-                self._pos = (self._pos + take) % n
+                pos = (pos + take) % n
+            self._pos = pos
             self._remaining = remaining
             self.frames_played += frames
         except Exception as error:  # noqa: BLE001 - the callback must not raise; reported by poll()
@@ -166,27 +183,33 @@ class _LoopStream:
     def now_sample(self) -> float:
         return float(self.frames_played)
 
+    def _publish(self, buffer, total: int, start: int) -> None:
+        with self._lock:
+            self._sequence += 1
+            self._request = (self._sequence, buffer, total, start)
+
     def load(self, buffer: np.ndarray, passes: int, start_frame: int | None = None) -> None:
         """Play ``buffer`` ``(n,)`` float32 ``passes`` times, from stream frame ``start_frame`` (default: now)."""
-        with self._lock:
-            self._remaining = 0
-            self._buffer = np.ascontiguousarray(buffer, dtype=np.float32)
-            self._pos = 0
-            self._start_frame = self.frames_played if start_frame is None else int(start_frame)
-            self._remaining = int(passes) * self._buffer.shape[0]
+        buffer = np.ascontiguousarray(buffer, dtype=np.float32)
+        start = self.frames_played if start_frame is None else int(start_frame)
+        self._publish(buffer, int(passes) * buffer.shape[0], start)
 
     def silence(self) -> None:
-        self._remaining = 0
+        self._publish(None, 0, 0)
 
     @property
     def playing(self) -> bool:
+        """A buffer is (or is about to be) playing."""
+        request = self._request
+        if request[0] != self._applied:
+            return request[1] is not None and request[2] > 0
         return self._remaining > 0
 
     def position_frames(self) -> int:
-        return self._pos
+        return self._pos if self._request[0] == self._applied else 0
 
     def close(self) -> None:
-        self._remaining = 0
+        self.silence()
         try:
             self.stream.stop()
             self.stream.close()
