@@ -144,7 +144,7 @@ async def test_keys_on_the_real_player_through_jack(portaudio_jack, stores, loop
             # connected port): find where, within the first 16 blocks, then compare sample for sample
             offsets = [
                 k
-                for k in range(0, 16 * 256)
+                for k in range(16 * 256)
                 if np.allclose(expected[k : k + 64], out[start : start + 64], atol=1e-6)
             ]
             assert offsets, "the start of what was heard is not in the first blocks of the mix"
