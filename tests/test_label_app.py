@@ -436,3 +436,16 @@ def test_cli_refuses_a_newer_database_and_leaves_it_alone(tmp_path):
     assert result.returncode == 2
     assert "newer" in result.stderr and "7" in result.stderr
     assert db.read_bytes() == before
+
+
+@pytest.mark.asyncio
+async def test_player_fallback_and_skipped_loops_are_shown(stores, loops):
+    session = _session(stores, loops, FixedPlayer())
+    session.player_note = "MIDI output 'Gone' unusable (no such port); drums play on the built-in synth"
+    session.problems.append("loop 3 (x.wav bar 1, 300 BPM 4/4): no groove fits this loop")
+    app = LabelApp(session)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        log = app.query_one("#label-log").plain()
+        assert "drums play on the built-in synth" in log and "no groove fits this loop" in log
+        await pilot.press("q")

@@ -128,6 +128,7 @@ class LabelApp(App[int]):
         self._views: list[SnapshotView] = []
         self._pair_key = None
         self._pair_snapshot = EngineSnapshot()
+        self._problems_shown = 0
 
     # --- layout ----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -172,8 +173,6 @@ class LabelApp(App[int]):
             session.close()
             return
         self.session = session
-        for problem in getattr(session, "problems", []):
-            self.log_line("warning", problem)
         note = getattr(session, "player_note", None)
         if note:
             self.log_line("warning", note)
@@ -220,10 +219,14 @@ class LabelApp(App[int]):
         self.query_one("#label-status", Static).update(f"{prompt} · " + " · ".join(parts))
 
     def refresh_pair(self) -> None:
-        """Header, onset grid and drum pattern of the current pair."""
+        """Header, onset grid and drum pattern of the current pair; loops passed over since, in the log."""
         from sjtui.labels.session import loop_label
 
         session = self.session
+        problems = getattr(session, "problems", [])
+        for problem in problems[self._problems_shown :]:
+            self.log_line("warning", problem)
+        self._problems_shown = len(problems)
         pair = None if session is None else session.current
         if session is not None:
             header = self.query_one(LabelHeader)
