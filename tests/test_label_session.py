@@ -250,3 +250,49 @@ def test_render_pair_holds_guitar_and_drums(env, loops):
     drums = mix - 0.8 * loop.audio
     assert np.abs(drums).max() > 0.05  # the drums are there
     assert np.abs(mix).max() <= 1.0
+
+
+def _label_args(**overrides):
+    import argparse
+
+    from sjtui.commands import label
+
+    parser = argparse.ArgumentParser()
+    label.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["label", "--no-recordings"])
+    for key, value in overrides.items():
+        setattr(args, key, value)
+    return args
+
+
+def test_find_loops_from_a_folder_of_recordings_at_the_output_rate(guitar_audio_dir, tmp_path):
+    import shutil
+
+    from sjtui.commands.label import find_loops
+
+    folder = tmp_path / "takes"
+    folder.mkdir()
+    shutil.copy(guitar_audio_dir / "berklee_guitar_riff_cutup5.wav", folder)  # 20.3 s at 44.1 kHz
+    shutil.copy(guitar_audio_dir / "berklee_guitar_chord1.wav", folder)  # too short for 4 bars
+    notes = []
+    loops = find_loops(_label_args(folder=[folder], bpm=123.0), log=notes.append)
+    assert len(loops) == 2 and all(loop.sample_rate_hz == 48000 for loop in loops)
+    assert all(
+        loop.source == "user-file" and loop.audio.shape[0] == round(4 * 4 * 60 / 123 * 48000)
+        for loop in loops
+    )
+    assert any("berklee_guitar_chord1.wav" in note and "shorter than 4 bars" in note for note in notes)
+
+
+def test_find_loops_says_where_it_looked(guitar_audio_dir, tmp_path):
+    import shutil
+
+    from sjtui.commands.label import find_loops
+
+    folder = tmp_path / "short"
+    folder.mkdir()
+    shutil.copy(guitar_audio_dir / "berklee_guitar_chord1.wav", folder)
+    with pytest.raises(LabelError) as error:
+        find_loops(_label_args(folder=[folder], bpm=123.0), log=lambda text: None)
+    text = str(error.value)
+    assert f"{folder}: 0 loop(s)" in text and "--generated N" in text and "--folder DIR" in text
