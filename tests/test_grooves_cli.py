@@ -97,8 +97,10 @@ def test_errors_are_clear(data_dir, capsys, tmp_path):
     assert code == 2 and "--download" in err
     code, _, err = run(capsys, "grooves", "import", str(tmp_path), "--channel", "17")
     assert code == 2 and "1 to 16" in err
-    code, _, err = run(capsys, "grooves", "play", "1")
-    assert code == 1 and "MIDI output is not built yet" in err
+    code, _, err = run(capsys, "grooves", "play", "424242")
+    assert code == 2 and "no groove with id 424242" in err
+    code, _, err = run(capsys, "grooves", "play", "1", "--repeats", "0")
+    assert code == 2 and "at least once" in err
 
 
 def test_gmd_zip_import_and_download_from_local_server(data_dir, tmp_path, capsys, groove_midi_dir):

@@ -7,7 +7,7 @@
     sjtui grooves list [--style S] [--json]
     sjtui grooves show ID
     sjtui grooves export ID FILE.mid
-    sjtui grooves play ID                   (needs MIDI output, not built yet)
+    sjtui grooves play ID [--midi-out PORT] [--bpm N] [--repeats N]
 """
 
 from __future__ import annotations
@@ -68,8 +68,14 @@ def add_parser(subparsers) -> None:
     p.add_argument("output", type=Path)
     p.set_defaults(run=run_export)
 
-    p = sub.add_parser("play", help="play a groove (needs MIDI output)")
+    p = sub.add_parser("play", help="play a groove on the built-in synth or to a MIDI port")
     p.add_argument("id", type=int)
+    p.add_argument("--midi-out", metavar="PORT", default=None,
+                   help="send to this MIDI port (see `sjtui devices`); default: the built-in synth")  # fmt: skip
+    p.add_argument("--midi-api", default=None, help="MIDI system (alsa, jack, coremidi, windows_mm)")
+    p.add_argument("--bpm", type=float, default=None, help="tempo (default: the groove's own)")
+    p.add_argument("--repeats", type=int, default=2, help="times to play the groove (default 2)")
+    p.add_argument("--clock-out", action="store_true", help="send MIDI clock, Start and Stop with it")
     p.set_defaults(run=run_play)
 
 
@@ -311,10 +317,65 @@ def run_export(args) -> int:
 
 
 def run_play(args) -> int:
-    print(
-        "sjtui grooves play: MIDI output is not built yet, so sjtui cannot play grooves. "
-        f"Meanwhile `sjtui grooves export {args.id} groove.mid` writes the groove as a MIDI file "
-        "(fluidsynth can render it).",
-        file=sys.stderr,
-    )
-    return 1
+    """Play the groove with its own micro-timing and dynamics, then silence everything.
+
+    The same scheduler and event model as the jam; Ctrl-C or SIGTERM stop it
+    with note-offs and All Notes Off.
+    """
+    import signal
+    import time
+
+    from sjtui.errors import SjtuiError
+    from sjtui.midi.events import groove_events
+    from sjtui.midi.scheduler import MidiScheduler
+    from sjtui.transport.timebase import TempoMap
+
+    if args.repeats < 1:
+        raise SjtuiError(f"--repeats {args.repeats}: play the groove at least once")
+    store = _open_store(args)
+    try:
+        groove = store.get(args.id)
+    finally:
+        store.close()
+    bpm = float(args.bpm or groove.bpm)
+    if not 20 <= bpm <= 400:
+        raise SjtuiError(f"--bpm {bpm:g}: give a tempo between 20 and 400 BPM")
+    if args.midi_out:
+        from sjtui.midi.backends import open_backend
+
+        backend = open_backend("auto", port=args.midi_out, api=args.midi_api)
+        destination = args.midi_out
+    else:
+        from sjtui.synth.backend import SynthBackend
+
+        backend = SynthBackend(sample_rate_hz=48000)
+        destination = f"built-in synth ({backend.engine.name})"
+    scheduler = MidiScheduler(backend, sample_rate_hz=backend.sample_rate_hz or 48000)
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        scheduler.start()
+        rate = scheduler.sample_rate_hz
+        start = int(scheduler.clock() + 0.2 * rate)  # lead: the first hit may sit before its step
+        tempo_map = TempoMap.constant(rate, bpm, groove.meter, anchor_sample=start)
+        events = [groove_events(groove, tempo_map, k * groove.bars) for k in range(args.repeats)]
+        end = int(tempo_map.bar_to_sample(args.repeats * groove.bars))
+        if args.clock_out:
+            scheduler.clock_start(tempo_map)
+            scheduler.clock_stop(end)
+        for part in events:
+            scheduler.submit(part)
+        print(f"playing {groove.name} ({groove.style}, {groove.bars} bars of {groove.meter}) "
+              f"{args.repeats}x at {bpm:g} BPM on {destination}; Ctrl-C stops")  # fmt: skip
+        while scheduler.clock() < end + 0.3 * rate:
+            if scheduler.error is not None:
+                raise SjtuiError(f"playback stopped: {scheduler.error}")
+            time.sleep(0.05)
+    except KeyboardInterrupt:
+        print("stopped")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        scheduler.close()  # note-offs for what sounds, All Notes Off, backend closed
+    return 0
