@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import os
 import shutil
@@ -577,6 +578,70 @@ def run_training(args, console) -> int:
 # ---------------------------------------------------------------------------- labels DB
 
 
+HELDOUT_SHARE = 0.2
+MIN_HELDOUT_CLIPS = 2
+
+
+def split_rated_clips(clips: list[str], share: float = HELDOUT_SHARE) -> tuple[list[str], list[str]]:
+    """(fine-tune clips, held-out clips): a fixed share of the rated clips, chosen by their hash.
+
+    The choice depends only on each clip's content hash, so a clip stays on
+    the same side as more ratings arrive, and no window is both trained on
+    and used to judge the result.
+    """
+    ordered = sorted(clips, key=lambda c: hashlib.sha256(("heldout:" + c).encode()).hexdigest())
+    n_held = max(MIN_HELDOUT_CLIPS, int(round(share * len(ordered))))
+    held = set(ordered[:n_held])
+    return [c for c in clips if c not in held], [c for c in clips if c in held]
+
+
+def rating_agreement(scores: np.ndarray, pairs: list[tuple[int, int, float]]) -> dict:
+    """How often a model orders a player's ratings the same way, per guitar window.
+
+    ``scores``: (n_guitar, n_groove) model scores; ``pairs``: (guitar row,
+    groove row, rating). For every two grooves rated differently with the
+    same guitar window, the pair counts as agreed when the higher-rated one
+    scores higher (ties in score count half). Returns ``{"pair_accuracy",
+    "n_comparisons"}``; 0 comparisons gives accuracy None.
+    """
+    by_window: dict[int, list[tuple[int, float]]] = {}
+    for gi, dj, rating in pairs:
+        by_window.setdefault(gi, []).append((dj, rating))
+    agreed = total = 0.0
+    for gi, rated in by_window.items():
+        for a in range(len(rated)):
+            for b in range(a + 1, len(rated)):
+                (da, ra), (db, rb) = rated[a], rated[b]
+                if ra == rb:
+                    continue
+                diff = (scores[gi, da] - scores[gi, db]) * (1 if ra > rb else -1)
+                agreed += 1.0 if diff > 0 else 0.5 if diff == 0 else 0.0
+                total += 1
+    return {"pair_accuracy": (agreed / total) if total else None, "n_comparisons": int(total)}
+
+
+def _torch_scores(model: TwoTower, g_in: dict, d_in: dict) -> np.ndarray:
+    model.eval()
+    with torch.no_grad():
+        return model.scores(_tensors(g_in), _tensors(d_in)).numpy()
+
+
+def _active_user_agreement(out_dir: Path, fingerprints, grooves, held_pairs, log) -> dict | None:
+    """Held-out agreement of the user's current model in ``out_dir`` (ONNX), or None when there is none."""
+    from sjtui.model.errors import ModelError
+    from sjtui.model.runtime import EncoderPair
+
+    if not (Path(out_dir) / "manifest.json").is_file():
+        return None
+    try:
+        current = EncoderPair(out_dir)
+    except ModelError as error:
+        log(f"your current model cannot be loaded ({error}); comparing with the starting model only")
+        return None
+    scores = current.embed_guitar(fingerprints) @ current.embed_grooves(grooves).T
+    return rating_agreement(scores, held_pairs)
+
+
 def finetune_from_labels(
     labels_db, *, library=None, base_dir=None, out_dir=None, steps: int = 150, seed: int = 0, log=print
 ) -> dict:
@@ -644,9 +709,41 @@ def finetune_from_labels(
     d_in = layout.groove_inputs(grooves, np.stack([g.extra["descriptors"] for g in grooves]))
     clip_row = {c: i for i, c in enumerate(clips)}
     groove_row = {g: i for i, g in enumerate(groove_ids)}
+    train_clips, held_clips = split_rated_clips(clips)
+    held_set = set(held_clips)
     pairs = [(clip_row[r.clip_hash], groove_row[int(r.groove_id)], float(r.rating)) for r in usable]
+    train_pairs = [p for p in pairs if clips[p[0]] not in held_set]
+    held_pairs = [p for p in pairs if clips[p[0]] in held_set]
     model, meta = load_checkpoint(checkpoint)
-    info = finetune(model, g_in, d_in, pairs, seed=seed, steps=steps)
+    before = rating_agreement(_torch_scores(model, g_in, d_in), held_pairs)
+    if not train_pairs or before["n_comparisons"] == 0:
+        raise SjtuiError(
+            f"too few ratings to fine-tune and check the result: {len(clips)} rated guitar clip(s); sjtui holds "
+            f"out {max(MIN_HELDOUT_CLIPS, int(round(HELDOUT_SHARE * len(clips))))} of them to judge the new model "
+            "and needs, on those, two grooves rated differently with the same clip. Rate more pairs "
+            "(at least 5 clips, 3 grooves each) and run `sjtui train` again; nothing was installed"
+        )
+    current = _active_user_agreement(out_dir, [fp_of[c] for c in clips], grooves, held_pairs, log)
+    info = finetune(model, g_in, d_in, train_pairs, seed=seed, steps=steps)
+    after = rating_agreement(_torch_scores(model, g_in, d_in), held_pairs)
+    reference = max(before["pair_accuracy"], current["pair_accuracy"] if current else -1.0)
+    info.update(heldout_clips=len(held_clips), heldout_ratings=len(held_pairs))
+    log(
+        f"held-out ratings ({len(held_pairs)} on {len(held_clips)} clips): pair accuracy "
+        f"{before['pair_accuracy']:.3f} before (starting model)"
+        + (f", {current['pair_accuracy']:.3f} for your current model" if current else "")
+        + f", {after['pair_accuracy']:.3f} after fine-tuning"
+    )
+    if after["pair_accuracy"] < reference:
+        return {
+            "out_dir": str(out_dir),
+            "installed": False,
+            "reason": f"the fine-tuned model agrees less with your held-out ratings ({after['pair_accuracy']:.3f}) "
+            f"than the model you have ({reference:.3f}); kept the current model",
+            "heldout": {"before": before, "current": current, "after": after},
+            "n_ratings": len(pairs),
+            "seconds": info["seconds"],
+        }
     training = dict(meta["training"])
     training.pop("checkpoint", None)
     training.update(
@@ -659,15 +756,23 @@ def finetune_from_labels(
     )
     version = f"{manifest['version']}+user.{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
     evaluation = {
-        "status": "not evaluated",
-        "summary": "fine-tuned on the user's ratings; the shipped model's figures do not apply",
+        "status": "evaluated on held-out ratings",
+        "summary": "fine-tuned on the user's ratings; judged on the clips held out from fine-tuning "
+        "(pair_accuracy: share of differently rated groove pairs of one clip that the model orders as rated); "
+        "the shipped model's figures do not apply",
+        "heldout_pair_accuracy_before": before["pair_accuracy"],
+        "heldout_pair_accuracy_current": None if current is None else current["pair_accuracy"],
+        "heldout_pair_accuracy": after["pair_accuracy"],
+        "heldout_comparisons": after["n_comparisons"],
     }
     exported = export_model(
         model, out_dir, version=version, training=training, evaluation=evaluation, seed=seed
     )
     return {
         "out_dir": str(out_dir),
+        "installed": True,
         "version": exported["version"],
+        "heldout": {"before": before, "current": current, "after": after},
         "n_ratings": len(pairs),
         "skipped": training["skipped_ratings"],
         "seconds": info["seconds"],
