@@ -14,22 +14,11 @@ STAMPS := .stamps
 test: setup
 	$(BIN)/python -m pytest -q
 
-# Without a sound card (no /dev/snd) and no JACK server running, the demo starts a private
-# JACK dummy server for itself (as the tests do) so PortAudio has an output device, and stops it after.
-# A fixed name: JACK keeps 8 server slots per user and frees a dead server's slot only when a server
-# of the same name starts again, so a demo that was killed does not leak a slot for good.
-DEMO_JACK := sjtui-demo
+# Without a sound card (no /dev/snd) and no JACK server running, `sjtui demo` starts a private
+# JACK dummy server for itself (sjtui/audio/jack_server.py: a small pool of fixed names, so a demo
+# that was killed does not leak one of JACK's 8 server slots; jackd dies with the demo).
 demo: setup
-	@if [ -e /dev/snd ] || jack_wait -c 2>/dev/null | grep -q "^running" || [ -n "$$JACK_DEFAULT_SERVER" ]; then \
-	  $(BIN)/sjtui demo $(DEMO_ARGS); \
-	else \
-	  name=$(DEMO_JACK); \
-	  jackd -n $$name -d dummy -r 48000 -p 256 >/dev/null 2>&1 & pid=$$!; \
-	  trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null' EXIT INT TERM HUP; \
-	  jack_wait -s $$name -w -t 10 >/dev/null || { echo "jackd did not start"; exit 1; }; \
-	  echo "no sound card: running the demo on a private JACK dummy server ($$name)"; \
-	  JACK_DEFAULT_SERVER=$$name $(BIN)/sjtui demo $(DEMO_ARGS); \
-	fi
+	$(BIN)/sjtui demo $(DEMO_ARGS)
 
 bench: setup
 	$(BIN)/python bench/analysis.py

@@ -78,6 +78,36 @@ def make_library(directory: Path) -> Path:
     return directory
 
 
+def bench_reembed(library_dir: Path, tmp: Path) -> dict:
+    """Hot reload's background work: a new model version's load + embedding of the whole library
+    (nothing cached under it yet), then the same call again (all cached: the next start's cost)."""
+    from sjtui.engine import embed_library, load_groove_library
+    from sjtui.model.runtime import EncoderPair
+
+    new_dir = tmp / "model-reload"
+    from training.export import export_model, untrained_summary
+    from training.towers import build_two_tower
+
+    export_model(build_two_tower(seed=4), new_dir, version="0.0.1-reload", training=untrained_summary(3))
+    library, _, store_path = load_groove_library(str(library_dir), None)
+    start = time.perf_counter()
+    model = EncoderPair(new_dir)
+    load_s = time.perf_counter() - start
+    start = time.perf_counter()
+    embeddings = embed_library(store_path, library, model)
+    cold_s = time.perf_counter() - start
+    start = time.perf_counter()
+    embed_library(store_path, library, model)
+    cached_s = time.perf_counter() - start
+    return {
+        "library_grooves": len(library),
+        "embedded": int(np.isfinite(embeddings).all(axis=1).sum()),
+        "model_load_s": round(load_s, 3),
+        "embed_library_s": round(cold_s, 2),
+        "peer_embed_library_cached_s": round(cached_s, 3),
+    }
+
+
 def riff_audio(bpm: float, bars: int, seed: int = 0) -> np.ndarray:
     from sjtui.audio.riffs import generate_riff
     from sjtui.audio.synth_guitar import render_notes
@@ -229,16 +259,23 @@ def ui_like_load(engine, stop: threading.Event, stats: dict) -> None:
     stats["ui_polls"] = polls
 
 
-def child_jam(library_dir: Path, model_dir: Path, seconds: float, capture_port: str, switch_ms: float | None) -> dict:
-    """In the jam's own process: the engine and the UI-like load, nothing else (no test clients)."""
+def child_jam(
+    library_dir: Path, model_dir: Path, seconds: float, capture_port: str, switch_ms: float | None,
+    backend_kind: str = "jack", midi_process: bool = True,
+) -> dict:  # fmt: skip
+    """In the jam's own process: the engine and the UI-like load, nothing else (no test clients).
+
+    ``midi_process``: the MIDI scheduler in its own child process (the default) or in this one."""
     from sjtui.config import EngineConfig
     from sjtui.engine import EngineOptions, create_engine
 
-    config = EngineConfig() if switch_ms is None else EngineConfig(switch_interval_ms=switch_ms)
+    config = EngineConfig(midi_process=midi_process)
+    if switch_ms is not None:
+        config = EngineConfig(switch_interval_ms=switch_ms, midi_process=midi_process)
     engine = create_engine(
         EngineOptions(
-            input="system", midi_out=capture_port, midi_backend="jack", clock_out=True, bpm=120.0,
-            model=str(model_dir), library=str(library_dir), config=config, state_file=False,
+            input="system", midi_out=capture_port, midi_backend=backend_kind, midi_api="UNIX_JACK", clock_out=True,
+            bpm=120.0, model=str(model_dir), library=str(library_dir), config=config, state_file=False,
         )
     )  # fmt: skip
     stop = threading.Event()
@@ -255,14 +292,25 @@ def child_jam(library_dir: Path, model_dir: Path, seconds: float, capture_port: 
         snap = engine.snapshot()
         engine.close()
     backend = engine.output.backend
+    stats = engine.output.stats() or {}  # the child's last figures when the scheduler ran in a child
+    errors = getattr(getattr(engine.output, "note_errors_ms", None), "values", lambda: np.zeros(0))()
+    note_error = percentiles(errors) if len(errors) else {
+        k: stats.get(f"note_error_ms_{k}") for k in ("p50", "p99", "max")
+    }  # fmt: skip
     return {
+        "backend": backend_kind,
+        "midi_process": midi_process,
         "switch_interval_ms": config.switch_interval_ms,
         "input_overflows": int(engine.ring.overflow_count),
         "analysis_overruns": int(engine.analysis.overrun_count),
-        "backend_late_events": int(backend.late_events),
-        "backend_lost_events": int(backend.lost_events),
-        "scheduler_late_events": int(engine.output.late_events),
-        "scheduler_realtime_priority": bool(engine.output.realtime),
+        "backend_late_events": int(getattr(backend, "late_events", 0)),
+        "backend_lost_events": int(getattr(backend, "lost_events", 0)),
+        "scheduler_late_events": int(stats.get("late_events", 0)),
+        "scheduler_realtime_priority": bool(stats.get("realtime")),
+        "note_error_ms_at_send": note_error if backend_kind == "rtmidi" else None,
+        # tick intervals as sent (rtmidi: at its deadline; JACK: at its frame); the capture's own
+        # clock_jitter_ms/drift_ms below are at arrival, where rtmidi-on-JACK rounds to the cycle
+        "clock_jitter_ms_at_send": stats.get("clock_jitter_ms"),
         "selection_ms_in_run": percentiles(list(engine.selection_ms)),
         "ui_polls": ui_stats.get("ui_polls"),
         "engine_error": None if engine.error is None else repr(engine.error),
@@ -270,25 +318,27 @@ def child_jam(library_dir: Path, model_dir: Path, seconds: float, capture_port: 
     }
 
 
-def bench_realtime(library_dir: Path, model_dir: Path, seconds: float, switch_ms: float | None = None) -> dict:
+def bench_realtime(
+    library_dir: Path, model_dir: Path, seconds: float, switch_ms: float | None = None,
+    backend_kind: str = "jack", midi_process: bool = True,
+) -> dict:  # fmt: skip
     """A private JACK server; the jam (engine + UI-like load) in a child process; feeder and capture here."""
-    jackd = shutil.which("jackd")
-    if jackd is None:
+    if shutil.which("jackd") is None:
         return {"skipped": "jackd not installed"}
-    name = "sjtui-bench-engine"  # fixed: a killed run's JACK registry slot is reclaimed by the next
-    proc = subprocess.Popen([jackd, "-n", name, "-d", "dummy", "-r", str(SR), "-p", "256"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    from sjtui.audio.jack_server import PrivateJackServer
+
+    # fixed names (a killed run's JACK registry slot is reclaimed by the next); JACK_DEFAULT_SERVER set
+    server = PrivateJackServer("sjtui-bench-engine", SR, 256).start()
     child = None
     try:
-        subprocess.run(["jack_wait", "-s", name, "-w", "-t", "10"], check=True, capture_output=True)
-        os.environ["JACK_DEFAULT_SERVER"] = name
         capture = Capture()
         feeder = LoopFeeder(riff_audio(120.0, 8))
         load_before = os.getloadavg()
         child = subprocess.Popen(
             [sys.executable, __file__, "--child-jam", str(seconds), "--library", str(library_dir), "--model",
              str(model_dir), "--capture-port", capture.port.name]
-            + ([] if switch_ms is None else ["--switch-ms", str(switch_ms)]),
+            + ([] if switch_ms is None else ["--switch-ms", str(switch_ms)])
+            + ["--backend", backend_kind, "--midi-process", "1" if midi_process else "0"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
         )  # fmt: skip
         line = child.stdout.readline()
@@ -303,7 +353,17 @@ def bench_realtime(library_dir: Path, model_dir: Path, seconds: float, switch_ms
         result = json.loads(out.strip().splitlines()[-1])
         ticks = np.array(capture.ticks, dtype=np.int64)
         diffs = np.diff(ticks) if ticks.size > 1 else np.zeros(0)
+        # 120 BPM, 24 PPQN at 48 kHz: a tick every 1000 frames; drift = last tick vs first + k * 1000
+        drift_ms = float((ticks[-1] - ticks[0] - 1000 * (ticks.size - 1)) / SR * 1e3) if ticks.size > 1 else None
         result.update(
+            note_error_frames_jack=(
+                "every event at its frame (backend late/lost events 0, ticks exact)"
+                if backend_kind == "jack" and result["backend_late_events"] == 0 and diffs.size and (diffs == 1000).all()
+                else None
+            ),
+            clock_jitter_ms=float(diffs.std() / SR * 1e3) if diffs.size else None,
+            drift_ms=drift_ms,
+            xruns=capture.xruns,
             seconds=seconds,
             load_average_1min_before=load_before[0],
             cpu_count=os.cpu_count(),
@@ -317,11 +377,7 @@ def bench_realtime(library_dir: Path, model_dir: Path, seconds: float, switch_ms
     finally:
         if child is not None and child.poll() is None:
             child.kill()
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        server.stop()
 
 
 def main() -> int:
@@ -334,17 +390,36 @@ def main() -> int:
     parser.add_argument("--child-jam", type=float, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--capture-port", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--switch-ms", type=float, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--reembed", action="store_true", help="also time a hot reload's embedding of the library")
+    parser.add_argument("--backend", default="jack", choices=("jack", "rtmidi"), help=argparse.SUPPRESS)
+    parser.add_argument("--midi-process", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--only-midi-isolation", action="store_true",
+        help="only the real-time runs: JACK and rtmidi, MIDI scheduler in a child process vs in the jam's process",
+    )  # fmt: skip
     parser.add_argument("--no-peer", action="store_true", help="skip the peer real-time run with Python's default 5 ms switch interval")
     args = parser.parse_args()
     if args.child_jam is not None:
-        print(json.dumps(child_jam(args.library, args.model, args.child_jam, args.capture_port, args.switch_ms)), flush=True)
+        print(json.dumps(child_jam(args.library, args.model, args.child_jam, args.capture_port, args.switch_ms,
+                                   args.backend, bool(args.midi_process))), flush=True)  # fmt: skip
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model_dir = args.model or make_model(tmp / "model")
         library_dir = args.library or make_library(tmp / "library")
         result = {"selection": bench_selection(library_dir, model_dir, args.repeats)}
+        if args.reembed:
+            result["hot_reload_reembed"] = bench_reembed(library_dir, tmp)
         if args.seconds > 0:
+            # the MIDI scheduler isolated in a child process (default) vs in the jam's process (the peer)
+            result["midi_isolation"] = {
+                f"{kind}_{'child_process' if isolated else 'in_process'}": bench_realtime(
+                    library_dir, model_dir, args.seconds, backend_kind=kind, midi_process=isolated
+                )
+                for kind in ("jack", "rtmidi")
+                for isolated in (True, False)
+            }  # fmt: skip
+        if args.seconds > 0 and not args.only_midi_isolation:
             result["realtime"] = bench_realtime(library_dir, model_dir, args.seconds)
             if not args.no_peer:
                 result["realtime_peer_switch_interval_5ms"] = bench_realtime(library_dir, model_dir, args.seconds, 5.0)
@@ -356,7 +431,7 @@ def main() -> int:
         print(f"  selection_ms p50 {sel['selection_ms']['p50']:.3f}  p99 {sel['selection_ms']['p99']:.3f}  max {sel['selection_ms']['max']:.3f}")
         print(f"  parts p50 (ms): {sel['parts_ms_p50']}")
         print(f"  peer: no-model ranking p50 {sel['peer_no_model_rank_ms']['p50']:.3f} ms (ratio {sel['ratio_selection_p50_vs_no_model']:.1f}x)")
-        for key in ("realtime", "realtime_peer_switch_interval_5ms"):
+        for key in ("midi_isolation", "realtime", "realtime_peer_switch_interval_5ms"):
             if key in result:
                 print(f"{key}:", json.dumps(result[key], indent=2))
     return 0

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -317,26 +316,19 @@ def arrival_figures(captured, tempo_map: TempoMap, events: np.ndarray, end: floa
     }
 
 
-def start_jackd(name: str):
-    jackd = shutil.which("jackd")
-    if jackd is None:
-        raise SystemExit("jackd not found: install jackd2 (make installs it)")
-    proc = subprocess.Popen(
-        [jackd, "-n", name, "-d", "dummy", "-r", str(RATE), "-p", "256"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    result = subprocess.run(["jack_wait", "-s", name, "-w", "-t", "10"], capture_output=True)
-    if result.returncode:
-        proc.kill()
-        raise SystemExit(f"jackd did not start: {proc.stderr.read().decode(errors='replace')}")
-    os.environ["JACK_DEFAULT_SERVER"] = name
-    return proc
+def start_jackd(name_prefix: str):
+    """A private JACK dummy server (sjtui.audio.jack_server: a pool of fixed names, dies with us)."""
+    from sjtui.audio.jack_server import JackServerError, PrivateJackServer
+
+    try:
+        return PrivateJackServer(name_prefix, RATE, 256).start()
+    except JackServerError as error:
+        raise SystemExit(str(error)) from None
 
 
 def run_realtime(seconds: float = 60.0, bpm: float = 120.0, untuned_seconds: float = 20.0) -> dict:
     os.environ.setdefault("SJTUI_RUNTIME_DIR", f"/tmp/sjtui-bench-{os.getpid()}")
-    server = start_jackd("sjtui-bench")  # a fixed name: JACK reclaims its registry slot if a run dies
+    server = start_jackd("sjtui-bench")  # fixed names: JACK reclaims a dead run's registry slot
     try:
         out = {"seconds": seconds, "bpm": bpm, "load": "numpy thread at 30 Hz + busy Python thread"}
         out["isolated"] = _play_both(seconds, bpm, mode="isolated")
@@ -344,12 +336,7 @@ def run_realtime(seconds: float = 60.0, bpm: float = 120.0, untuned_seconds: flo
         out["in_process_untuned"] = _play_both(untuned_seconds, bpm, mode="untuned")
         return out
     finally:
-        server.terminate()
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(5)
+        server.stop()
 
 
 def _line(anchors):

@@ -121,22 +121,16 @@ class Tmux:
 
 
 class JackServer:
-    """A private JACK dummy server (48 kHz / 256) for the real-engine figures; stopped by its pid."""
+    """A private JACK dummy server (48 kHz / 256) for the real-engine figures (sjtui.audio.jack_server)."""
 
     def __init__(self):
-        self.name = f"sjtui-bench-ui-{os.getpid()}"
-        self.proc = subprocess.Popen(
-            ["jackd", "-n", self.name, "-d", "dummy", "-r", "48000", "-p", "256"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        subprocess.run(["jack_wait", "-s", self.name, "-w", "-t", "10"], check=True, capture_output=True)
+        from sjtui.audio.jack_server import PrivateJackServer
+
+        self.server = PrivateJackServer("sjtui-bench-ui", 48000, 256, set_env=False).start()
+        self.name = self.server.name
 
     def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        self.server.stop()
 
 
 # --- cpu ----------------------------------------------------------------------------------------

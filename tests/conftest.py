@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -33,50 +29,22 @@ def groove_midi_dir() -> Path:
     return GROOVE_MIDI
 
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: jackd gets SIGTERM when the test process dies,
-    even by SIGKILL or a timeout, so no orphaned server holds one of JACK's few server slots."""
-    import ctypes
-    import signal
-
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 @pytest.fixture(scope="session")
 def jack_server():
     """A private JACK server with the dummy backend (48 kHz, 256 frames).
 
     Yields the server name; JACK_DEFAULT_SERVER is set so PortAudio,
-    JACK-Client and rtmidi all talk to it.
+    JACK-Client and rtmidi all talk to it. Names come from a small fixed pool
+    (``sjtui-test-0..3``, see :mod:`sjtui.audio.jack_server`), so a killed run's
+    JACK registry slot is reclaimed by the next run.
     """
-    jackd = shutil.which("jackd")
-    if jackd is None:
-        pytest.fail("jackd not found: run `make test`, which installs jackd2")
-    name = f"sjtui-test-{os.getpid()}"
-    proc = subprocess.Popen(
-        [jackd, "-n", name, "-d", "dummy", "-r", "48000", "-p", "256"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-    )
+    from sjtui.audio.jack_server import JackServerError, PrivateJackServer
+
     try:
-        subprocess.run(["jack_wait", "-s", name, "-w", "-t", "10"], check=True, capture_output=True)
-    except subprocess.CalledProcessError as error:
-        proc.kill()
-        raise RuntimeError(f"jackd did not start: {proc.stderr.read().decode(errors='replace')}") from error
-    previous = os.environ.get("JACK_DEFAULT_SERVER")
-    os.environ["JACK_DEFAULT_SERVER"] = name
+        server = PrivateJackServer("sjtui-test", 48000, 256).start()
+    except JackServerError as error:
+        pytest.fail(str(error))
     try:
-        yield name
+        yield server.name
     finally:
-        if previous is None:
-            os.environ.pop("JACK_DEFAULT_SERVER", None)
-        else:
-            os.environ["JACK_DEFAULT_SERVER"] = previous
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        time.sleep(0.2)
+        server.stop()

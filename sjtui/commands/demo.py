@@ -99,11 +99,26 @@ def run(args) -> int:
             if isinstance(error, AudioError) and use_synth:
                 raise AudioError(
                     f"{error}\nThe demo plays the drums on the built-in synth and needs an audio output. On a machine "
-                    "without a sound card run `make demo`, which starts a private JACK dummy server first; or send "
+                    "without a sound card the demo starts a private JACK dummy server (jackd, from jackd2); or send "
                     "the drums to a MIDI port with --midi-out PORT"
                 ) from None
             raise
 
-    if tui:  # the screen first, the song and the engine behind it
-        return run_tui(lambda: build().start())
-    return run_engine(build(), args)
+    server = None
+    if use_synth:
+        from sjtui.audio.jack_server import JackServerError, PrivateJackServer, audio_device_present
+
+        if not audio_device_present():  # no sound card, no JACK: a private JACK dummy server for the demo
+            try:
+                server = PrivateJackServer("sjtui-demo", 48000, 256).start()
+                print(f"sjtui demo: no sound card: running on a private JACK dummy server ({server.name})",
+                      file=sys.stderr, flush=True)  # fmt: skip
+            except JackServerError as error:
+                print(f"sjtui demo: {error}", file=sys.stderr, flush=True)
+    try:
+        if tui:  # the screen first, the song and the engine behind it
+            return run_tui(lambda: build().start())
+        return run_engine(build(), args)
+    finally:
+        if server is not None:
+            server.stop()

@@ -164,6 +164,29 @@ def _child(conn, spec: dict, options: dict, clock_line) -> None:
             pass
 
 
+def _ensure_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker with a real stderr.
+
+    It passes ``sys.stderr.fileno()`` to its process; under a Textual app
+    stderr is a capture object whose ``fileno()`` is -1, and spawning fails
+    with "bad value(s) in fds_to_keep". The real stderr stands in for the
+    moment the tracker starts (once per process)."""
+    import sys
+    from multiprocessing import resource_tracker
+
+    stderr = sys.stderr
+    try:
+        usable = stderr is not None and stderr.fileno() >= 0
+    except Exception:  # noqa: BLE001 - io.UnsupportedOperation and the like
+        usable = False
+    if not usable and sys.__stderr__ is not None:
+        sys.stderr = sys.__stderr__
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        sys.stderr = stderr
+
+
 class MidiProcess:
     """The MIDI scheduler in a child process; same commands as :class:`MidiScheduler`.
 
@@ -175,6 +198,7 @@ class MidiProcess:
     def __init__(
         self, backend: dict, options: dict | None = None, clock_line=None, start_timeout_s: float = 20.0
     ):
+        _ensure_resource_tracker()
         context = multiprocessing.get_context("spawn")
         self._conn, child_conn = context.Pipe()
         self._replies: queue.SimpleQueue = queue.SimpleQueue()
