@@ -233,7 +233,7 @@ class ProcessOutput:
         return self
 
     def submit(self, events) -> None:
-        if np.asarray(events).size:
+        if np.asarray(events).size and self.error is None:  # nothing piles up for a dead child
             self.process.submit(np.asarray(events).copy())
 
     def cancel_from(self, sample: int) -> None:

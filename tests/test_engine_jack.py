@@ -502,3 +502,38 @@ def test_following_an_incoming_midi_clock(jack_server, library_dir, guitar_audio
         frame = r["sample"] + engine.output.backend.frame_offset
         assert abs((frame - sender.start_frame + bar_frames / 2) % bar_frames - bar_frames / 2) <= 768, r
     assert sounding_after(events) == set()
+
+
+def test_a_killed_midi_process_is_reported_and_the_parent_silences_what_it_left(capture, library_dir, guitar_audio_dir, tmp_path, monkeypatch):  # noqa: F811
+    """The MIDI child dies by SIGKILL mid-jam: the engine says so and sends the note-offs from its state file."""
+    monkeypatch.setenv("SJTUI_RUNTIME_DIR", str(tmp_path / "run"))
+    engine = create_engine(
+        EngineOptions(
+            input=str(guitar_audio_dir / RECORDING), loop=True, midi_out=capture.port_name, midi_backend="jack",
+            bpm=120.0, model="none", library=str(library_dir), config=EngineConfig(note_length_ms=1500.0),
+        )
+    )  # fmt: skip
+    try:
+        engine.start()
+        reports = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len([r for r in reports if r["groove"]]) < 2:
+            try:
+                reports.append(engine.bar_reports.get(timeout=0.1))
+            except Exception:
+                pass
+        time.sleep(0.37)
+        os.kill(engine.output.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any("died" in w for w in engine.snapshot().warnings):
+            time.sleep(0.05)
+        warnings = engine.snapshot().warnings
+        time.sleep(0.3)
+        events = capture.take()
+    finally:
+        engine.close()
+    assert any("MIDI process" in w and "died" in w for w in warnings), warnings
+    assert any(d[0] == 0x99 and d[2] > 0 for _, d in events)
+    assert sounding_after(events) == set()
+    assert any(d[:2] == bytes([0xB9, 123]) for _, d in events)  # All Notes Off sent by the parent
+    assert not list((tmp_path / "run").glob("midi-out-*.json"))
