@@ -6,7 +6,6 @@ what reaches sjtui's ring must be the file, bit for bit.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 
@@ -20,33 +19,6 @@ from sjtui.errors import AudioError
 pytestmark = pytest.mark.jack
 
 RECORDING = "berklee_guitar_riff_cutup3.wav"  # 3.0 s of picked riff
-
-
-@pytest.fixture(scope="module")
-def portaudio_jack(jack_server):
-    """PortAudio rescanned so it sees the private server; released before the server stops.
-
-    PortAudio asserts (and aborts the interpreter at exit) if its JACK client
-    outlives the server, so on teardown it is re-initialised with no server
-    to talk to.
-    """
-    import sounddevice as sd
-
-    sd._terminate()
-    sd._initialize()
-    yield jack_server
-    sd._terminate()
-    saved = {k: os.environ.get(k) for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")}
-    os.environ["JACK_DEFAULT_SERVER"] = "sjtui-no-server"
-    os.environ["JACK_NO_START_SERVER"] = "1"
-    try:
-        sd._initialize()
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 class JackFeeder:

@@ -28,7 +28,7 @@ import pytest
 from sjtui.config import EngineConfig
 from sjtui.engine import EngineOptions, create_engine
 from sjtui.midi.events import groove_events
-from tests.test_audio_device import JackFeeder, portaudio_jack  # noqa: F401 - fixture
+from tests.test_audio_device import JackFeeder
 from tests.test_engine_fast import library_dir, random_model, song  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.jack
@@ -176,9 +176,10 @@ def test_grooves_clock_and_switches_land_exactly_on_the_grid(portaudio_jack, cap
     assert any(d == b"\xfc" for f, d in events)  # Stop at the end
 
     # the notes: every note-on at its groove step + offset, with the groove's velocity x dynamics
-    last_end = played[-1]["sample"] + 2 * SR
+    last_end = played[-1]["sample"] + offset + 2 * SR  # capture frames: engine samples + the JACK frame offset
     got = sorted((f, d[1], d[2]) for f, d in events if d[0] == 0x99 and d[2] > 0 and f < last_end)
     want = [row for row in expected_note_ons(engine, played) if row[0] < last_end]
+    assert want and len(got) >= 0.9 * len(want), (len(got), len(want))
     tick_share, note_share = exact_fraction(ticks, want_ticks), exact_fraction(got, want)
     trouble = capture.xruns + backend.late_events + backend.lost_events
     print(f"exact: ticks {tick_share:.4f}, notes {note_share:.4f}; xruns {capture.xruns}, late {backend.late_events}")
@@ -187,7 +188,8 @@ def test_grooves_clock_and_switches_land_exactly_on_the_grid(portaudio_jack, cap
     else:
         # JACK reported xruns (an overloaded machine: two cores shared with other jobs): events of
         # the cycles it dropped or delayed are off; everything else must still be exact
-        assert tick_share >= 0.9 and note_share >= 0.9, (tick_share, note_share, capture.xruns)
+        detail = (tick_share, note_share, capture.xruns, got[:4], want[:4])
+        assert tick_share >= 0.9 and note_share >= 0.9, detail
     # the first groove's first note is on its downbeat (or its own micro-offset from it)
     assert got[0][0] - start < 0.05 * SR
 

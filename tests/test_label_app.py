@@ -35,28 +35,6 @@ def stores(tmp_path, monkeypatch):
     grooves.close()
 
 
-@pytest.fixture(scope="module")
-def portaudio_jack(jack_server):
-    """PortAudio rescanned to see the private server; released before the server stops (as test_audio_device)."""
-    import sounddevice as sd
-
-    sd._terminate()
-    sd._initialize()
-    yield jack_server
-    sd._terminate()
-    saved = {k: os.environ.get(k) for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")}
-    os.environ["JACK_DEFAULT_SERVER"] = "sjtui-no-server"
-    os.environ["JACK_NO_START_SERVER"] = "1"
-    try:
-        sd._initialize()
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 class FixedPlayer:
     name = "built-in synth"
 

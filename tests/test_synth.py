@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
@@ -96,28 +95,6 @@ def test_fluidsynth_engine_places_notes_within_its_chunk():
         onset = first_nonzero(out, 1e-5)
         assert sample <= onset <= sample + fluid.FLUID_CHUNK + 32, (sample, onset)
         assert np.abs(out[onset : onset + 2000]).max() > 0.01
-
-
-@pytest.fixture(scope="module")
-def portaudio_jack(jack_server):
-    """PortAudio rescanned for the private server and released before it stops (as in test_audio_device):
-    PortAudio aborts the interpreter at exit if its JACK client outlives the server."""
-    import sounddevice as sd
-
-    sd._terminate()
-    sd._initialize()
-    yield jack_server
-    sd._terminate()
-    saved = {k: os.environ.get(k) for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")}
-    os.environ.update(JACK_DEFAULT_SERVER="sjtui-no-server", JACK_NO_START_SERVER="1")
-    try:
-        sd._initialize()
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.mark.jack

@@ -8,7 +8,6 @@ got its note-off and All Notes Off came on the drum channel.
 
 from __future__ import annotations
 
-import os
 import threading
 
 import pytest
@@ -23,31 +22,6 @@ from sjtui.ui.widgets.transport import TransportBar
 pytestmark = [pytest.mark.jack, pytest.mark.asyncio, pytest.mark.slow]
 
 RECORDING = "berklee_guitar_riff_cutup1.wav"
-
-
-@pytest.fixture(scope="module")
-def portaudio_jack(jack_server):
-    """PortAudio rescanned so it sees the private server; released before the server stops.
-
-    (PortAudio aborts the interpreter at exit if its JACK client outlives the server.)
-    """
-    import sounddevice as sd
-
-    sd._terminate()
-    sd._initialize()
-    yield jack_server
-    sd._terminate()
-    saved = {k: os.environ.get(k) for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")}
-    os.environ["JACK_DEFAULT_SERVER"] = "sjtui-no-server"
-    os.environ["JACK_NO_START_SERVER"] = "1"
-    try:
-        sd._initialize()
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 class MidiListener:
