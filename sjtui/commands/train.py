@@ -48,15 +48,16 @@ def add_parser(subparsers) -> None:
 
 def _import_training():
     """``training.train``, from the source tree beside the installed ``sjtui`` package."""
+    import importlib.util
+
     from sjtui.errors import SjtuiError
 
-    try:
-        import torch  # noqa: F401
-    except ImportError:
+    # sjtui itself never imports torch: only the training code it hands over to does
+    if importlib.util.find_spec("torch") is None:
         raise SjtuiError(
             "sjtui train needs PyTorch, from the train extra: `pip install -e '.[train]'` in the sjtui source "
             "folder (`make` installs it)"
-        ) from None
+        )
     try:
         from training import train
     except ImportError:
