@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import os
 from pathlib import Path
 
@@ -13,6 +14,27 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("SJTUI_SHARED", REPO.parent / "shared"))
 GUITAR_AUDIO = SHARED / "datasets" / "guitar-audio"
 GROOVE_MIDI = SHARED / "datasets" / "groove-midi"
+
+
+# A test that hangs (a deadlock inside a C library holds the GIL, so no Python timer can fire)
+# ends the run after this long with every thread's stack on stderr, instead of eating CI's budget.
+HANG_LIMIT_S = float(os.environ.get("SJTUI_TEST_HANG_LIMIT_S", "600"))
+_real_stderr_fd: int | None = None
+
+
+def pytest_configure(config):
+    global _real_stderr_fd
+    _real_stderr_fd = os.dup(2)  # output capture is suspended here: this is the terminal/CI log
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    if _real_stderr_fd is not None and HANG_LIMIT_S > 0:
+        faulthandler.dump_traceback_later(HANG_LIMIT_S, exit=True, file=_real_stderr_fd)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -423,62 +424,91 @@ def test_after_sigkill_the_next_jam_cleans_up_on_start(capture, guitar_audio_dir
     assert not list(runtime.glob(f"midi-out-{proc.pid}.json"))
 
 
+CLOCK_SENDER_PROCESS = textwrap.dedent(
+    """
+    import sys, threading
+    import jack
+
+    client = jack.Client(sys.argv[1], no_start_server=True)
+    port = client.midi_outports.register("out")
+    frames_per_tick = int(sys.argv[2])
+    state = {"go": False, "next": None, "start": None}
+    started = threading.Event()
+
+    def process(frames):
+        port.clear_buffer()
+        if not state["go"]:
+            return
+        base = client.last_frame_time
+        if state["next"] is None:
+            state["next"] = state["start"] = base + 10
+            port.write_midi_event(10, b"\\xfa")
+            started.set()
+        while state["next"] < base + frames:
+            port.write_midi_event(state["next"] - base, b"\\xf8")
+            state["next"] += frames_per_tick
+
+    client.set_process_callback(process)
+    client.activate()
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() == "go":
+            state["go"] = True
+            started.wait(5)
+            print(state["start"], flush=True)
+        elif line.strip() == "quit":
+            break
+    client.deactivate()
+    client.close()
+    """
+)
+
+
 class ClockSender:
-    """A JACK MIDI output sending Start, then clock ticks exactly every ``frames_per_tick`` frames."""
+    """A JACK MIDI output in a child process sending Start, then clock ticks exactly every
+    ``frames_per_tick`` frames. A child, because rtmidi (the engine's clock input) holds the GIL
+    while it opens or closes its JACK client, and a Python JACK callback in this process would
+    deadlock with it (seen in CI: the suite hung here)."""
 
     def __init__(self, name: str, frames_per_tick: int):
-        import jack
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", CLOCK_SENDER_PROCESS, name, str(frames_per_tick)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert self.proc.stdout.readline().strip() == "ready"
+        self.start_frame: int | None = None
 
-        self.client = jack.Client(name, no_start_server=True)
-        self.port = self.client.midi_outports.register("out")
-        self.frames_per_tick = frames_per_tick
-        self.start_frame = None
-        self._next = None
-        self.go = False
-        self.client.set_process_callback(self._process)
-        self.client.activate()
-
-    def _process(self, frames: int) -> None:
-        self.port.clear_buffer()
-        if not self.go:
-            return
-        base = self.client.last_frame_time
-        if self._next is None:
-            self._next = self.start_frame = base + 10
-            self.port.write_midi_event(10, b"\xfa")
-        while self._next < base + frames:
-            self.port.write_midi_event(self._next - base, b"\xf8")
-            self._next += self.frames_per_tick
+    def go(self) -> None:
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+        self.start_frame = int(self.proc.stdout.readline())
 
     def close(self) -> None:
-        self.client.deactivate()
-        self.client.close()
+        if self.proc.poll() is None:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.flush()
+            self.proc.wait(10)
 
 
-def test_following_an_incoming_midi_clock(jack_server, library_dir, guitar_audio_dir):  # noqa: F811
-    # The clock input (rtmidi) is opened before any client with a Python process callback exists in
-    # this process (rtmidi's JACK open_port holds the GIL while JACK waits for those callbacks).
-    from sjtui.transport.midi_clock import RtMidiClockInput
+def test_following_an_incoming_midi_clock(jack_server, library_dir, guitar_audio_dir, tmp_path):  # noqa: F811
+    # Every JACK client with a Python callback (clock sender, capture) lives in a child process:
+    # the engine's rtmidi clock input holds the GIL while it opens and closes its JACK client.
+    from tests.test_midi_jack import ProcessCapture
 
-    sender = ClockSender("sjtui-test-clock", 1200)  # 100 BPM at 48 kHz: its callback is Python too,
-    sender.client.deactivate()  # so it is activated only after the clock input is open
-    clock_input = RtMidiClockInput("sjtui-test-clock")
-    sender.client.activate()
-    clock_input.close()  # the engine opens its own; this one only proved the order works
-    capture = None
+    sender = ClockSender("sjtui-test-clock", 1200)  # 100 BPM at 48 kHz
+    capture = ProcessCapture("sjtui-test-capture")
     engine = create_engine(
         EngineOptions(
             input=str(guitar_audio_dir / RECORDING), loop=True, clock="midi", clock_in="sjtui-test-clock",
-            midi_out=None, midi_backend="jack", model="none", library=str(library_dir), state_file=False,
+            midi_out=capture.port_name, midi_backend="jack", model="none", library=str(library_dir),
+            state_file=False,
         )
     )  # fmt: skip
-    capture = MidiCapture("sjtui-test-capture")
-    capture.client.connect(engine.output.description["port"], capture.port_name)  # the MIDI child's port
     reports = []
     try:
         engine.start()
         time.sleep(0.3)
-        sender.go = True
+        sender.go()
         deadline = time.monotonic() + 25
         while time.monotonic() < deadline and len([r for r in reports if r["groove"]]) < 5:
             try:
@@ -490,7 +520,7 @@ def test_following_an_incoming_midi_clock(jack_server, library_dir, guitar_audio
         engine.close()
         sender.close()
     time.sleep(0.1)
-    events = capture.take()
+    events = capture.update().events
     capture.close()
     played = [r for r in reports if r["groove"]]
     assert len(played) >= 5, reports
@@ -503,6 +533,7 @@ def test_following_an_incoming_midi_clock(jack_server, library_dir, guitar_audio
     for r in played[1:]:
         frame = r["sample"] + engine.output.backend.frame_offset
         assert abs((frame - sender.start_frame + bar_frames / 2) % bar_frames - bar_frames / 2) <= 768, r
+    assert any(d[0] == 0x99 and d[2] > 0 for _, d in events), "no drum note reached the capture"
     assert sounding_after(events) == set()
 
 

@@ -106,12 +106,14 @@ def test_transport_follows_real_midi_clock(jack_server, receiver, max_phase_erro
 
     transport = Transport(RATE, bpm=100, meter="4/4", source="midi_clock")
     sample_clock = SampleClock(RATE, max_anchors=32)
-    with sender:
-        if receiver == "rtmidi":
-            clock_in = RtMidiClockInput(virtual=True, client_name="sjtui-clock-test")
-        else:
-            clock_in = JackMidiClockInput(client_name="sjtui-clock-test")
-        try:
+    # rtmidi holds the GIL while it opens or closes its JACK client, and JACK waits then for every
+    # client's callback, this sender's Python one included: open and close it while the sender is inactive
+    if receiver == "rtmidi":
+        clock_in = RtMidiClockInput(virtual=True, client_name="sjtui-clock-test")
+    else:
+        clock_in = JackMidiClockInput(client_name="sjtui-clock-test")
+    try:
+        with sender:
             inputs = sender.get_ports(is_midi=True, is_input=True)
             targets = [p.name for p in inputs if "sjtui-clock-test" in p.name]
             assert targets, [p.name for p in sender.get_ports(is_midi=True)]
@@ -138,8 +140,8 @@ def test_transport_follows_real_midi_clock(jack_server, receiver, max_phase_erro
                 if now_frame > end_frame:
                     break
                 time.sleep(0.005)
-        finally:
-            clock_in.close()
+    finally:
+        clock_in.close()
 
     for run, rows in truth.items():
         snap, tempo_map, fitted = snapshots[run]
