@@ -13,6 +13,7 @@ from typing import Any
 
 from rich.segment import Segment
 from rich.style import Style
+from textual.geometry import Region
 from textual.strip import Strip
 from textual.widget import Widget
 
@@ -90,8 +91,23 @@ class SnapshotView(Widget):
             self._view_key = key
             self.snapshot = snapshot
             self.repaints += 1
+            old = self._strips
+            if old is None or self._strips_size != self.size:
+                self._strips = None
+                self.refresh()
+                return
+            # Draw now and repaint only the lines that changed: Textual then re-renders and
+            # composites just those (a moving playhead or a meter is one or two lines of a panel),
+            # which is most of the UI's CPU at 30 Hz.
             self._strips = None
-            self.refresh()
+            new = self.strips()
+            if len(new) != len(old):
+                self.refresh()
+                return
+            width = self.size.width
+            dirty = [Region(0, y, width, 1) for y, (a, b) in enumerate(zip(old, new)) if a != b]
+            if dirty:
+                self.refresh(*dirty)
 
     def view_key(self, snapshot: EngineSnapshot, now_s: float) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
