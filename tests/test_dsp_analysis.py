@@ -202,7 +202,9 @@ def test_onsets_are_decided_within_two_hops_of_an_attack():
     assert set(f.onsets["band"].tolist()) == {0, 1, 2}
 
 
-@pytest.mark.parametrize("frame_size,hop_size,rate", [(2048, 512, 48000), (512, 128, 44100), (1024, 441, 44100)])
+@pytest.mark.parametrize(
+    "frame_size,hop_size,rate", [(2048, 512, 48000), (512, 128, 44100), (1024, 441, 44100)]
+)
 def test_other_frame_and_hop_sizes_stream_exactly(guitar, frame_size, hop_size, rate):
     x, _ = guitar  # played back as if recorded at `rate`
     config = AnalysisConfig(frame_size=frame_size, hop_size=hop_size)
@@ -252,3 +254,80 @@ def test_linear_energy_threshold_gives_the_same_decisions_as_the_db_comparison()
     from sjtui.dsp.spectral import ENERGY_FLOOR
 
     assert linear_energy_threshold(ENERGY_FLOOR_DB - 10.0) == ENERGY_FLOOR
+
+
+def _pluck_pairs(rate: int) -> np.ndarray:
+    """Decaying noise bursts in pairs: a strong one, then 150 ms later a weaker one (4 levels), every 0.5 s."""
+    rng = np.random.default_rng(5)
+    x = np.zeros(6 * rate, dtype=np.float32)
+    decay = np.exp(-np.arange(6000) / 1200.0)
+    for i, start in enumerate(range(rate // 4, x.size - rate // 2, rate // 2)):
+        x[start : start + decay.size] += (0.3 * rng.standard_normal(decay.size) * decay).astype(np.float32)
+        echo = start + int(0.15 * rate)
+        level = (0.003, 0.01, 0.03, 0.1)[i % 4]
+        x[echo : echo + decay.size] += (level * rng.standard_normal(decay.size) * decay).astype(np.float32)
+    return x
+
+
+def test_masks_are_per_band_and_every_path_applies_them_alike(guitar):
+    """A different mask per band: each band keeps exactly the onsets its own rule allows, and the batch
+    path, the compiled live path, the numpy one-frame path and the numpy batch path of the streaming
+    analyzer agree, before and after reset()."""
+    rate = 48000
+    x = _pluck_pairs(rate)
+    mask_ms, mask_ratio = (200.0, 250.0, 300.0), (0.5, 0.4, 0.3)
+    unmasked = analyze(x, rate, AnalysisConfig(mask_ms=0.0, mask_ratio=0.0)).onsets
+    config = AnalysisConfig(mask_ms=mask_ms, mask_ratio=mask_ratio)
+    masked = analyze(x, rate, config).onsets
+    # every frame that passes rules 1-3 (threshold, rise, energy): no minimum interval, no mask
+    candidates_all = analyze(x, rate, AnalysisConfig(mask_ms=0.0, mask_ratio=0.0, min_interval_ms=0.0)).onsets
+    gap = config.frames(config.min_interval_ms, rate)
+    for band in range(3):
+        candidates = candidates_all[candidates_all["band"] == band]
+        kept = masked[masked["band"] == band]
+        assert kept.size < np.count_nonzero(unmasked["band"] == band), band  # the mask acts in every band
+        # replay rules 4 and 5 with the band's own mask: a candidate is kept iff it is at least
+        # `gap` frames after the last kept one and, within the mask, at least ratio times its flux
+        window = config.frames(mask_ms[band], rate)
+        expected, last_frame, last_strength = [], None, 0.0
+        for onset in candidates:
+            frame = int(onset["decided_at"]) // HOP_SIZE
+            since = None if last_frame is None else frame - last_frame
+            if since is None or (
+                since >= gap and (since > window or onset["strength"] >= mask_ratio[band] * last_strength)
+            ):
+                expected.append(int(onset["decided_at"]))
+                last_frame, last_strength = frame, float(onset["strength"])
+        assert kept["decided_at"].tolist() == expected, band
+    # a mask on the high band only leaves the low and mid bands as they are
+    high_only = analyze(x, rate, AnalysisConfig(mask_ms=(0.0, 0.0, 300.0), mask_ratio=(0.0, 0.0, 0.3))).onsets
+    for band in (0, 1):
+        assert np.array_equal(high_only[high_only["band"] == band], unmasked[unmasked["band"] == band])
+    assert np.array_equal(high_only[high_only["band"] == 2], masked[masked["band"] == 2])
+    # one number for all bands is the same as that number per band
+    scalar = analyze(x, rate, AnalysisConfig(mask_ms=250.0, mask_ratio=0.4)).onsets
+    per_band = analyze(x, rate, AnalysisConfig(mask_ms=(250.0,) * 3, mask_ratio=(0.4,) * 3)).onsets
+    assert np.array_equal(scalar, per_band) and not np.array_equal(scalar, unmasked)
+
+    for signal, signal_rate in ((x, rate), guitar):
+        reference = analyze(signal, signal_rate, config)
+        analyzer = OnlineAnalyzer(signal_rate, config)
+        assert analyzer._live is not None
+        # compiled path: one frame per block, several frames per block; 40000 is longer than the
+        # analyzer's buffer and takes the numpy batch path
+        for block_size in (HOP_SIZE, 1, 300, 5000, 40000):
+            analyzer.reset()
+            assert _same(_blockwise(analyzer, signal, block_size), reference), block_size
+        # float64 blocks take the numpy path: one frame per hop (process_one) and batches
+        for block_size in (HOP_SIZE, 1000):
+            analyzer.reset()
+            assert _same(_blockwise(analyzer, signal.astype(np.float64), block_size), reference), block_size
+
+
+def test_bad_masks_are_clear_errors():
+    with pytest.raises(AudioError, match="mask_ms"):
+        AnalysisConfig(mask_ms=(100.0, 200.0)).validate()
+    with pytest.raises(AudioError, match="mask_ratio"):
+        OnlineAnalyzer(48000, AnalysisConfig(mask_ratio=-0.5))
+    with pytest.raises(AudioError, match="delta"):
+        analyze(np.zeros(1000, dtype=np.float32), 48000, AnalysisConfig(delta=(0.1, 0.2, 0.3, 0.4)))

@@ -31,18 +31,18 @@ _ONSET_RECORDS = numba.from_dtype(ONSET_DTYPE)[::1]
 # Layouts (built by OnlineAnalyzer._setup_compiled_hop); nb bands, k band bins, mu history
 # frames, F = max_batch_frames, N = frame size:
 # counters (int64): [0] next frame, [1] samples held in the buffer, [2] stream index of buffer[0],
-#     [3] buffer capacity, [4] hop, [5] frame size, [6] nb, then ints (3nb + 7), the float64 bit
-#     patterns of f64 (nb + 2) and picks (nb * (W + 2)), all below. One array: each array
+#     [3] buffer capacity, [4] hop, [5] frame size, [6] nb, then ints (4nb + 6), the float64 bit
+#     patterns of f64 (2nb + 1) and picks (nb * (W + 2)), all below. One array: each array
 #     argument costs ~60 ns of unboxing per call.
-# ints: [0:nb] band offsets, [nb:2nb] band counts, [2nb:3nb] reference frames,
-#     then W, rise, min_interval, mask_frames, onset lag (samples), mu, F.
+# ints: [0:nb] band offsets, [nb:2nb] band counts, [2nb:3nb] reference frames, [3nb:4nb] mask
+#     frames, then W, rise, min_interval, onset lag (samples), mu, F.
 # work (float32, (mu + 3 + 2F, k)): rows [0:mu] log-magnitude history (oldest first, the
 #     analyzer's log_history), mu power, mu+1 rectified log rise, mu+2 constants: [0:2nb]
 #     per-column scale, [2nb] energy floor, [2nb+1] linear energy threshold, [2nb+2]
 #     1/FLUX_QUANTUM; [mu+3 : mu+3+F] |X| of the band bins of each frame, [mu+3+F : mu+3+2F]
 #     their log1p.
 # windows (float32, (1 + F, N)): row 0 the window, rows 1.. the windowed frames.
-# f64: [0:nb] delta * W per band, ratio, mask_ratio.
+# f64: [0:nb] delta * W per band, [nb:2nb] mask ratio per band, threshold ratio.
 # picks (int64, (nb, W + 2)): per band the past W flux quanta (oldest first), the frame of the
 #     last onset and its flux quanta (the OnsetPicker's state).
 
@@ -65,9 +65,7 @@ def entry_point(dispatcher):
         return dispatcher
 
 
-@numba.njit(
-    "int64(float32[::1], float32[::1], int64[::1], float32[:, ::1], float32)", cache=True, nogil=True
-)
+@numba.njit("int64(float32[::1], float32[::1], int64[::1], float32[:, ::1], float32)", cache=True, nogil=True)
 def ingest(buffer, block, counters, windows, clip):
     """Append a clean live block and window the frames it completes; see the return value.
 
@@ -189,25 +187,26 @@ def hop(work, counters, n_frames, out, frame_sample, onsets):
     at least nb * n_frames, in time order, then band order).
     """
     nb = counters[6]
-    ints = counters[7 : 7 + 3 * nb + 7]
-    f64 = counters[7 + 3 * nb + 7 : 7 + 3 * nb + 7 + nb + 2].view(np.float64)
-    w = ints[3 * nb]
-    picks = counters[7 + 4 * nb + 9 : 7 + 4 * nb + 9 + nb * (w + 2)].reshape((nb, w + 2))
+    ints_at = 7
+    f64_at = ints_at + 4 * nb + 6
+    picks_at = f64_at + 2 * nb + 1
+    ints = counters[ints_at:f64_at]
+    f64 = counters[f64_at:picks_at].view(np.float64)
+    w = ints[4 * nb]
+    picks = counters[picks_at : picks_at + nb * (w + 2)].reshape((nb, w + 2))
     k = work.shape[1]
-    rise = ints[3 * nb + 1]
-    min_interval = ints[3 * nb + 2]
-    mask_frames = ints[3 * nb + 3]
-    lag = ints[3 * nb + 4]
-    mu = ints[3 * nb + 5]
-    max_frames = ints[3 * nb + 6]
+    rise = ints[4 * nb + 1]
+    min_interval = ints[4 * nb + 2]
+    lag = ints[4 * nb + 3]
+    mu = ints[4 * nb + 4]
+    max_frames = ints[4 * nb + 5]
     power = work[mu]
     rise_log = work[mu + 1]
     consts = work[mu + 2]
     floor = consts[2 * nb]
     threshold = consts[2 * nb + 1]
     inv_quantum = consts[2 * nb + 2]
-    ratio = f64[nb]
-    mask_ratio = f64[nb + 1]
+    ratio = f64[2 * nb]
     found = 0
     for f in range(n_frames):
         magnitude = work[mu + 3 + f]
@@ -271,7 +270,7 @@ def hop(work, counters, n_frames, out, frame_sample, onsets):
                 and qi > rise_ref
                 and energy >= threshold
                 and since >= min_interval
-                and (since > mask_frames or qi >= mask_ratio * picks[b, w + 1])
+                and (since > ints[3 * nb + b] or qi >= f64[nb + b] * picks[b, w + 1])
             ):
                 picks[b, w] = frame
                 picks[b, w + 1] = qi

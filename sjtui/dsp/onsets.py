@@ -10,9 +10,16 @@ quanta (integers, see :data:`sjtui.dsp.spectral.FLUX_QUANTUM`):
    rising: the first frame of an attack, not its decay);
 3. the band's energy is at least ``min_energy_db``;
 4. at least ``min_interval_frames`` frames since the band's last onset;
-5. within ``mask_frames`` of the band's last onset, at least ``mask_ratio``
-   times that onset's flux (a strong attack masks the weaker ripples that
-   follow it, e.g. the second wave of a distorted chord).
+5. within ``mask_frames[b]`` of the band's last onset, at least
+   ``mask_ratio[b]`` times that onset's flux (per band; 0 = off). A strong
+   attack masks the weaker ripples that follow it, e.g. the weak second
+   rise of the high band 120-450 ms after the attack of a distorted
+   sustained chord. Per band because the bands differ: in the high band
+   that mask only removes false onsets, in the low and mid bands the same
+   mask also drops real notes that follow a stronger one (figures in
+   :class:`sjtui.dsp.analysis.AnalysisConfig`). A masked frame does not
+   become the band's last onset, so a following frame of the same attack
+   that still rises may pass.
 
 Nothing looks ahead: the decision for frame ``t`` is made when frame ``t`` is
 complete. Because ``q`` holds integers, the moving sums are exact and the
@@ -52,24 +59,35 @@ class OnsetPicker:
         rise_frames: int,
         min_interval_frames: int,
         min_energy_db: float,
-        mask_frames: int = 0,
-        mask_ratio: float = 0.0,
+        mask_frames=0,
+        mask_ratio=0.0,
         state: np.ndarray | None = None,
     ):
-        """``state``: optional C-contiguous (n_bands, threshold_frames + 2) int64 array to keep the state in."""
+        """``delta_quanta``, ``mask_frames``, ``mask_ratio``: one value per band (n_bands,) or one for all.
+
+        ``state``: optional C-contiguous (n_bands, threshold_frames + 2) int64 array to keep the state in.
+        """
         if threshold_frames < 1 or rise_frames < 1 or rise_frames > threshold_frames:
             raise ValueError("need 1 <= rise_frames <= threshold_frames")
         self.n_bands = n_bands
         self.window = int(threshold_frames)
         self.ratio = float(threshold_ratio)
         # per band, compared with q * W
-        self.delta_w = (np.broadcast_to(np.asarray(delta_quanta, dtype=np.float64), (n_bands,)) * self.window).copy()
+        self.delta_w = (
+            np.broadcast_to(np.asarray(delta_quanta, dtype=np.float64), (n_bands,)) * self.window
+        ).copy()
         self._delta_w_list = self.delta_w.tolist()
         self.rise = int(rise_frames)
         self.min_interval = int(min_interval_frames)
         self.min_energy_db = np.float32(min_energy_db)
-        self.mask_frames = int(mask_frames)
-        self.mask_ratio = float(mask_ratio)
+        # per band; a band with a zero ratio or length has no mask
+        self.mask_frames = np.broadcast_to(np.asarray(mask_frames, dtype=np.int64), (n_bands,)).copy()
+        self.mask_ratio = np.broadcast_to(np.asarray(mask_ratio, dtype=np.float64), (n_bands,)).copy()
+        if (self.mask_frames < 0).any() or (self.mask_ratio < 0).any():
+            raise ValueError("mask_frames and mask_ratio must be >= 0")
+        self.mask_frames[self.mask_ratio == 0] = 0
+        self._mask_frames_list = self.mask_frames.tolist()
+        self._mask_ratio_list = self.mask_ratio.tolist()
         # per band: the past W flux quanta (oldest first), the frame of its last onset and that
         # onset's flux quanta; one array so that the compiled live path takes it in one argument
         shape = (n_bands, self.window + 2)
@@ -130,10 +148,10 @@ class OnsetPicker:
         last = self._last
         last_q = self._last_q
         gap = self.min_interval
-        mask, mask_ratio = self.mask_frames, self.mask_ratio
+        mask, mask_ratio = self._mask_frames_list, self._mask_ratio_list
         for i, (f, b, qf) in enumerate(zip(frames.tolist(), band.tolist(), q[band, frame_in_batch].tolist())):
             since = f - last[b]
-            if since >= gap and (since > mask or qf >= mask_ratio * last_q[b]):
+            if since >= gap and (since > mask[b] or qf >= mask_ratio[b] * last_q[b]):
                 last[b] = f
                 last_q[b] = qf
                 keep[i] = True
@@ -156,6 +174,7 @@ class OnsetPicker:
         last_q = self._last_q
         floor = float(self.min_energy_db)
         delta_w = self._delta_w_list
+        mask, mask_ratio = self._mask_frames_list, self._mask_ratio_list
         for b in range(self.n_bands):
             qb = int(q[b])
             since = frame - last[b]
@@ -164,7 +183,7 @@ class OnsetPicker:
                 and qb > rise_ref[b]
                 and energy_db[b] >= floor
                 and since >= self.min_interval
-                and (since > self.mask_frames or qb >= self.mask_ratio * last_q[b])
+                and (since > mask[b] or qb >= mask_ratio[b] * last_q[b])
             ):
                 last[b] = frame
                 last_q[b] = qb
