@@ -29,14 +29,20 @@ import numpy as np
 
 from sjtui.constants import BAND_NAMES, BARS_PER_WINDOW
 from sjtui.meter import Meter
-from sjtui.transport.timebase import TempoMap, onsets_to_grid, played_sample
+from sjtui.transport.timebase import TempoMap, latency_samples, onsets_to_grid, played_sample
 
 N_BANDS = len(BAND_NAMES)
 ENERGY_RANGE_DB = 60.0
 ENERGY_FLOOR_DB = -120.0
 
 ONSET_DTYPE = np.dtype(
-    [("band", np.int8), ("bar", np.int16), ("step", np.int16), ("strength", np.float32), ("offset", np.float32)]
+    [
+        ("band", np.int8),
+        ("bar", np.int16),
+        ("step", np.int16),
+        ("strength", np.float32),
+        ("offset", np.float32),
+    ]
 )
 
 
@@ -61,7 +67,11 @@ class Fingerprint:
         """Onset strength per cell, (n_bands, n_bars, steps_per_bar) float32 (strongest onset wins)."""
         grid = np.zeros(self.energy.shape, dtype=np.float32)
         o = self.onsets
-        np.maximum.at(grid, (o["band"].astype(np.intp), o["bar"].astype(np.intp), o["step"].astype(np.intp)), o["strength"])
+        np.maximum.at(
+            grid,
+            (o["band"].astype(np.intp), o["bar"].astype(np.intp), o["step"].astype(np.intp)),
+            o["strength"],
+        )
         return grid
 
     def to_json(self) -> dict:
@@ -70,7 +80,8 @@ class Fingerprint:
             "bpm": self.bpm,
             "meter": str(self.meter),
             "onset_steps": [
-                [int(o["band"]), int(o["bar"]), int(o["step"]), round(float(o["strength"]), 4)] for o in self.onsets
+                [int(o["band"]), int(o["bar"]), int(o["step"]), round(float(o["strength"]), 4)]
+                for o in self.onsets
             ],
             "energy": np.round(self.energy, 4).tolist(),
             "novelty": np.round(self.novelty, 4).tolist(),
@@ -161,7 +172,11 @@ def compute_fingerprint(
 
 
 def fingerprints_of(
-    features, tempo_map: TempoMap, n_bars: int = BARS_PER_WINDOW, hop_bars: int | None = None, latency_ms: float = 0.0
+    features,
+    tempo_map: TempoMap,
+    n_bars: int = BARS_PER_WINDOW,
+    hop_bars: int | None = None,
+    latency_ms: float = 0.0,
 ) -> list[Fingerprint]:
     """Offline: the fingerprint of every whole ``n_bars`` window of a recording's features.
 
@@ -172,11 +187,22 @@ def fingerprints_of(
     """
     if features.frame_sample.size == 0:
         return []
-    last_bar = float(tempo_map.sample_to_bar(played_sample(features.frame_sample[-1], latency_ms, tempo_map.sample_rate_hz)))
+    last_bar = float(
+        tempo_map.sample_to_bar(
+            played_sample(features.frame_sample[-1], latency_ms, tempo_map.sample_rate_hz)
+        )
+    )
     hop = hop_bars or n_bars
     return [
         compute_fingerprint(
-            features.frame_sample, features.energy_db, features.flux, features.onsets, tempo_map, first, n_bars, latency_ms
+            features.frame_sample,
+            features.energy_db,
+            features.flux,
+            features.onsets,
+            tempo_map,
+            first,
+            n_bars,
+            latency_ms,
         )
         for first in range(0, int(np.floor(last_bar)) - n_bars + 1, hop)
     ]
@@ -191,12 +217,21 @@ class FingerprintAccumulator:
     the accumulator must hold (bars at the slowest tempo).
     """
 
-    def __init__(self, sample_rate_hz: int, hop_size: int, max_window_s: float = 4 * 7 * 60 / 30, max_onsets: int = 8192):
+    def __init__(
+        self,
+        sample_rate_hz: int,
+        hop_size: int,
+        max_window_s: float = 4 * 7 * 60 / 30,
+        max_onsets: int = 8192,
+    ):
         self.capacity = int(np.ceil(max_window_s * sample_rate_hz / hop_size)) + 64
+        self.hop_size = int(hop_size)
         self._frame_sample = np.zeros(self.capacity, dtype=np.int64)
         self._energy = np.zeros((N_BANDS, self.capacity), dtype=np.float32)
         self._flux = np.zeros((N_BANDS, self.capacity), dtype=np.float32)
-        self._onsets = np.zeros(max_onsets, dtype=[("sample", np.int64), ("band", np.int8), ("strength", np.float32)])
+        self._onsets = np.zeros(
+            max_onsets, dtype=[("sample", np.int64), ("band", np.int8), ("strength", np.float32)]
+        )
         self.reset()
 
     def reset(self) -> None:
@@ -230,7 +265,12 @@ class FingerprintAccumulator:
         order = (self._n_frames - n + np.arange(n)) % self.capacity
         m = min(self._n_onsets, self._onsets.size)
         onset_order = (self._n_onsets - m + np.arange(m)) % self._onsets.size
-        return self._frame_sample[order], self._energy[:, order], self._flux[:, order], self._onsets[onset_order]
+        return (
+            self._frame_sample[order],
+            self._energy[:, order],
+            self._flux[:, order],
+            self._onsets[onset_order],
+        )
 
     @property
     def last_sample(self) -> int:
@@ -242,5 +282,32 @@ class FingerprintAccumulator:
     def fingerprint(
         self, tempo_map: TempoMap, first_bar: int, n_bars: int = BARS_PER_WINDOW, latency_ms: float = 0.0
     ) -> Fingerprint:
-        frame_sample, energy, flux, onsets = self._ordered()
-        return compute_fingerprint(frame_sample, energy, flux, onsets, tempo_map, first_bar, n_bars, latency_ms)
+        frame_sample, energy, flux, onsets = self._window(tempo_map, first_bar, n_bars, latency_ms)
+        return compute_fingerprint(
+            frame_sample, energy, flux, onsets, tempo_map, first_bar, n_bars, latency_ms
+        )
+
+    def _window(self, tempo_map: TempoMap, first_bar: int, n_bars: int, latency_ms: float):
+        """Only the frames and onsets near the window, in time order.
+
+        The rings hold up to a minute; a window at a usual tempo is a few seconds, and
+        :func:`compute_fingerprint` ignores what lies outside it, so cutting the rest first gives
+        the same fingerprint for a fraction of the work (it runs at every decision).
+        The margin covers the latency shift and an onset rounded to the window's first step.
+        """
+        start = float(tempo_map.bar_to_sample(first_bar))
+        end = float(tempo_map.bar_to_sample(first_bar + n_bars))
+        step = (end - start) / max(n_bars * tempo_map.meter_at(start).steps_per_bar, 1)
+        lag = latency_samples(latency_ms, tempo_map.sample_rate_hz)
+        margin = abs(lag) + 2 * step + 4 * self.hop_size
+        lo, hi = start + lag - margin, end + lag + margin
+        n = min(self._n_frames, self.capacity)
+        order = (self._n_frames - n + np.arange(n)) % self.capacity
+        frames = self._frame_sample[order]
+        a, b = np.searchsorted(frames, [lo, hi])
+        order = order[a:b]
+        m = min(self._n_onsets, self._onsets.size)
+        onset_order = (self._n_onsets - m + np.arange(m)) % self._onsets.size
+        onset_samples = self._onsets["sample"][onset_order]
+        near = onset_order[(onset_samples >= lo) & (onset_samples <= hi)]
+        return frames[a:b], self._energy[:, order], self._flux[:, order], self._onsets[near]
