@@ -11,6 +11,9 @@ Channels are numbered from 1, as printed on an interface's front panel:
 ``channel=2`` takes input 2, where many interfaces put the instrument jack.
 PortAudio opens the first *N* channels of a device, so the stream opens
 ``channel`` channels and keeps the last one.
+
+:class:`~sjtui.audio.device_process.ProcessDeviceInput` runs this class in a child
+process (its own GIL) writing into a shared-memory ring; the engine uses it by default.
 """
 
 from __future__ import annotations
@@ -92,7 +95,9 @@ def find_input_device(device: int | str | None) -> InputDeviceInfo:
         if default_index is None or default_index < 0:
             if devices:
                 return devices[0]
-            raise AudioError("no audio input device found.\nInput devices:\n" + describe_input_devices(devices))
+            raise AudioError(
+                "no audio input device found.\nInput devices:\n" + describe_input_devices(devices)
+            )
         matches = [d for d in devices if d.index == default_index]
         if matches:
             return matches[0]
@@ -141,6 +146,16 @@ def validate_stream_settings(sample_rate_hz: int, block_size: int) -> None:
         )
 
 
+def check_input_channel(device: InputDeviceInfo, channel: int) -> int:
+    """``channel`` (1-based) as an int, or :class:`AudioError` if ``device`` has no such input."""
+    if not isinstance(channel, (int, np.integer)) or not 1 <= channel <= device.channels:
+        raise AudioError(
+            f"input channel {channel!r} does not exist on {device.name!r}, which has "
+            f"{device.channels} input channel(s); channels count from 1 as on the interface"
+        )
+    return int(channel)
+
+
 class DeviceInput:
     """A running (or ready) input stream feeding one channel into a ring.
 
@@ -172,12 +187,7 @@ class DeviceInput:
     ):
         validate_stream_settings(sample_rate_hz, block_size)
         self.device = find_input_device(device)
-        if not isinstance(channel, (int, np.integer)) or not 1 <= channel <= self.device.channels:
-            raise AudioError(
-                f"input channel {channel!r} does not exist on {self.device.name!r}, which has "
-                f"{self.device.channels} input channel(s); channels count from 1 as on the interface"
-            )
-        self.channel = int(channel)
+        self.channel = check_input_channel(self.device, channel)
         self.sample_rate_hz = int(sample_rate_hz)
         self.block_size = int(block_size)
         self.latency = latency

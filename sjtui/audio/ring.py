@@ -41,6 +41,7 @@ each published on its own, so the guarantee holds for any block size.
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
 
@@ -78,6 +79,18 @@ class Anchor:
     monotonic_s: float
 
 
+def _check_sizes(capacity_samples: int, max_write_samples: int, n_anchors: int) -> None:
+    if max_write_samples < 1:
+        raise ValueError(f"max_write_samples must be >= 1, got {max_write_samples}")
+    if capacity_samples < 2 * max_write_samples:
+        raise ValueError(
+            f"capacity_samples ({capacity_samples}) must be at least twice max_write_samples "
+            f"({max_write_samples}) so a reader has room behind the writer"
+        )
+    if n_anchors < 1:
+        raise ValueError(f"n_anchors must be >= 1, got {n_anchors}")
+
+
 class RingBuffer:
     """Preallocated ring of ``capacity_samples`` float32 samples, absolute indexing.
 
@@ -96,15 +109,7 @@ class RingBuffer:
     def __init__(self, capacity_samples: int, max_write_samples: int = 4096, n_anchors: int = 256):
         capacity_samples = int(capacity_samples)
         max_write_samples = int(max_write_samples)
-        if max_write_samples < 1:
-            raise ValueError(f"max_write_samples must be >= 1, got {max_write_samples}")
-        if capacity_samples < 2 * max_write_samples:
-            raise ValueError(
-                f"capacity_samples ({capacity_samples}) must be at least twice max_write_samples "
-                f"({max_write_samples}) so a reader has room behind the writer"
-            )
-        if n_anchors < 1:
-            raise ValueError(f"n_anchors must be >= 1, got {n_anchors}")
+        _check_sizes(capacity_samples, max_write_samples, n_anchors)
         self.capacity_samples = capacity_samples
         self.max_write_samples = max_write_samples
         self._buffer = np.zeros(capacity_samples, dtype=np.float32)
@@ -223,6 +228,207 @@ class RingBuffer:
             float(self._anchor_adc_time_s[slot]),
             float(self._anchor_monotonic_s[slot]),
         )
+
+
+# ---------------------------------------------------------------------------- shared memory
+
+# Slots of the shared block's int64 header (the counters a plain ring keeps as attributes).
+_HEADER_FIELDS = (
+    "write_index",
+    "anchor_count",
+    "overflow_count",
+    "last_overflow_index",
+    "error_count",
+    "last_error_index",
+    "callback_count",  # blocks the writing source delivered (DeviceInput.callback_count of the writer)
+    "writer_active",  # 1 while a writer process streams into the ring
+)
+_HEADER_SLOTS = 16  # room to grow; 128 bytes keep the anchors 8-byte aligned
+_SHARED_NAME_PREFIX = "sjtui-ring-"
+
+
+def _header_property(slot: int, doc: str) -> property:
+    def get(self) -> int:
+        return self._header[slot]
+
+    def set(self, value: int) -> None:
+        self._header[slot] = value
+
+    return property(get, set, doc=doc)
+
+
+class SharedRingHandle:
+    """What a child process needs to attach a :class:`SharedRingBuffer`: the block's descriptor and layout.
+
+    Picklable only as an argument of a process being started (``multiprocessing``'s
+    ``DupFd`` passes the descriptor to the child, as it does for pipes).
+    """
+
+    def __init__(self, fd: int, capacity_samples: int, max_write_samples: int, n_anchors: int):
+        self.fd = int(fd)
+        self.capacity_samples = int(capacity_samples)
+        self.max_write_samples = int(max_write_samples)
+        self.n_anchors = int(n_anchors)
+
+    def __reduce__(self):
+        from multiprocessing import reduction
+
+        return (
+            _rebuild_handle,
+            (reduction.DupFd(self.fd), self.capacity_samples, self.max_write_samples, self.n_anchors),
+        )
+
+
+def _rebuild_handle(
+    dup_fd, capacity_samples: int, max_write_samples: int, n_anchors: int
+) -> SharedRingHandle:
+    return SharedRingHandle(dup_fd.detach(), capacity_samples, max_write_samples, n_anchors)
+
+
+def _shared_size_bytes(capacity_samples: int, n_anchors: int) -> int:
+    return 8 * _HEADER_SLOTS + 3 * 8 * n_anchors + 4 * capacity_samples
+
+
+class SharedRingBuffer(RingBuffer):
+    """A :class:`RingBuffer` whose samples, anchors and counters live in one shared-memory block.
+
+    A writer in one process (:class:`~sjtui.audio.device_process.ProcessDeviceInput`'s
+    child) and :class:`RingReader` s in another see the same ring; every method is
+    the plain ring's. Create with :meth:`create` (the owner), pass :meth:`handle` to a
+    child being started, and :meth:`attach` there.
+
+    Layout of the block (bytes): ``[0, 128)`` int64 header (``_HEADER_FIELDS``:
+    write_index, anchor_count, the trouble counters, callback_count, writer_active),
+    then the anchors' sample indices (int64, ``n_anchors``), capture times and
+    monotonic times (float64, ``n_anchors`` each), then the samples (float32,
+    ``capacity_samples``).
+
+    No name to leak
+    ---------------
+    The block is made by :class:`multiprocessing.shared_memory.SharedMemory` (POSIX
+    ``shm_open``), mapped, and its *name is unlinked at once*: the memory lives as long
+    as some process maps it or holds its descriptor. The owner keeps a descriptor;
+    children receive it when they are spawned (``DupFd``), map it and close it. So
+    nothing is ever left in ``/dev/shm``, however the processes end (SIGKILL included):
+    the kernel frees the block with the last mapping.
+
+    Memory ordering across processes
+    --------------------------------
+    The GIL no longer orders the writer against the readers. The writer still copies
+    the samples (and an anchor's fields) *before* storing the new ``write_index``
+    (``anchor_count``), each an aligned 8-byte store through a ``memoryview`` (one
+    machine store, never torn). Readers load the index before the data. On x86-64
+    (total store order: stores become visible in program order, loads are not
+    reordered with loads) this is the same publish protocol as in one process. On
+    weakly ordered CPUs (ARM) Python offers no fence, so a reader could in principle
+    see an index before the samples it covers; the interpreter executes thousands of
+    instructions between the copy and the publish, which makes that practically
+    impossible but is not a guarantee. The overwrite check (re-reading ``write_index``
+    after a copy) is unchanged and holds on any CPU.
+    """
+
+    write_index = _header_property(0, "Published count of samples written (shared).")
+    anchor_count = _header_property(1, "Anchors recorded (shared).")
+    overflow_count = _header_property(2, "Input overflows the writer noted (shared).")
+    last_overflow_index = _header_property(3, "write_index at the last overflow, -1 before any (shared).")
+    error_count = _header_property(4, "Exceptions the writer caught (shared).")
+    last_error_index = _header_property(5, "write_index at the last error, -1 before any (shared).")
+    callback_count = _header_property(6, "Blocks the writing source delivered (shared).")
+    writer_active = _header_property(7, "1 while a writer process streams into the ring (shared).")
+
+    @property
+    def oldest_index(self) -> int:
+        """First absolute index that is safe to read now (one header load)."""
+        return max(0, self._header[0] - self.capacity_samples + self.max_write_samples)
+
+    def __init__(
+        self, fd: int, capacity_samples: int, max_write_samples: int, n_anchors: int, *, owner: bool
+    ):
+        import mmap
+
+        self.capacity_samples = int(capacity_samples)
+        self.max_write_samples = int(max_write_samples)
+        self._n_anchors = int(n_anchors)
+        size = _shared_size_bytes(self.capacity_samples, self._n_anchors)
+        self._mmap = mmap.mmap(fd, size)
+        self.owner = owner
+        if owner:  # the descriptor is kept for children (closed with the ring)
+            import weakref
+
+            self._fd = fd
+            self._fd_finalizer = weakref.finalize(self, _close_fd, fd)
+        else:
+            self._fd = -1
+            os.close(fd)  # the mapping keeps the block
+        self._header = memoryview(self._mmap)[: 8 * _HEADER_SLOTS].cast("q")
+        offset = 8 * _HEADER_SLOTS
+        n = self._n_anchors
+        self._anchor_sample_index = np.frombuffer(self._mmap, np.int64, n, offset)
+        self._anchor_adc_time_s = np.frombuffer(self._mmap, np.float64, n, offset + 8 * n)
+        self._anchor_monotonic_s = np.frombuffer(self._mmap, np.float64, n, offset + 16 * n)
+        self._buffer = np.frombuffer(self._mmap, np.float32, self.capacity_samples, offset + 24 * n)
+
+    @classmethod
+    def create(
+        cls, capacity_samples: int, max_write_samples: int = 4096, n_anchors: int = 256
+    ) -> SharedRingBuffer:
+        """A new zeroed shared ring (same checks as :class:`RingBuffer`); its name is already unlinked."""
+        import secrets
+        from multiprocessing import shared_memory
+
+        _check_sizes(int(capacity_samples), int(max_write_samples), int(n_anchors))
+        _ensure_resource_tracker()  # SharedMemory registers the name with it (and unlink unregisters)
+        name = f"{_SHARED_NAME_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+        shm = shared_memory.SharedMemory(
+            name=name, create=True, size=_shared_size_bytes(capacity_samples, n_anchors)
+        )
+        try:
+            fd = os.dup(shm._fd)  # private, stable since 3.8: the descriptor outlives the name
+        finally:
+            shm.close()
+            shm.unlink()
+        ring = cls(fd, capacity_samples, max_write_samples, n_anchors, owner=True)
+        ring.last_overflow_index = -1
+        ring.last_error_index = -1
+        return ring
+
+    @classmethod
+    def attach(cls, handle: SharedRingHandle) -> SharedRingBuffer:
+        """The ring ``handle`` describes, in this (child) process."""
+        return cls(
+            handle.fd, handle.capacity_samples, handle.max_write_samples, handle.n_anchors, owner=False
+        )
+
+    def handle(self) -> SharedRingHandle:
+        """For a child process being started: pass it as an argument, :meth:`attach` it there."""
+        if self._fd < 0:
+            raise ValueError("only the process that created a shared ring can hand it on")
+        return SharedRingHandle(self._fd, self.capacity_samples, self.max_write_samples, self._n_anchors)
+
+    def close(self) -> None:
+        """Unmap the block here (the ring is unusable afterwards; other processes keep theirs)."""
+        if self._mmap is None:
+            return
+        self._header.release()
+        del self._anchor_sample_index, self._anchor_adc_time_s, self._anchor_monotonic_s, self._buffer
+        self._mmap.close()
+        self._mmap = None
+        if self.owner:
+            self._fd_finalizer()
+            self._fd = -1
+
+
+def _close_fd(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _ensure_resource_tracker() -> None:
+    from sjtui.midi.process import _ensure_resource_tracker as ensure
+
+    ensure()
 
 
 @dataclass
