@@ -3,7 +3,9 @@
 Threads (ARCHITECTURE.md):
 
 - the audio input (PortAudio callback, or a file/synth source thread) only
-  writes the ring;
+  writes the ring; a device's callback runs by default in a child process
+  with its own GIL, writing a shared-memory ring
+  (:mod:`sjtui.audio.device_process`, ``EngineOptions.input_process``);
 - the *engine thread* (this module's :meth:`Engine._run`) is the ring's only
   reader: it analyses every waiting hop (:class:`~sjtui.audio.analysis_thread.AnalysisThread`
   stepped in place), applies commands at batch boundaries, keeps the
@@ -87,6 +89,9 @@ class EngineOptions:
     samples: np.ndarray | None = None  # a signal to play as the input (the demo's song)
     input_name: str | None = None
     state_file: bool = True
+    # live input in a child process (own GIL, shared-memory ring: no overflows while the UI and the
+    # analysis run Python); False keeps the PortAudio callback in this process (comparison, fallback)
+    input_process: bool = True
 
 
 @dataclass
@@ -1331,9 +1336,8 @@ class Engine:
                 source = FileSource(self.ring, device, sample_rate_hz=self.sample_rate_hz, block_size=self.options.block_size, loop=True)
                 name = f"file {Path(device).name} (looping)"
             else:
-                from sjtui.audio.device import DeviceInput
-
-                source = DeviceInput(int(device) if device.isdigit() else device, 1, self.sample_rate_hz, self.options.block_size, self.ring)
+                input_class = _device_input_class(self.ring)
+                source = input_class(int(device) if device.isdigit() else device, 1, self.sample_rate_hz, self.options.block_size, self.ring)
                 name = f"{source.device.name} input 1"
             source.start()
         except BaseException:
@@ -1907,9 +1911,22 @@ def _open_process_output(options: EngineOptions, sample_rate_hz: int, clock):
     return output, name, int(output.sample_rate_hz)
 
 
+def _device_input_class(ring):
+    """ProcessDeviceInput (PortAudio callback in a child process) for a shared ring, else DeviceInput."""
+    from sjtui.audio.ring import SharedRingBuffer
+
+    if isinstance(ring, SharedRingBuffer):
+        from sjtui.audio.device_process import ProcessDeviceInput
+
+        return ProcessDeviceInput
+    from sjtui.audio.device import DeviceInput
+
+    return DeviceInput
+
+
 def create_engine(options: EngineOptions) -> Engine:
     """Open the input, library, model and output named by ``options``; errors are :class:`SjtuiError`."""
-    from sjtui.audio.ring import RingBuffer, capacity_for
+    from sjtui.audio.ring import RingBuffer, SharedRingBuffer, capacity_for
     from sjtui.transport.timebase import check_bpm
 
     options.config.validate()
@@ -1950,7 +1967,11 @@ def create_engine(options: EngineOptions) -> Engine:
         raise
     try:
         options.sample_rate_hz = rate
-        ring = RingBuffer(capacity_for(options.config.ring_seconds, rate))
+        if options.input_process and not options.fast:
+            # shared memory even for a file or the demo: a device chosen mid-jam then gets the child too
+            ring = SharedRingBuffer.create(capacity_for(options.config.ring_seconds, rate))
+        else:
+            ring = RingBuffer(capacity_for(options.config.ring_seconds, rate))
         is_file = options.samples is None and _is_file(options.input)
         if options.fast and options.samples is None and not is_file:
             raise EngineError("--fast needs a file as --input (a live input cannot run faster than real time)")
@@ -1969,12 +1990,10 @@ def create_engine(options: EngineOptions) -> Engine:
             notes.extend(source.notes)
             input_name = f"file {Path(options.input).name}" + (" (looping)" if options.loop else "")
         else:
-            from sjtui.audio.device import DeviceInput
-
             device = options.input
             if device is not None and device.isdigit():
                 device = int(device)
-            source = DeviceInput(device, options.input_channel, rate, options.block_size, ring)
+            source = _device_input_class(ring)(device, options.input_channel, rate, options.block_size, ring)
             input_name = f"{source.device.name} input {options.input_channel}"
         engine = Engine(
             ring=ring, source=source, library=library, output=output, options=options, model=model,

@@ -312,3 +312,33 @@ def test_the_engine_listens_through_the_child_by_default(portaudio_jack, library
         assert not engine.source.active
         if pid is not None:
             assert _gone(pid)
+
+
+@pytest.mark.jack
+def test_a_device_chosen_mid_jam_gets_its_own_process(portaudio_jack, library_dir, guitar_audio_dir):  # noqa: F811
+    from sjtui import snapshot as snap
+    from sjtui.engine import EngineOptions, create_engine
+
+    engine = create_engine(
+        EngineOptions(
+            input=str(guitar_audio_dir / RECORDING), loop=True, synth=True, synth_engine="numpy", bpm=120.0,
+            model="none", library=str(library_dir), state_file=False,
+        )
+    )  # fmt: skip
+    try:
+        engine.start()
+        assert isinstance(engine.ring, SharedRingBuffer)  # a file writes the shared ring in this process
+        time.sleep(0.5)
+        engine.send(snap.ChooseInput("system"))
+        deadline = time.monotonic() + 20
+        while not isinstance(engine.source, ProcessDeviceInput) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert isinstance(engine.source, ProcessDeviceInput) and engine.source.active
+        count, index = engine.ring.anchor_count, engine.ring.write_index
+        time.sleep(0.5)
+        assert engine.ring.anchor_count > count + 20 and engine.ring.write_index > index  # the index goes on
+        assert engine.error is None and abs(engine.now_sample() - engine.ring.write_index) < 4096
+        pid = engine.source.pid
+    finally:
+        engine.close()
+    assert _gone(pid)
