@@ -41,6 +41,10 @@ model's top 10 and 3 random allowed ones); the model is fine-tuned on them
 (:func:`training.train.finetune`); on *other* guitar windows, agreement =
 share of windows whose top pick is among the rater's top 10 % of allowed
 grooves. ``personalisation_gain`` = agreement after - before, in points.
+``strategy`` chooses the 5 grooves of each rated window: ``"check"`` (the
+rule above, the default and the shipped figure), ``"pairing"`` (what
+``sjtui label`` does: :func:`sjtui.labels.pairing.plan_pairs`) or
+``"random"``; ``bench/personalisation.py`` compares them over seeds.
 """
 
 from __future__ import annotations
@@ -195,6 +199,77 @@ def agreement(scores: np.ndarray, rater: np.ndarray, allowed: np.ndarray) -> flo
     return float(np.mean(agree)) if agree else float("nan")
 
 
+PERSONALISATION_STRATEGIES = ("check", "pairing", "random")
+
+
+def choose_rated_pairs(
+    strategy: str,
+    scores: np.ndarray,
+    allowed: np.ndarray,
+    rated_rows: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    seed: int = 0,
+    mix=None,
+    boundary_quantile: float = 0.5,
+    boundary: float | None = None,
+) -> list[tuple[int, int]]:
+    """The ``(guitar row, groove row)`` pairs the simulated rater rates: ``RATED_PER_WINDOW`` per rated row.
+
+    ``scores`` ``(n_guitar, n_groove)``: the model's scores before tuning;
+    ``allowed`` ``(n_guitar, n_groove)`` bool (the hard filter);
+    ``rated_rows`` ``(n_rated,)`` guitar rows, in the order a session would
+    visit them. ``strategy``:
+
+    - ``"check"``: 2 of the model's top 10 allowed grooves and 3 random
+      allowed ones (draws from ``rng``; the rule of the shipped figure);
+    - ``"pairing"``: what ``sjtui label`` does:
+      :func:`sjtui.labels.pairing.plan_pairs` over the allowed grooves with
+      the model's scores, ``mix`` (default
+      :data:`sjtui.labels.pairing.DEFAULT_MIX`), session ``seed``, and
+      ``start`` advancing by the picks made, as a session does across loops;
+      ``boundary_quantile`` / ``boundary`` are passed on;
+    - ``"random"``: ``RATED_PER_WINDOW`` distinct uniformly random allowed
+      grooves (draws from ``rng``).
+    """
+    if strategy not in PERSONALISATION_STRATEGIES:
+        raise ValueError(
+            f"personalisation strategy {strategy!r} is not one of {', '.join(PERSONALISATION_STRATEGIES)}"
+        )
+    pairs: list[tuple[int, int]] = []
+    if strategy == "pairing":
+        from sjtui.labels.pairing import DEFAULT_MIX, plan_pairs
+
+        groove_rows = np.arange(scores.shape[1])
+        start = 0
+        for i in rated_rows:
+            picks = plan_pairs(
+                scores[i],
+                groove_rows,
+                allowed[i],
+                n=RATED_PER_WINDOW,
+                mix=DEFAULT_MIX if mix is None else mix,
+                seed=seed,
+                start=start,
+                boundary=boundary,
+                boundary_quantile=boundary_quantile,
+            )
+            start += len(picks)
+            pairs += [(int(i), int(p.index)) for p in picks]
+        return pairs
+    for i in rated_rows:
+        candidates = np.flatnonzero(allowed[i])
+        if strategy == "check":
+            top10 = candidates[np.argsort(-scores[i, candidates])[:10]]
+            chosen = list(rng.choice(top10, size=2, replace=False))
+            rest = np.setdiff1d(candidates, chosen)
+            chosen += list(rng.choice(rest, size=min(RATED_PER_WINDOW - 2, rest.size), replace=False))
+        else:  # random
+            chosen = list(rng.choice(candidates, size=min(RATED_PER_WINDOW, candidates.size), replace=False))
+        pairs += [(int(i), int(j)) for j in chosen]
+    return pairs
+
+
 def personalisation_check(
     model,
     guitar_inputs: dict,
@@ -203,11 +278,23 @@ def personalisation_check(
     groove: T.GrooveSide,
     weak: np.ndarray,
     seed: int = 0,
+    strategy: str = "check",
+    *,
+    mix=None,
+    boundary_quantile: float = 0.5,
+    boundary: float | None = None,
+    before_embeddings: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict:
     """Simulated rater rates 200 pairs, the model is fine-tuned on them; agreement before and after.
 
     ``model``: a :class:`training.towers.TwoTower` (not modified: a copy is tuned).
     ``guitar_inputs`` / ``groove_inputs``: numpy encoder inputs of the rows of ``guitar`` / ``groove``.
+    ``strategy``: how the 5 grooves of each rated window are chosen (see
+    :func:`choose_rated_pairs`; ``mix``, ``boundary_quantile`` and
+    ``boundary`` apply to ``"pairing"``). The rater, the rated and evaluation
+    windows (drawn from ``seed``) and the fine-tuning are the same for every
+    strategy. ``before_embeddings``: ``embed_numpy(model, ...)`` when the
+    caller already has it (saves recomputing it per strategy).
     """
     import copy
 
@@ -220,18 +307,21 @@ def personalisation_check(
     usable = np.flatnonzero(allowed.sum(axis=1) >= 10)
     rng.shuffle(usable)
     rated_rows, eval_rows = usable[:N_RATED_WINDOWS], usable[N_RATED_WINDOWS:]
-    g_emb, d_emb = embed_numpy(model, guitar_inputs, groove_inputs)
+    g_emb, d_emb = before_embeddings or embed_numpy(model, guitar_inputs, groove_inputs)
     before_scores = g_emb @ d_emb.T
-    pairs = []
-    for i in rated_rows:
-        candidates = np.flatnonzero(allowed[i])
-        top10 = candidates[np.argsort(-before_scores[i, candidates])[:10]]
-        chosen = list(rng.choice(top10, size=2, replace=False))
-        rest = np.setdiff1d(candidates, chosen)
-        chosen += list(rng.choice(rest, size=min(RATED_PER_WINDOW - 2, rest.size), replace=False))
-        pairs += [
-            (int(i), int(j), float(np.round(rater[i, j]))) for j in chosen
-        ]  # integer stars, as a person
+    chosen = choose_rated_pairs(
+        strategy,
+        before_scores,
+        allowed,
+        rated_rows,
+        rng,
+        seed=seed,
+        mix=mix,
+        boundary_quantile=boundary_quantile,
+        boundary=boundary,
+    )
+    pairs = [(i, j, float(np.round(rater[i, j]))) for i, j in chosen]  # integer stars, as a person
+    stars = np.array([p[2] for p in pairs])
     tuned = copy.deepcopy(model)
     info = finetune(tuned, guitar_inputs, groove_inputs, pairs, seed=seed)
     g_after, d_after = embed_numpy(tuned, guitar_inputs, groove_inputs)
@@ -246,9 +336,12 @@ def personalisation_check(
     )
     return {
         "taste": "busy drums, especially under sparse guitar (hidden from the model)",
+        "strategy": strategy,
         "n_ratings": len(pairs),
         "n_rated_windows": int(rated_rows.size),
         "n_eval_windows": int(eval_rows.size),
+        "rated_mean_stars": float(stars.mean()),
+        "rated_share_positive": float(np.mean(stars >= T.POSITIVE_RATING)),
         "agreement_before": before,
         "agreement_after": after,
         "personalisation_gain": 100.0 * (after - before),
