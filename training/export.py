@@ -215,7 +215,12 @@ def _install(staging: Path, out_dir: Path, names: list[str]) -> list[str]:
                 os.replace(staging / name, target)
                 continue
             backup = out_dir / f"{name}.bak-{stamp}"
-            os.replace(target, backup)
+            # a second name for the old file first, then one atomic replace: killed at any moment,
+            # ``target`` is the old file or the new one, never missing (the active manifest above all)
+            try:
+                os.link(target, backup)
+            except OSError:  # no hard links here (some network or FAT file systems)
+                shutil.copy2(target, backup)
             backups.append(backup.name)
         os.replace(staging / name, target)
     return backups
