@@ -187,24 +187,33 @@ def list_versions(user_dir=None, shipped_dir=None, *, check: bool = True) -> lis
     return out
 
 
-def _backup(user_dir: Path) -> str | None:
-    """Move ``manifest.json`` aside as a backup (or drop it when an identical backup exists)."""
+def _backup(user_dir: Path, *, keep_active: bool = False) -> str | None:
+    """Keep ``manifest.json`` as a backup (reuse an identical one); remove it unless ``keep_active``.
+
+    The backup is a second name (hard link, else a copy) made before anything
+    else changes, so a process killed at any moment leaves either the old
+    active manifest or the new one, never none (``keep_active``: the caller
+    replaces it atomically next).
+    """
     active = user_dir / MANIFEST_FILE
     if not active.is_file():
         return None
     content = active.read_bytes()
-    for path in user_dir.glob(BACKUP_PREFIX + "*"):
-        if path.read_bytes() == content:
-            active.unlink()
-            return path.name
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    target = user_dir / f"{BACKUP_PREFIX}{stamp}"
-    n = 1
-    while target.exists():
-        target = user_dir / f"{BACKUP_PREFIX}{stamp}-{n}"
-        n += 1
-    os.replace(active, target)
-    return target.name
+    kept = next((path for path in user_dir.glob(BACKUP_PREFIX + "*") if path.read_bytes() == content), None)
+    if kept is None:
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        kept = user_dir / f"{BACKUP_PREFIX}{stamp}"
+        n = 1
+        while kept.exists():
+            kept = user_dir / f"{BACKUP_PREFIX}{stamp}-{n}"
+            n += 1
+        try:
+            os.link(active, kept)
+        except OSError:  # no hard links on this file system
+            shutil.copy2(active, kept)
+    if not keep_active:
+        active.unlink()
+    return kept.name
 
 
 def use_version(version: str, user_dir=None, shipped_dir=None) -> ModelVersion:
@@ -238,7 +247,7 @@ def use_version(version: str, user_dir=None, shipped_dir=None) -> ModelVersion:
     if chosen.manifest_path == active_path:
         return ModelVersion(**{**chosen.__dict__, "active": True})
     content = chosen.manifest_path.read_bytes()
-    _backup(user_dir)
+    _backup(user_dir, keep_active=True)
     tmp = user_dir / (MANIFEST_FILE + ".tmp")
     tmp.write_bytes(content)
     os.replace(tmp, active_path)
