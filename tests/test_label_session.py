@@ -171,39 +171,85 @@ def test_failed_save_keeps_the_pair_and_loses_nothing(env, loops, tmp_path):
     assert [r["rating"] for r in store.rating_rows()] == [5, 2]
 
 
-def test_readonly_and_newer_database_are_refused_with_the_stores_messages(tmp_path, loops):
+READONLY_ATTEMPT = """
+import sys
+import numpy as np
+from sjtui.labels.errors import LabelStoreReadOnlyError
+from sjtui.labels.store import LabelStore
+try:
+    with LabelStore.open(sys.argv[1]) as store:
+        store.add_clip(np.zeros(48000, np.float32), 48000)
+except LabelStoreReadOnlyError as error:
+    print(error)
+    sys.exit(3)
+sys.exit(0)
+"""
+_NOBODY = 65534
+
+
+def test_readonly_and_newer_database_are_refused_with_the_stores_messages(loops):
+    """A database file and folder without write permission. chmod does not stop root, and the tests
+    run as root here: then the attempt runs in a process of the unprivileged user ``nobody``."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
     from sjtui.labels.store import DB_FILENAME
 
-    with LabelStore.open(tmp_path) as store:
-        clip = store.add_clip(
-            loops[0].audio, loops[0].sample_rate_hz, loops[0].fingerprint, loops[0].clip_meta()
-        )
-        with GrooveStore(tmp_path) as grooves:
-            store.groove_store = grooves
-            store.add_rating(clip, grooves.get(1), 4)
-    db = tmp_path / DB_FILENAME
-    os.chmod(db, stat.S_IRUSR)
-    os.chmod(tmp_path, stat.S_IRUSR | stat.S_IXUSR)
+    base = Path(tempfile.mkdtemp(prefix="sjtui-ro-", dir="/tmp"))  # not under root's private pytest folder
+    base.chmod(0o755)
     try:
-        if os.access(db, os.W_OK):
-            pytest.skip("running as root: a read-only file is still writable")
-        with (
-            pytest.raises(LabelStoreReadOnlyError, match="read-only|cannot be written|SJTUI_DATA_DIR"),
-            LabelStore.open(tmp_path) as store,
-        ):
-            store.add_clip(loops[1].audio, loops[1].sample_rate_hz)
-    finally:
-        os.chmod(tmp_path, stat.S_IRWXU)
-        os.chmod(db, stat.S_IRUSR | stat.S_IWUSR)
-    with LabelStore.open(tmp_path, readonly=True) as store:
-        assert store.count() == 1  # nothing lost
-    import sqlite3
+        with LabelStore.open(base) as store:
+            clip = store.add_clip(
+                loops[0].audio, loops[0].sample_rate_hz, loops[0].fingerprint, loops[0].clip_meta()
+            )
+            with GrooveStore(base) as grooves:
+                store.groove_store = grooves
+                store.add_rating(clip, grooves.get(1), 4)
+        db = base / DB_FILENAME
+        before = db.read_bytes()
+        os.chmod(db, 0o444)
+        os.chmod(base, 0o555)
+        try:
+            if os.geteuid() == 0:
+                setpriv = shutil.which("setpriv")
+                if setpriv is None:
+                    pytest.skip(
+                        "running as root and setpriv is missing: cannot make a permission really apply"
+                    )
+                repo = Path(__file__).resolve().parent.parent
+                result = subprocess.run(
+                    [setpriv, f"--reuid={_NOBODY}", f"--regid={_NOBODY}", "--clear-groups",
+                     sys.executable, "-c", READONLY_ATTEMPT, str(base)],
+                    capture_output=True, text=True, timeout=120, check=False,
+                    env=dict(os.environ, PYTHONPATH=str(repo), HOME="/tmp"),
+                )  # fmt: skip
+                assert result.returncode == 3, (result.returncode, result.stdout, result.stderr)
+                message = result.stdout
+            else:
+                with pytest.raises(LabelStoreReadOnlyError) as info, LabelStore.open(base) as store:
+                    store.add_clip(loops[1].audio, loops[1].sample_rate_hz)
+                message = str(info.value)
+            assert any(word in message for word in ("read-only", "cannot be written", "SJTUI_DATA_DIR")), (
+                message
+            )
+        finally:
+            os.chmod(base, stat.S_IRWXU)
+            os.chmod(db, stat.S_IRUSR | stat.S_IWUSR)
+        assert db.read_bytes() == before
+        with LabelStore.open(base, readonly=True) as store:
+            assert store.count() == 1  # nothing lost
+        import sqlite3
 
-    conn = sqlite3.connect(db)
-    conn.execute("PRAGMA user_version = 99")
-    conn.close()
-    with pytest.raises(LabelStoreNewerError, match="99"):
-        LabelStore.open(tmp_path)
+        conn = sqlite3.connect(db)
+        conn.execute("PRAGMA user_version = 99")
+        conn.close()
+        with pytest.raises(LabelStoreNewerError, match="99"):
+            LabelStore.open(base)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_locked_database_keeps_the_pair_until_the_lock_goes(env, loops, tmp_path):
