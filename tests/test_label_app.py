@@ -225,7 +225,12 @@ async def test_drums_to_a_jack_midi_port(portaudio_jack, stores, loops):
             got = np.unique(np.array(note_on_frames))
             n = min(len(got), len(expected_frames))
             relative_error = (got[:n] - got[0]) - (expected_frames[:n] - expected_frames[0])
-            assert n > 4 and np.abs(relative_error).max() <= 1  # frame-exact on the JACK MIDI port
+            late = player.backend.late_events + player.backend.lost_events
+            assert n > 4
+            if late == 0:  # frame-exact on the JACK MIDI port
+                assert np.abs(relative_error).max() <= 1, (relative_error, got[:n], expected_frames[:n])
+            else:  # a starved machine handed the backend events after their frame: it counted them
+                assert np.count_nonzero(np.abs(relative_error) > 1) <= late, (late, relative_error)
             await pilot.press("3")
             await pilot.pause()
             assert stores[1].count() == 1
