@@ -17,6 +17,12 @@
    xruns, input overflows, analysis overruns, events the backend got late,
    the share of clock ticks exactly on their frame, selection_ms in the run,
    and the load average of the machine (other jobs share its cores).
+3. ``input_isolation`` (``--only-input-isolation``): the same real-time jam
+   with the audio input's PortAudio callback in the jam's process
+   (``EngineOptions.input_process=False``) and in its own child process (the
+   default, :mod:`sjtui.audio.device_process`), alternating, ``--rounds``
+   pairs of ``--seconds`` each; input overflows and JACK xruns of each run and
+   their totals per variant.
 
 Without ``--model`` a seeded untrained model is exported to a temporary
 folder (weights do not change the speed; needs torch, the ``train`` extra).
@@ -24,6 +30,7 @@ The GMD is imported into a temporary library unless ``--library`` is given.
 
     .venv/bin/python bench/engine.py --json
     .venv/bin/python bench/engine.py --seconds 600 --library ~/.local/share/sjtui
+    .venv/bin/python bench/engine.py --json --seconds 60 --only-input-isolation --rounds 2
 """
 
 from __future__ import annotations
@@ -261,11 +268,12 @@ def ui_like_load(engine, stop: threading.Event, stats: dict) -> None:
 
 def child_jam(
     library_dir: Path, model_dir: Path, seconds: float, capture_port: str, switch_ms: float | None,
-    backend_kind: str = "jack", midi_process: bool = True,
+    backend_kind: str = "jack", midi_process: bool = True, input_process: bool = True,
 ) -> dict:  # fmt: skip
     """In the jam's own process: the engine and the UI-like load, nothing else (no test clients).
 
-    ``midi_process``: the MIDI scheduler in its own child process (the default) or in this one."""
+    ``midi_process``: the MIDI scheduler in its own child process (the default) or in this one;
+    ``input_process``: the same for the audio input's PortAudio callback."""
     from sjtui.config import EngineConfig
     from sjtui.engine import EngineOptions, create_engine
 
@@ -276,6 +284,7 @@ def child_jam(
         EngineOptions(
             input="system", midi_out=capture_port, midi_backend=backend_kind, midi_api="UNIX_JACK", clock_out=True,
             bpm=120.0, model=str(model_dir), library=str(library_dir), config=config, state_file=False,
+            input_process=input_process,
         )
     )  # fmt: skip
     stop = threading.Event()
@@ -300,8 +309,12 @@ def child_jam(
     return {
         "backend": backend_kind,
         "midi_process": midi_process,
+        "input_process": input_process,
+        "input_class": type(engine.source).__name__,
         "switch_interval_ms": config.switch_interval_ms,
         "input_overflows": int(engine.ring.overflow_count),
+        "input_last_overflow_at_s": round(engine.ring.last_overflow_index / SR, 3) if engine.ring.overflow_count else None,
+        "input_seconds_received": round(engine.ring.write_index / SR, 3),
         "analysis_overruns": int(engine.analysis.overrun_count),
         "backend_late_events": int(getattr(backend, "late_events", 0)),
         "backend_lost_events": int(getattr(backend, "lost_events", 0)),
@@ -318,9 +331,28 @@ def child_jam(
     }
 
 
+def _read_lines(stream, lines: list[str]) -> None:
+    for raw in iter(stream.readline, b""):
+        lines.append(raw.decode(errors="replace").rstrip())
+
+
+def _late_clients(lines: list[str]) -> dict:
+    """How often jackd named each client as not finished at an xrun (its "XRun: client = X" lines)."""
+    import re
+
+    counts: dict = {}
+    for line in lines:
+        match = re.search(r"client = (.+?) was not (finished|run)", line)
+        if match:
+            counts[match.group(1)] = counts.get(match.group(1), 0) + 1
+    if not counts and lines:
+        counts["(last jackd lines)"] = lines[-3:]
+    return counts
+
+
 def bench_realtime(
     library_dir: Path, model_dir: Path, seconds: float, switch_ms: float | None = None,
-    backend_kind: str = "jack", midi_process: bool = True,
+    backend_kind: str = "jack", midi_process: bool = True, input_process: bool = True,
 ) -> dict:  # fmt: skip
     """A private JACK server; the jam (engine + UI-like load) in a child process; feeder and capture here."""
     if shutil.which("jackd") is None:
@@ -329,6 +361,10 @@ def bench_realtime(
 
     # fixed names (a killed run's JACK registry slot is reclaimed by the next); JACK_DEFAULT_SERVER set
     server = PrivateJackServer("sjtui-bench-engine", SR, 256).start()
+    # jackd's messages (it names the client that was late at each xrun); read so the pipe never fills
+    server_lines: list[str] = []
+    reader = threading.Thread(target=_read_lines, args=(server.proc.stderr, server_lines), daemon=True)
+    reader.start()
     child = None
     try:
         capture = Capture()
@@ -338,7 +374,8 @@ def bench_realtime(
             [sys.executable, __file__, "--child-jam", str(seconds), "--library", str(library_dir), "--model",
              str(model_dir), "--capture-port", capture.port.name]
             + ([] if switch_ms is None else ["--switch-ms", str(switch_ms)])
-            + ["--backend", backend_kind, "--midi-process", "1" if midi_process else "0"],
+            + ["--backend", backend_kind, "--midi-process", "1" if midi_process else "0"]
+            + ["--input-process", "1" if input_process else "0"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
         )  # fmt: skip
         line = child.stdout.readline()
@@ -372,12 +409,56 @@ def bench_realtime(
             ticks_received=int(ticks.size),
             tick_intervals_exact_share=float(np.mean(diffs == 1000)) if diffs.size else None,
             tick_interval_frames_std=float(diffs.std()) if diffs.size else None,
+            jack_late_clients=_late_clients(server_lines),
         )
         return result
     finally:
         if child is not None and child.poll() is None:
             child.kill()
         server.stop()
+
+
+def bench_input_isolation(library_dir: Path, model_dir: Path, seconds: float, rounds: int) -> dict:
+    """The jam with its audio input in process and in a child process: same load and length, alternating.
+
+    Round k runs in-process first when k is even, the child first when k is odd, so a change
+    of the machine's load during the session falls on both variants alike."""
+    runs: list[dict] = []
+    for k in range(rounds):
+        order = (False, True) if k % 2 == 0 else (True, False)
+        for input_process in order:
+            load = os.getloadavg()
+            run = bench_realtime(library_dir, model_dir, seconds, input_process=input_process)
+            run["round"] = k
+            run["variant"] = "child_process" if input_process else "in_process"
+            run["load_average_1_5_15_before"] = [round(v, 2) for v in load]
+            runs.append(run)
+    summary = {}
+    for variant in ("in_process", "child_process"):
+        mine = [r for r in runs if r.get("variant") == variant]
+        summary[variant] = {
+            "runs": len(mine),
+            "seconds_each": seconds,
+            "input_overflows": [r.get("input_overflows") for r in mine],
+            "jack_xruns": [r.get("jack_xruns_seen_by_capture") for r in mine],
+            "analysis_overruns": [r.get("analysis_overruns") for r in mine],
+            "input_overflows_total": sum(int(r.get("input_overflows") or 0) for r in mine),
+            "jack_xruns_total": sum(int(r.get("jack_xruns_seen_by_capture") or 0) for r in mine),
+            "load_average_1min_before": [r.get("load_average_1min_before") for r in mine],
+            "errors": [r.get("error") or r.get("engine_error") for r in mine if r.get("error") or r.get("engine_error")],
+        }
+    return {"summary": summary, "runs": runs, "cpu_count": os.cpu_count(), "load_average_after": list(os.getloadavg())}
+
+
+def _input_isolation_text(result: dict) -> str:
+    lines = ["audio input in the jam's process vs in a child process (real-time jam + UI-like load):"]
+    for variant, s in result["summary"].items():
+        lines.append(
+            f"  {variant:14s} {s['runs']} x {s['seconds_each']:g} s: input overflows {s['input_overflows']} "
+            f"(total {s['input_overflows_total']}), JACK xruns {s['jack_xruns']} (total {s['jack_xruns_total']}), "
+            f"load avg 1 min before {s['load_average_1min_before']}"
+        )
+    return "\n".join(lines)
 
 
 def main() -> int:
@@ -393,6 +474,12 @@ def main() -> int:
     parser.add_argument("--reembed", action="store_true", help="also time a hot reload's embedding of the library")
     parser.add_argument("--backend", default="jack", choices=("jack", "rtmidi"), help=argparse.SUPPRESS)
     parser.add_argument("--midi-process", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--input-process", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--only-input-isolation", action="store_true",
+        help="only the real-time runs: the audio input in the jam's process vs in a child process, alternating",
+    )  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=1, help="pairs of runs for --only-input-isolation")
     parser.add_argument(
         "--only-midi-isolation", action="store_true",
         help="only the real-time runs: JACK and rtmidi, MIDI scheduler in a child process vs in the jam's process",
@@ -401,12 +488,16 @@ def main() -> int:
     args = parser.parse_args()
     if args.child_jam is not None:
         print(json.dumps(child_jam(args.library, args.model, args.child_jam, args.capture_port, args.switch_ms,
-                                   args.backend, bool(args.midi_process))), flush=True)  # fmt: skip
+                                   args.backend, bool(args.midi_process), bool(args.input_process))), flush=True)  # fmt: skip
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model_dir = args.model or make_model(tmp / "model")
         library_dir = args.library or make_library(tmp / "library")
+        if args.only_input_isolation:
+            result = {"input_isolation": bench_input_isolation(library_dir, model_dir, args.seconds, args.rounds)}
+            print(json.dumps(result, indent=2) if args.json else _input_isolation_text(result["input_isolation"]))
+            return 0
         result = {"selection": bench_selection(library_dir, model_dir, args.repeats)}
         if args.reembed:
             result["hot_reload_reembed"] = bench_reembed(library_dir, tmp)

@@ -239,6 +239,10 @@ def test_stop_leaves_no_child_and_no_shared_memory(portaudio_jack):
         pid = live.pid
         assert not _gone(pid) and live.active
         assert _ring_names(os.getpid()) == []
+        os.kill(pid, signal.SIGINT)  # Ctrl-C reaches the process group: the parent decides, the child goes on
+        count = live.callback_count
+        time.sleep(0.3)
+        assert live.active and live.callback_count > count
         live.stop()
         assert _gone(pid) and live.pid is None and not live.active
         live.stop()  # idempotent

@@ -36,6 +36,10 @@ or :class:`RingReader`'s skip-ahead).
 
 Writes longer than ``max_write_samples`` are split into chunks of that size,
 each published on its own, so the guarantee holds for any block size.
+
+:class:`SharedRingBuffer` is the same ring in one shared-memory block, for a
+writer in another process (the audio input's child process); its docstring
+says what replaces the GIL's ordering there.
 """
 
 from __future__ import annotations
