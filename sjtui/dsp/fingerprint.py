@@ -301,13 +301,17 @@ class FingerprintAccumulator:
         lag = latency_samples(latency_ms, tempo_map.sample_rate_hz)
         margin = abs(lag) + 2 * step + 4 * self.hop_size
         lo, hi = start + lag - margin, end + lag + margin
+        # the frame ring holds two runs in time order: [head, capacity) then [0, head); search each
         n = min(self._n_frames, self.capacity)
-        order = (self._n_frames - n + np.arange(n)) % self.capacity
-        frames = self._frame_sample[order]
-        a, b = np.searchsorted(frames, [lo, hi])
-        order = order[a:b]
+        head = (self._n_frames - n) % self.capacity
+        first_run = self._frame_sample[head : min(head + n, self.capacity)]
+        second_run = self._frame_sample[: max(head + n - self.capacity, 0)]
+        a1, b1 = np.searchsorted(first_run, [lo, hi])
+        a2, b2 = np.searchsorted(second_run, [lo, hi])
+        order = np.concatenate([np.arange(head + a1, head + b1), np.arange(a2, b2)])
         m = min(self._n_onsets, self._onsets.size)
-        onset_order = (self._n_onsets - m + np.arange(m)) % self._onsets.size
-        onset_samples = self._onsets["sample"][onset_order]
-        near = onset_order[(onset_samples >= lo) & (onset_samples <= hi)]
-        return frames[a:b], self._energy[:, order], self._flux[:, order], self._onsets[near]
+        onset_head = (self._n_onsets - m) % self._onsets.size
+        samples = self._onsets["sample"][:m] if m < self._onsets.size else self._onsets["sample"]
+        near = np.flatnonzero((samples >= lo) & (samples <= hi))
+        near = near[np.argsort((near - onset_head) % self._onsets.size, kind="stable")]  # oldest first
+        return self._frame_sample[order], self._energy[:, order], self._flux[:, order], self._onsets[near]
