@@ -324,6 +324,115 @@ def test_masks_are_per_band_and_every_path_applies_them_alike(guitar):
             assert _same(_blockwise(analyzer, signal.astype(np.float64), block_size), reference), block_size
 
 
+def _echo_signal(rate: int) -> np.ndarray:
+    """Pairs of decaying sine plucks (110 Hz low, 700 Hz mid, 4 kHz high; 2 ms attack): a strong one, then,
+    0-100 ms later, one in the same or another band at three levels; a pair every 0.4 s."""
+    x = np.zeros(10 * rate, dtype=np.float32)
+    t = np.arange(9000) / rate
+    envelope = np.exp(-t / 0.05) * np.minimum(1.0, t / 0.002)
+    freq_hz = (110.0, 700.0, 4000.0)
+    # (band of the first pluck, band of the second, its delay in s)
+    pattern = [(0, 1, 0.08), (2, 1, 0.10), (0, 1, 0.0), (2, 1, 0.0), (1, 1, 0.10), (1, 0, 0.09), (2, 2, 0.09)]
+    for i, start in enumerate(range(rate // 4, x.size - rate // 2, int(0.4 * rate))):
+        first, second, delay_s = pattern[i % len(pattern)]
+        level = (0.005, 0.02, 0.08)[(i // len(pattern)) % 3]
+        for band, at, amplitude in ((first, start, 0.3), (second, start + int(delay_s * rate), level)):
+            x[at : at + t.size] += (amplitude * envelope * np.sin(2 * np.pi * freq_hz[band] * t)).astype(
+                np.float32
+            )
+    return x
+
+
+def test_echo_rule_acts_across_bands_and_every_path_applies_it_alike(guitar):
+    """Rule 6 (echo_ms/echo_flux): within the band's window after the last onset of ANY band, an onset
+    needs the band's flux floor. Replayed exactly over all bands at once (bands decided low, mid, high
+    within a frame, an earlier band's onset in the same frame counts), and the batch path, the compiled
+    live path, the numpy one-frame path and the numpy batch path agree, before and after reset()."""
+    rate = 48000
+    x = _echo_signal(rate)
+    echo_ms, echo_flux = (150.0, 150.0, 200.0), (2.0, 1.5, 0.4)
+    no_mask = {"mask_ms": 0.0, "mask_ratio": 0.0}
+    config = AnalysisConfig(echo_ms=echo_ms, echo_flux=echo_flux, **no_mask)
+    onsets = analyze(x, rate, config).onsets
+    # every frame that passes rules 1-3 (threshold, rise, energy): no minimum interval, no echo rule
+    candidates = analyze(
+        x, rate, AnalysisConfig(echo_ms=0.0, echo_flux=0.0, min_interval_ms=0.0, **no_mask)
+    ).onsets
+    assert np.all(np.diff(candidates["decided_at"]) >= 0)
+    gap = config.frames(config.min_interval_ms, rate)
+    window = [config.frames(ms, rate) for ms in echo_ms]
+    expected = []
+    last = [None] * 3
+    last_any = last_any_band = None
+    dropped = [0, 0, 0]
+    dropped_after_other_band = dropped_in_same_frame = 0
+    for onset in candidates:  # time order, then band order
+        frame, band = int(onset["decided_at"]) // HOP_SIZE, int(onset["band"])
+        if last[band] is not None and frame - last[band] < gap:
+            continue
+        if last_any is not None and frame - last_any <= window[band] and onset["strength"] < echo_flux[band]:
+            dropped[band] += 1
+            dropped_after_other_band += last_any_band != band
+            dropped_in_same_frame += frame == last_any
+            continue
+        expected.append((int(onset["decided_at"]), band))
+        last[band] = last_any = frame
+        last_any_band = band
+    assert [(int(o["decided_at"]), int(o["band"])) for o in onsets] == expected
+    # the rule acts in every band, after another band's onset and in the frame of an earlier band's onset
+    assert min(dropped) > 0 and dropped_after_other_band > 0 and dropped_in_same_frame > 0, dropped
+    # ... but an onset of a later band in the same frame does not open the window: a mid onset below
+    # its floor is kept in the frame of a high onset
+    frames = onsets["decided_at"] // HOP_SIZE
+    weak_mid = onsets[(onsets["band"] == 1) & (onsets["strength"] < echo_flux[1])]
+    assert any(
+        np.any((frames == f // HOP_SIZE) & (onsets["band"] == 2)) for f in weak_mid["decided_at"].tolist()
+    )
+    # one band only (the default's shape): the other bands keep the onsets they have without the rule
+    plain = analyze(x, rate, AnalysisConfig(echo_ms=0.0, echo_flux=0.0, **no_mask)).onsets
+    mid_only = analyze(
+        x, rate, AnalysisConfig(echo_ms=(0.0, 150.0, 0.0), echo_flux=(0.0, 1.5, 0.0), **no_mask)
+    ).onsets
+    assert np.count_nonzero(mid_only["band"] == 1) < np.count_nonzero(plain["band"] == 1)
+    assert np.array_equal(mid_only[mid_only["band"] != 1], plain[plain["band"] != 1])
+    # one number for all bands is the same as that number per band
+    scalar = analyze(x, rate, AnalysisConfig(echo_ms=150.0, echo_flux=0.5, **no_mask)).onsets
+    per_band = analyze(x, rate, AnalysisConfig(echo_ms=(150.0,) * 3, echo_flux=(0.5,) * 3, **no_mask)).onsets
+    assert np.array_equal(scalar, per_band) and not np.array_equal(scalar, plain)
+
+    # the rule together with a mask per band, on this signal and on real guitar
+    both = AnalysisConfig(
+        echo_ms=echo_ms, echo_flux=echo_flux, mask_ms=(0.0, 0.0, 500.0), mask_ratio=(0.0, 0.0, 0.2)
+    )
+    for signal, signal_rate, cfg in (
+        (x, rate, config),
+        (x, rate, both),
+        (*guitar, both),
+        (*guitar, AnalysisConfig()),
+    ):
+        reference = analyze(signal, signal_rate, cfg)
+        analyzer = OnlineAnalyzer(signal_rate, cfg)
+        assert analyzer._live is not None
+        # compiled path: one frame per block, several frames per block; 40000 is longer than the
+        # analyzer's buffer and takes the numpy batch path
+        for block_size in (HOP_SIZE, 1, 300, 5000, 40000):
+            analyzer.reset()
+            assert _same(_blockwise(analyzer, signal, block_size), reference), block_size
+        # float64 blocks take the numpy path: one frame per hop (process_one) and batches
+        for block_size in (HOP_SIZE, 1000):
+            analyzer.reset()
+            assert _same(_blockwise(analyzer, signal.astype(np.float64), block_size), reference), block_size
+
+
+def test_bad_echo_rules_are_clear_errors():
+    with pytest.raises(AudioError, match="echo_ms"):
+        AnalysisConfig(echo_ms=(100.0, 200.0)).validate()
+    with pytest.raises(AudioError, match="echo_flux .* must be >= 0"):
+        OnlineAnalyzer(48000, AnalysisConfig(echo_flux=(0.0, -0.1, 0.0)))
+    with pytest.raises(AudioError, match="echo_ms"):
+        analyze(np.zeros(1000, dtype=np.float32), 48000, AnalysisConfig(echo_ms=float("nan")))
+
+
 def test_bad_masks_are_clear_errors():
     with pytest.raises(AudioError, match="mask_ms"):
         AnalysisConfig(mask_ms=(100.0, 200.0)).validate()

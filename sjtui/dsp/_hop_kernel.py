@@ -31,18 +31,19 @@ _ONSET_RECORDS = numba.from_dtype(ONSET_DTYPE)[::1]
 # Layouts (built by OnlineAnalyzer._setup_compiled_hop); nb bands, k band bins, mu history
 # frames, F = max_batch_frames, N = frame size:
 # counters (int64): [0] next frame, [1] samples held in the buffer, [2] stream index of buffer[0],
-#     [3] buffer capacity, [4] hop, [5] frame size, [6] nb, then ints (4nb + 6), the float64 bit
-#     patterns of f64 (2nb + 1) and picks (nb * (W + 2)), all below. One array: each array
+#     [3] buffer capacity, [4] hop, [5] frame size, [6] nb, then ints (5nb + 6), the float64 bit
+#     patterns of f64 (3nb + 1) and picks (nb * (W + 2)), all below. One array: each array
 #     argument costs ~60 ns of unboxing per call.
 # ints: [0:nb] band offsets, [nb:2nb] band counts, [2nb:3nb] reference frames, [3nb:4nb] mask
-#     frames, then W, rise, min_interval, onset lag (samples), mu, F.
+#     frames, [4nb:5nb] echo frames, then W, rise, min_interval, onset lag (samples), mu, F.
 # work (float32, (mu + 3 + 2F, k)): rows [0:mu] log-magnitude history (oldest first, the
 #     analyzer's log_history), mu power, mu+1 rectified log rise, mu+2 constants: [0:2nb]
 #     per-column scale, [2nb] energy floor, [2nb+1] linear energy threshold, [2nb+2]
 #     1/FLUX_QUANTUM; [mu+3 : mu+3+F] |X| of the band bins of each frame, [mu+3+F : mu+3+2F]
 #     their log1p.
 # windows (float32, (1 + F, N)): row 0 the window, rows 1.. the windowed frames.
-# f64: [0:nb] delta * W per band, [nb:2nb] mask ratio per band, threshold ratio.
+# f64: [0:nb] delta * W per band, [nb:2nb] mask ratio per band, [2nb:3nb] echo floor (flux quanta)
+#     per band, threshold ratio.
 # picks (int64, (nb, W + 2)): per band the past W flux quanta (oldest first), the frame of the
 #     last onset and its flux quanta (the OnsetPicker's state).
 
@@ -188,25 +189,25 @@ def hop(work, counters, n_frames, out, frame_sample, onsets):
     """
     nb = counters[6]
     ints_at = 7
-    f64_at = ints_at + 4 * nb + 6
-    picks_at = f64_at + 2 * nb + 1
+    f64_at = ints_at + 5 * nb + 6
+    picks_at = f64_at + 3 * nb + 1
     ints = counters[ints_at:f64_at]
     f64 = counters[f64_at:picks_at].view(np.float64)
-    w = ints[4 * nb]
+    w = ints[5 * nb]
     picks = counters[picks_at : picks_at + nb * (w + 2)].reshape((nb, w + 2))
     k = work.shape[1]
-    rise = ints[4 * nb + 1]
-    min_interval = ints[4 * nb + 2]
-    lag = ints[4 * nb + 3]
-    mu = ints[4 * nb + 4]
-    max_frames = ints[4 * nb + 5]
+    rise = ints[5 * nb + 1]
+    min_interval = ints[5 * nb + 2]
+    lag = ints[5 * nb + 3]
+    mu = ints[5 * nb + 4]
+    max_frames = ints[5 * nb + 5]
     power = work[mu]
     rise_log = work[mu + 1]
     consts = work[mu + 2]
     floor = consts[2 * nb]
     threshold = consts[2 * nb + 1]
     inv_quantum = consts[2 * nb + 2]
-    ratio = f64[2 * nb]
+    ratio = f64[3 * nb]
     found = 0
     for f in range(n_frames):
         magnitude = work[mu + 3 + f]
@@ -243,6 +244,9 @@ def hop(work, counters, n_frames, out, frame_sample, onsets):
             newest[j] = log_cur[j]
         frame = counters[0]
         decided = (frame + 1) * counters[4]
+        last_any = picks[0, w]  # the last onset of any band, this frame's included
+        for b in range(1, nb):
+            last_any = max(last_any, picks[b, w])
         for b in range(nb):
             o = ints[b]
             c = ints[nb + b]
@@ -271,9 +275,11 @@ def hop(work, counters, n_frames, out, frame_sample, onsets):
                 and energy >= threshold
                 and since >= min_interval
                 and (since > ints[3 * nb + b] or qi >= f64[nb + b] * picks[b, w + 1])
+                and (frame - last_any > ints[4 * nb + b] or qi >= f64[2 * nb + b])
             ):
                 picks[b, w] = frame
                 picks[b, w + 1] = qi
+                last_any = frame
                 onsets[found].sample = decided - lag
                 onsets[found].band = b
                 onsets[found].strength = out[1, b, f]

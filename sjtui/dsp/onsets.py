@@ -20,13 +20,26 @@ quanta (integers, see :data:`sjtui.dsp.spectral.FLUX_QUANTUM`):
    :class:`sjtui.dsp.analysis.AnalysisConfig`). A masked frame does not
    become the band's last onset, so a following frame of the same attack
    that still rises may pass.
+6. within ``echo_frames[b]`` frames after the last onset of ANY band (this
+   band's included), at least ``echo_quanta[b]`` flux quanta (per band; 0 =
+   off). An attack often rises in the mid band a second time 60-150 ms after
+   its first onset in some band (the second wave of a distorted or
+   palm-muted attack); that echo is weak, a new note mostly is not. An
+   absolute floor, not a ratio: the echo is weak whatever the band and
+   strength of the onset before it. Within a frame the bands are decided in
+   order (low, mid, high), and an onset decided earlier in the same frame
+   counts (0 frames after it): a mid onset in the frame of a low onset is
+   inside the low onset's window, but a high onset of that frame opens a
+   window for the mid band only from the next frame on. A frame this rule
+   drops is not an onset: it opens no window and is not the band's last
+   onset.
 
 Nothing looks ahead: the decision for frame ``t`` is made when frame ``t`` is
 complete. Because ``q`` holds integers, the moving sums are exact and the
 result does not depend on how the frames were batched.
 
-The picker keeps ``W`` frames of history per band and the frame of each
-band's last onset; :meth:`OnsetPicker.process` takes any number of frames.
+The picker keeps ``W`` frames of history per band and the frame and flux of
+each band's last onset (the last onset of any band is the latest of these); :meth:`OnsetPicker.process` takes any number of frames.
 """
 
 from __future__ import annotations
@@ -61,9 +74,12 @@ class OnsetPicker:
         min_energy_db: float,
         mask_frames=0,
         mask_ratio=0.0,
+        echo_frames=0,
+        echo_quanta=0.0,
         state: np.ndarray | None = None,
     ):
-        """``delta_quanta``, ``mask_frames``, ``mask_ratio``: one value per band (n_bands,) or one for all.
+        """``delta_quanta``, ``mask_frames``, ``mask_ratio``, ``echo_frames``, ``echo_quanta``: one value per
+        band (n_bands,) or one for all.
 
         ``state``: optional C-contiguous (n_bands, threshold_frames + 2) int64 array to keep the state in.
         """
@@ -88,6 +104,16 @@ class OnsetPicker:
         self.mask_frames[self.mask_ratio == 0] = 0
         self._mask_frames_list = self.mask_frames.tolist()
         self._mask_ratio_list = self.mask_ratio.tolist()
+        # per band; a band with a zero floor or length has no echo rule
+        self.echo_frames = np.broadcast_to(np.asarray(echo_frames, dtype=np.int64), (n_bands,)).copy()
+        self.echo_quanta = np.broadcast_to(np.asarray(echo_quanta, dtype=np.float64), (n_bands,)).copy()
+        if (self.echo_frames < 0).any() or (self.echo_quanta < 0).any():
+            raise ValueError("echo_frames and echo_quanta must be >= 0")
+        off = (self.echo_frames == 0) | (self.echo_quanta == 0)
+        self.echo_frames[off] = 0
+        self.echo_quanta[off] = 0.0
+        self._echo_frames_list = self.echo_frames.tolist()
+        self._echo_quanta_list = self.echo_quanta.tolist()
         # per band: the past W flux quanta (oldest first), the frame of its last onset and that
         # onset's flux quanta; one array so that the compiled live path takes it in one argument
         shape = (n_bands, self.window + 2)
@@ -149,11 +175,18 @@ class OnsetPicker:
         last_q = self._last_q
         gap = self.min_interval
         mask, mask_ratio = self._mask_frames_list, self._mask_ratio_list
+        echo, echo_quanta = self._echo_frames_list, self._echo_quanta_list
+        last_any = max(last.tolist())  # the last onset of any band
         for i, (f, b, qf) in enumerate(zip(frames.tolist(), band.tolist(), q[band, frame_in_batch].tolist())):
             since = f - last[b]
-            if since >= gap and (since > mask[b] or qf >= mask_ratio[b] * last_q[b]):
+            if (
+                since >= gap
+                and (since > mask[b] or qf >= mask_ratio[b] * last_q[b])
+                and (f - last_any > echo[b] or qf >= echo_quanta[b])
+            ):
                 last[b] = f
                 last_q[b] = qf
+                last_any = f
                 keep[i] = True
         return frames[keep], band[keep].astype(np.int64)
 
@@ -175,6 +208,8 @@ class OnsetPicker:
         floor = float(self.min_energy_db)
         delta_w = self._delta_w_list
         mask, mask_ratio = self._mask_frames_list, self._mask_ratio_list
+        echo, echo_quanta = self._echo_frames_list, self._echo_quanta_list
+        last_any = max(last.tolist())  # the last onset of any band, this frame's included
         for b in range(self.n_bands):
             qb = int(q[b])
             since = frame - last[b]
@@ -184,9 +219,11 @@ class OnsetPicker:
                 and energy_db[b] >= floor
                 and since >= self.min_interval
                 and (since > mask[b] or qb >= mask_ratio[b] * last_q[b])
+                and (frame - last_any > echo[b] or qb >= echo_quanta[b])
             ):
                 last[b] = frame
                 last_q[b] = qb
+                last_any = frame
                 found.append(b)
         if not found:
             return _NO_FRAMES, _NO_FRAMES
