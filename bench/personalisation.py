@@ -8,10 +8,10 @@ of a rated window (:func:`training.evaluate.choose_rated_pairs`):
 
 - ``pairing``: exactly what ``sjtui label`` does
   (:func:`sjtui.labels.pairing.plan_pairs` with its default mix and
-  boundary; ``start`` advancing across windows as in a session);
+  boundary quantile; ``start`` advancing across windows as in a session);
 - ``random``: 5 uniformly random allowed grooves;
 - ``check``: the check's fixed rule (2 of the model's top 10 + 3 random);
-- ``uncertain``: ``plan_pairs`` with ``PairingMix(0, 1, 0)``;
+- ``uncertain``: ``plan_pairs`` with ``PairingMix(0, 1, 0)`` (default boundary);
 - with ``--extra``: more mixes and boundaries (the alternatives studied
   when choosing the default; see :data:`EXTRA`).
 
@@ -24,6 +24,7 @@ Agreement is measured on ~200 windows, so one window is 0.5 points.
 
     .venv/bin/python bench/personalisation.py            # text, 5 seeds
     .venv/bin/python bench/personalisation.py --json --seeds 8 --extra
+    .venv/bin/python bench/personalisation.py --first-seed 5 --seeds 28 --only random pairing 10-70-20-q50
 """
 
 from __future__ import annotations
@@ -39,25 +40,27 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np
 
-from sjtui.labels.pairing import DEFAULT_MIX, PairingMix
+from sjtui.labels.pairing import DEFAULT_BOUNDARY_QUANTILE, DEFAULT_MIX, PairingMix
 
 STRATEGIES: dict[str, dict] = {  # name: keyword arguments of training.evaluate.personalisation_check
-    "pairing": {"strategy": "pairing"},  # sjtui label's default
+    "pairing": {"strategy": "pairing"},  # sjtui label's defaults (DEFAULT_MIX, DEFAULT_BOUNDARY_QUANTILE)
     "random": {"strategy": "random"},
     "check": {"strategy": "check"},
-    "uncertain": {"strategy": "pairing", "mix": PairingMix(0, 1, 0)},
+    "uncertain": {"strategy": "pairing", "mix": PairingMix(0, 1, 0)},  # at the default boundary
 }
-EXTRA: dict[str, dict] = {  # alternatives to the default, run with --extra
+EXTRA: dict[str, dict] = {  # alternatives to the default, run with --extra (mix shares, boundary quantile)
+    "explore": {"strategy": "pairing", "mix": PairingMix(0, 0, 1)},  # random too: the noise between equals
     "favourite": {"strategy": "pairing", "mix": PairingMix(1, 0, 0)},
-    "explore": {"strategy": "pairing", "mix": PairingMix(0, 0, 1)},
+    "uncertain-q50": {"strategy": "pairing", "mix": PairingMix(0, 1, 0), "boundary_quantile": 0.5},
     "uncertain-q90": {"strategy": "pairing", "mix": PairingMix(0, 1, 0), "boundary_quantile": 0.9},
-    "mix-q90": {"strategy": "pairing", "boundary_quantile": 0.9},
-    "mix-q75": {"strategy": "pairing", "boundary_quantile": 0.75},
-    "mix-30-40-30": {"strategy": "pairing", "mix": PairingMix(0.3, 0.4, 0.3)},
-    "mix-30-40-30-q90": {"strategy": "pairing", "mix": PairingMix(0.3, 0.4, 0.3), "boundary_quantile": 0.9},
-    "mix-20-40-40": {"strategy": "pairing", "mix": PairingMix(0.2, 0.4, 0.4)},
-    "mix-40-20-40": {"strategy": "pairing", "mix": PairingMix(0.4, 0.2, 0.4)},
-    "mix-40-0-60": {"strategy": "pairing", "mix": PairingMix(0.4, 0.0, 0.6)},
+    "10-70-20-q50": {"strategy": "pairing", "mix": PairingMix(0.1, 0.7, 0.2), "boundary_quantile": 0.5},
+    "10-70-20-q75": {"strategy": "pairing", "mix": PairingMix(0.1, 0.7, 0.2), "boundary_quantile": 0.75},
+    "10-70-20-q90": {"strategy": "pairing", "mix": PairingMix(0.1, 0.7, 0.2), "boundary_quantile": 0.9},
+    "30-40-30-q50": {"strategy": "pairing", "mix": PairingMix(0.3, 0.4, 0.3), "boundary_quantile": 0.5},
+    "30-40-30-q90": {"strategy": "pairing", "mix": PairingMix(0.3, 0.4, 0.3), "boundary_quantile": 0.9},
+    "20-40-40-q50": {"strategy": "pairing", "mix": PairingMix(0.2, 0.4, 0.4), "boundary_quantile": 0.5},
+    "40-20-40-q50": {"strategy": "pairing", "mix": PairingMix(0.4, 0.2, 0.4), "boundary_quantile": 0.5},
+    "40-0-60": {"strategy": "pairing", "mix": PairingMix(0.4, 0.0, 0.6)},
 }
 
 
@@ -162,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "model": str(checkpoint.relative_to(REPO) if checkpoint.is_relative_to(REPO) else checkpoint),
         "default_mix": DEFAULT_MIX.__dict__,
+        "default_boundary_quantile": DEFAULT_BOUNDARY_QUANTILE,
         "seeds": seeds,
         "n_eval_windows": runs[next(iter(runs))][0]["n_eval_windows"],
         "agreement_before": _stats([r["agreement_before"] for r in runs[next(iter(runs))]]),

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from sjtui.grooves.store import GrooveStore
 from sjtui.labels.pairing import (
+    DEFAULT_BOUNDARY_QUANTILE,
     DEFAULT_MIX,
     STRATEGY_NAMES,
     PairingError,
@@ -31,8 +32,9 @@ def _library(rng, n=300):
     return ids, meters, bpm, scores
 
 
-def test_default_mix_is_the_documented_10_70_20():
-    assert np.allclose(DEFAULT_MIX.weights(), [0.1, 0.7, 0.2])
+def test_default_mix_is_the_documented_30_40_30_at_the_0_9_quantile():
+    assert np.allclose(DEFAULT_MIX.weights(), [0.3, 0.4, 0.3])
+    assert DEFAULT_BOUNDARY_QUANTILE == 0.9
     assert STRATEGY_NAMES == ("favourite", "uncertain", "explore")
 
 
@@ -64,7 +66,7 @@ def test_plan_has_the_mix_and_each_strategy_picks_what_it_promises():
     assert n_eligible > 100
     picks = plan_pairs(scores, ids, eligible, n=50, seed=3)
     counts = Counter(p.strategy for p in picks)
-    assert counts == {"favourite": 5, "uncertain": 35, "explore": 10}
+    assert counts == {"favourite": 15, "uncertain": 20, "explore": 15}
     assert len({p.index for p in picks}) == 50 and all(eligible[p.index] for p in picks)
     assert all(ids[p.index] == p.groove_id and scores[p.index] == p.score for p in picks)
 
@@ -80,11 +82,16 @@ def test_plan_has_the_mix_and_each_strategy_picks_what_it_promises():
     unpicked[[p.index for p in picks]] = False
     assert scores[favourites].min() >= scores[unpicked].max()  # nothing better was left out
 
-    # uncertain picks hug the boundary (the median of eligible scores): they are the closest ones
-    boundary = np.median(scores[eligible])
+    # uncertain picks hug the boundary (the 0.9 quantile of eligible scores): they are the closest ones
+    # but for those the other strategies took first
+    boundary = np.quantile(scores[eligible], DEFAULT_BOUNDARY_QUANTILE)
     uncertain = np.array([p.index for p in picks if p.strategy == "uncertain"])
     distance = np.abs(scores - boundary)
-    assert distance[uncertain].max() <= np.sort(distance[eligible])[len(uncertain) + 15]
+    assert distance[uncertain].max() <= np.sort(distance[eligible])[len(picks) - 1]
+    # with another quantile they hug that one
+    median = plan_pairs(scores, ids, eligible, n=10, mix=PairingMix(0, 1, 0), boundary_quantile=0.5)
+    to_median = np.abs(scores - np.median(scores[eligible]))
+    assert to_median[[p.index for p in median]].max() <= np.sort(to_median[eligible])[9]
     # with a calibrated boundary they hug that instead
     calibrated = plan_pairs(scores, ids, eligible, n=10, mix=PairingMix(0, 1, 0), boundary=0.4)
     assert (

@@ -109,6 +109,7 @@ def test_pairing_is_what_the_labelling_session_plans(subset, monkeypatch):
         np.testing.assert_array_equal(scores, subset["scores"][row])
         np.testing.assert_array_equal(eligible, subset["allowed"][row])
         assert kwargs["mix"] == P.DEFAULT_MIX and kwargs["seed"] == 7
+        assert kwargs["boundary"] is None and "boundary_quantile" not in kwargs  # plan_pairs' default boundary
         assert kwargs["start"] == k * E.RATED_PER_WINDOW  # the session's pick counter runs across windows
         assert [p.index for p in picks] == windows[int(row)]
     # the strategies of the whole "session" follow the mix's schedule

@@ -211,7 +211,7 @@ def choose_rated_pairs(
     *,
     seed: int = 0,
     mix=None,
-    boundary_quantile: float = 0.5,
+    boundary_quantile: float | None = None,
     boundary: float | None = None,
 ) -> list[tuple[int, int]]:
     """The ``(guitar row, groove row)`` pairs the simulated rater rates: ``RATED_PER_WINDOW`` per rated row.
@@ -228,7 +228,8 @@ def choose_rated_pairs(
       the model's scores, ``mix`` (default
       :data:`sjtui.labels.pairing.DEFAULT_MIX`), session ``seed``, and
       ``start`` advancing by the picks made, as a session does across loops;
-      ``boundary_quantile`` / ``boundary`` are passed on;
+      ``boundary`` / ``boundary_quantile`` are passed on (None: the
+      defaults of ``plan_pairs``, as in ``sjtui label``);
     - ``"random"``: ``RATED_PER_WINDOW`` distinct uniformly random allowed
       grooves (draws from ``rng``).
     """
@@ -241,6 +242,7 @@ def choose_rated_pairs(
         from sjtui.labels.pairing import DEFAULT_MIX, plan_pairs
 
         groove_rows = np.arange(scores.shape[1])
+        options = {} if boundary_quantile is None else {"boundary_quantile": boundary_quantile}
         start = 0
         for i in rated_rows:
             picks = plan_pairs(
@@ -252,7 +254,7 @@ def choose_rated_pairs(
                 seed=seed,
                 start=start,
                 boundary=boundary,
-                boundary_quantile=boundary_quantile,
+                **options,
             )
             start += len(picks)
             pairs += [(int(i), int(p.index)) for p in picks]
@@ -281,7 +283,7 @@ def personalisation_check(
     strategy: str = "check",
     *,
     mix=None,
-    boundary_quantile: float = 0.5,
+    boundary_quantile: float | None = None,
     boundary: float | None = None,
     before_embeddings: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict:
