@@ -70,3 +70,11 @@ def test_a_killed_owner_takes_jackd_with_it_and_the_next_run_reuses_the_name():
             owner.kill()
     with PrivateJackServer(PREFIX) as again:  # the same name (and JACK registry slot) again
         assert again.name == f"{PREFIX}-0"
+
+
+def test_jackd_writes_its_messages_to_a_file_that_never_fills():
+    # a pipe nobody reads blocks jackd in write() once 64 KiB of xrun messages filled it
+    with PrivateJackServer(PREFIX) as server:
+        target = os.readlink(f"/proc/{server.proc.pid}/fd/2")
+        assert not target.startswith("pipe:"), target
+        assert _alive(server.proc.pid)

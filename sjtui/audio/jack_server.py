@@ -74,6 +74,7 @@ class PrivateJackServer:
         self.name: str | None = None
         self.proc: subprocess.Popen | None = None
         self._lock_file = None
+        self._log = None
         self._previous_env: str | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
@@ -91,10 +92,13 @@ class PrivateJackServer:
             if lock is None:
                 problems.append(f"{name}: in use by another run")
                 continue
+            # jackd's messages go to an unnamed file, not a pipe: nobody reads a pipe while the server
+            # runs, and once its 64 KiB filled (xrun messages in a long demo) jackd would block in write()
+            log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop() or below
             proc = subprocess.Popen(
                 [jackd, "-n", name, "-d", "dummy", "-r", str(self.rate_hz), "-p", str(self.period_frames)],
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
+                stderr=log,
                 preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
             )
             waited = subprocess.run(
@@ -104,7 +108,7 @@ class PrivateJackServer:
             )
             time.sleep(0.05)
             if waited.returncode == 0 and proc.poll() is None:
-                self.name, self.proc, self._lock_file = name, proc, lock
+                self.name, self.proc, self._lock_file, self._log = name, proc, lock, log
                 if self.set_env:
                     self._previous_env = os.environ.get("JACK_DEFAULT_SERVER")
                     os.environ["JACK_DEFAULT_SERVER"] = name
@@ -113,7 +117,9 @@ class PrivateJackServer:
             if proc.poll() is None:
                 proc.kill()
             proc.wait(5)
-            error = proc.stderr.read().decode(errors="replace").strip().splitlines()
+            log.seek(0)
+            error = log.read().decode(errors="replace").strip().splitlines()
+            log.close()
             problems.append(f"{name}: {error[-1] if error else 'did not start'}")
             lock.close()
         raise JackServerError(
@@ -131,9 +137,10 @@ class PrivateJackServer:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
-            if proc.stderr is not None:
-                proc.stderr.close()
             time.sleep(0.2)
+        log, self._log = self._log, None
+        if log is not None:
+            log.close()
         if self.set_env and self.name is not None and os.environ.get("JACK_DEFAULT_SERVER") == self.name:
             if self._previous_env is None:
                 os.environ.pop("JACK_DEFAULT_SERVER", None)
