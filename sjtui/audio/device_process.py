@@ -80,6 +80,10 @@ def _die_with_parent(parent_pid: int) -> None:
 def _child(conn, handle, parent_pid: int, device_index: int, device_name: str, settings: dict) -> None:
     import signal
 
+    from sjtui.childlog import stderr_to_log
+
+    stderr_to_log("audio-input")  # before PortAudio starts: its library messages stay off the jam screen
+
     def _terminate(signum, frame):  # the parent died: leave through the finally below
         raise SystemExit(0)
 

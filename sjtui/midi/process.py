@@ -69,6 +69,9 @@ class _LineClock:
 
 
 def _child(conn, spec: dict, options: dict, clock_line) -> None:
+    from sjtui.childlog import stderr_to_log
+
+    stderr_to_log("midi-out")  # before rtmidi / libjack start: their messages stay off the jam screen
     from sjtui.midi.scheduler import MidiScheduler, install_signal_handlers
 
     install_signal_handlers()
