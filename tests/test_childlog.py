@@ -44,7 +44,7 @@ def test_a_terminal_stderr_goes_to_the_log_and_nothing_reaches_the_screen(tmp_pa
     try:
         result = subprocess.run(
             [sys.executable, "-c", WRITER.format(repo=str(REPO))],
-            stdout=subprocess.PIPE, stderr=slave, text=True, timeout=60,
+            check=False, stdout=subprocess.PIPE, stderr=slave, text=True, timeout=60,
             env=dict(os.environ, SJTUI_LOG_DIR=str(tmp_path / "logs")),
         )  # fmt: skip
         screen = _pty_output(master)
@@ -61,7 +61,8 @@ def test_a_terminal_stderr_goes_to_the_log_and_nothing_reaches_the_screen(tmp_pa
 def test_a_pipe_stays_a_pipe(tmp_path):
     result = subprocess.run(
         [sys.executable, "-c", WRITER.format(repo=str(REPO))],
-        capture_output=True, text=True, timeout=60, env=dict(os.environ, SJTUI_LOG_DIR=str(tmp_path)),
+        check=False, capture_output=True, text=True, timeout=60,
+        env=dict(os.environ, SJTUI_LOG_DIR=str(tmp_path)),
     )  # fmt: skip
     assert result.stdout.strip() == "None"
     assert "Unknown PCM cards.pcm.rear" in result.stderr
@@ -93,7 +94,7 @@ def test_the_audio_and_midi_children_of_a_jam_on_a_terminal_log_to_files(portaud
     script.write_text(PARENT.format(repo=str(REPO)))
     try:
         result = subprocess.run(
-            [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=slave, text=True, timeout=120,
+            [sys.executable, str(script)], check=False, stdout=subprocess.PIPE, stderr=slave, text=True, timeout=120,
             env=dict(os.environ, SJTUI_LOG_DIR=str(tmp_path / "logs")),
         )  # fmt: skip
     finally:
