@@ -331,11 +331,6 @@ def child_jam(
     }
 
 
-def _read_lines(stream, lines: list[str]) -> None:
-    for raw in iter(stream.readline, b""):
-        lines.append(raw.decode(errors="replace").rstrip())
-
-
 def _late_clients(lines: list[str]) -> dict:
     """How often jackd named each client as not finished at an xrun (its "XRun: client = X" lines)."""
     import re
@@ -361,10 +356,6 @@ def bench_realtime(
 
     # fixed names (a killed run's JACK registry slot is reclaimed by the next); JACK_DEFAULT_SERVER set
     server = PrivateJackServer("sjtui-bench-engine", SR, 256).start()
-    # jackd's messages (it names the client that was late at each xrun); read so the pipe never fills
-    server_lines: list[str] = []
-    reader = threading.Thread(target=_read_lines, args=(server.proc.stderr, server_lines), daemon=True)
-    reader.start()
     child = None
     try:
         capture = Capture()
@@ -409,7 +400,7 @@ def bench_realtime(
             ticks_received=int(ticks.size),
             tick_intervals_exact_share=float(np.mean(diffs == 1000)) if diffs.size else None,
             tick_interval_frames_std=float(diffs.std()) if diffs.size else None,
-            jack_late_clients=_late_clients(server_lines),
+            jack_late_clients=_late_clients(server.messages()),  # jackd names the late client at each xrun
         )
         return result
     finally:

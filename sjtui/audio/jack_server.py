@@ -44,6 +44,12 @@ def _die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def _lines(log) -> list[str]:
+    """The lines of jackd's log file so far; pread, because jackd shares the file's offset and writes at it."""
+    fd = log.fileno()
+    return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace").strip().splitlines()
+
+
 def _lock_dir() -> Path:
     return Path(tempfile.gettempdir())
 
@@ -117,8 +123,7 @@ class PrivateJackServer:
             if proc.poll() is None:
                 proc.kill()
             proc.wait(5)
-            log.seek(0)
-            error = log.read().decode(errors="replace").strip().splitlines()
+            error = _lines(log)
             log.close()
             problems.append(f"{name}: {error[-1] if error else 'did not start'}")
             lock.close()
@@ -151,6 +156,13 @@ class PrivateJackServer:
             lock.close()
 
     close = stop
+
+    def messages(self) -> list[str]:
+        """What jackd has written so far (its stderr), line by line; [] once stopped."""
+        log = self._log
+        if log is None:
+            return []
+        return _lines(log)
 
     def __enter__(self) -> PrivateJackServer:
         return self.start()
