@@ -31,6 +31,7 @@ The GMD is imported into a temporary library unless ``--library`` is given.
     .venv/bin/python bench/engine.py --json
     .venv/bin/python bench/engine.py --seconds 600 --library ~/.local/share/sjtui
     .venv/bin/python bench/engine.py --json --seconds 60 --only-input-isolation --rounds 2
+    .venv/bin/python bench/engine.py --seconds 600 --only-realtime --model models   # the 10-minute run
 """
 
 from __future__ import annotations
@@ -475,6 +476,10 @@ def main() -> int:
         "--only-midi-isolation", action="store_true",
         help="only the real-time runs: JACK and rtmidi, MIDI scheduler in a child process vs in the jam's process",
     )  # fmt: skip
+    parser.add_argument(
+        "--only-realtime", action="store_true",
+        help="only one real-time run with the defaults (input and MIDI in child processes, JACK backend)",
+    )  # fmt: skip
     parser.add_argument("--no-peer", action="store_true", help="skip the peer real-time run with Python's default 5 ms switch interval")
     args = parser.parse_args()
     if args.child_jam is not None:
@@ -488,6 +493,10 @@ def main() -> int:
         if args.only_input_isolation:
             result = {"input_isolation": bench_input_isolation(library_dir, model_dir, args.seconds, args.rounds)}
             print(json.dumps(result, indent=2) if args.json else _input_isolation_text(result["input_isolation"]))
+            return 0
+        if args.only_realtime:
+            result = {"realtime": bench_realtime(library_dir, model_dir, args.seconds)}
+            print(json.dumps(result, indent=2))
             return 0
         result = {"selection": bench_selection(library_dir, model_dir, args.repeats)}
         if args.reembed:
