@@ -10,10 +10,12 @@
 2. ``realtime``: the real engine on a private JACK server for ``--seconds``
    (default 60): the jam in its own process (engine + a UI-like thread
    polling the snapshot at 30 Hz and spending ~3 ms of Python per poll, as
-   the Textual screen would), the guitar fed into PortAudio's input by a
-   JACK client of this process (a rendered riff, looped), drums out through
-   the sample-accurate JACK MIDI backend into a capture client of this
-   process (so the test clients do not share the jam's GIL). Reported: JACK
+   the Textual screen would), the guitar fed into PortAudio's input by
+   FluidSynth on JACK (a riff's MIDI, clean guitar), drums out through the
+   sample-accurate JACK MIDI backend into ``jack_midi_dump``: C test clients,
+   never late themselves, so an xrun or input overflow is the jam's own
+   (``--test-clients python``: JACK-Client feeder and capture in this
+   process, as before; their late callbacks count too). Reported: JACK
    xruns, input overflows, analysis overruns, events the backend got late,
    the share of clock ticks exactly on their frame, selection_ms in the run,
    and the load average of the machine (other jobs share its cores).
@@ -54,6 +56,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from sjtui.audio.jack_server import _die_with_parent  # test clients die with the bench
 
 SR = 48000
 
@@ -248,6 +252,102 @@ class Capture:
         self.client.close()
 
 
+def _end(proc: subprocess.Popen) -> None:
+    """Terminate a test client (kill after 5 s): a client left behind would join the next server of its name."""
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+class FluidFeeder:
+    """The guitar from a C client: FluidSynth on JACK playing a rendered riff's MIDI (clean guitar, 120 BPM).
+
+    The Python feeder (:class:`LoopFeeder`) runs its callback in this process and needs the GIL each
+    cycle; when it is late, jackd counts an xrun and PortAudio reports it to the jam as an input
+    overflow. FluidSynth renders in its own C callback, so the overflows left are the jam's own."""
+
+    def __init__(self, seconds: float, workdir: Path):
+        import jack
+
+        from sjtui.audio.render import find_soundfont
+        from sjtui.audio.riffs import generate_riff, riff_to_midi
+
+        bars = int(np.ceil((seconds + 60.0) / 2.0))  # 2 s per bar at 120 BPM 4/4; the file outlasts the run
+        path = workdir / "feeder.mid"
+        riff_to_midi(generate_riff("straight8", bpm=120.0, bars=bars, seed=0), program=27).save(path)
+        self.name = "sjtui-bench-feeder"
+        self.proc = subprocess.Popen(
+            ["fluidsynth", "-a", "jack", "-n", "-i", "-g", "0.5", "-o", f"audio.jack.id={self.name}",
+             "-o", "audio.jack.autoconnect=0", str(find_soundfont()), str(path)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent,  # noqa: PLW1509 - prctl only
+        )  # fmt: skip
+        self.control = jack.Client("sjtui-bench-connect", no_start_server=True)  # never activated: not in the graph
+        deadline = time.monotonic() + 20
+        while not self.control.get_ports(f"{self.name}:") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not self.control.get_ports(f"{self.name}:"):
+            self.close()
+            raise RuntimeError("fluidsynth did not register its JACK ports")
+
+    def connect(self) -> None:
+        left = self.control.get_ports(f"{self.name}:", is_output=True)[0]
+        for target in self.control.get_all_connections("system:capture_1"):
+            self.control.disconnect("system:capture_1", target)
+            self.control.connect(left, target)
+
+    def close(self) -> None:
+        _end(self.proc)
+        self.control.close()
+
+
+class DumpCapture:
+    """sjtui's MIDI captured by a C client, ``jack_midi_dump -a`` (frame times from its first cycle)."""
+
+    def __init__(self):
+        import jack
+
+        self.name = "sjtui-bench-capture"
+        self.proc = subprocess.Popen(
+            ["stdbuf", "-oL", "jack_midi_dump", "-a", self.name], stdout=subprocess.PIPE, text=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - prctl only
+        )  # fmt: skip
+        self.ticks: list[int] = []
+        self.notes = 0
+        self.xruns = None  # counted from jackd's messages by the caller
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        control = jack.Client("sjtui-bench-probe", no_start_server=True)
+        deadline = time.monotonic() + 20
+        while not control.get_ports(f"{self.name}:") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        names = [port.name for port in control.get_ports(f"{self.name}:")]
+        control.close()
+        if not names:
+            self.close()
+            raise RuntimeError("jack_midi_dump did not register its JACK port")
+        self.port_name = names[0]
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:  # "  28933: 90 24 64 note on ..." / "  33541: f8"
+            frame, _, data = line.partition(":")
+            fields = data.split()
+            if not fields or not frame.strip().isdigit():
+                continue
+            status = int(fields[0], 16)
+            if status == 0xF8:
+                self.ticks.append(int(frame))
+            elif status & 0xF0 == 0x90 and len(fields) > 2 and int(fields[2], 16) > 0:
+                self.notes += 1
+
+    def close(self) -> None:
+        time.sleep(0.2)
+        _end(self.proc)
+        self._reader.join(5)
+
+
 def ui_like_load(engine, stop: threading.Event, stats: dict) -> None:
     """30 Hz: read the snapshot and do ~3 ms of Python (formatting), as a Textual screen would."""
     period = 1.0 / 30.0
@@ -348,23 +448,33 @@ def _late_clients(lines: list[str]) -> dict:
 
 def bench_realtime(
     library_dir: Path, model_dir: Path, seconds: float, switch_ms: float | None = None,
-    backend_kind: str = "jack", midi_process: bool = True, input_process: bool = True,
+    backend_kind: str = "jack", midi_process: bool = True, input_process: bool = True, test_clients: str = "c",
 ) -> dict:  # fmt: skip
-    """A private JACK server; the jam (engine + UI-like load) in a child process; feeder and capture here."""
+    """A private JACK server; the jam (engine + UI-like load) in a child process; feeder and capture outside it.
+
+    ``test_clients``: "c" (default) FluidSynth feeds the guitar and ``jack_midi_dump`` captures, C clients
+    that are never late themselves; "python": the JACK-Client feeder and capture of this process, whose
+    late callbacks are xruns the jam's input then reports as overflows."""
     if shutil.which("jackd") is None:
         return {"skipped": "jackd not installed"}
     from sjtui.audio.jack_server import PrivateJackServer
 
     # fixed names (a killed run's JACK registry slot is reclaimed by the next); JACK_DEFAULT_SERVER set
     server = PrivateJackServer("sjtui-bench-engine", SR, 256).start()
-    child = None
+    child = feeder = capture = None
+    workdir = tempfile.TemporaryDirectory(prefix="sjtui-bench-feeder-")
     try:
-        capture = Capture()
-        feeder = LoopFeeder(riff_audio(120.0, 8))
+        if test_clients == "c":
+            capture = DumpCapture()
+            feeder = FluidFeeder(seconds, Path(workdir.name))
+        else:
+            capture = Capture()
+            feeder = LoopFeeder(riff_audio(120.0, 8))
+        capture_port = capture.port_name if test_clients == "c" else capture.port.name
         load_before = os.getloadavg()
         child = subprocess.Popen(
             [sys.executable, __file__, "--child-jam", str(seconds), "--library", str(library_dir), "--model",
-             str(model_dir), "--capture-port", capture.port.name]
+             str(model_dir), "--capture-port", capture_port]
             + ([] if switch_ms is None else ["--switch-ms", str(switch_ms)])
             + ["--backend", backend_kind, "--midi-process", "1" if midi_process else "0"]
             + ["--input-process", "1" if input_process else "0"],
@@ -379,8 +489,12 @@ def bench_realtime(
         time.sleep(0.2)
         feeder.close()
         capture.close()
+        captured_ticks, notes_received, capture_xruns = capture.ticks, capture.notes, capture.xruns
+        feeder = capture = None
+        messages = server.messages()
+        xruns = sum("XRun" in m for m in messages) if test_clients == "c" else capture_xruns
         result = json.loads(out.strip().splitlines()[-1])
-        ticks = np.array(capture.ticks, dtype=np.int64)
+        ticks = np.array(captured_ticks, dtype=np.int64)
         diffs = np.diff(ticks) if ticks.size > 1 else np.zeros(0)
         # 120 BPM, 24 PPQN at 48 kHz: a tick every 1000 frames; drift = last tick vs first + k * 1000
         drift_ms = float((ticks[-1] - ticks[0] - 1000 * (ticks.size - 1)) / SR * 1e3) if ticks.size > 1 else None
@@ -392,25 +506,31 @@ def bench_realtime(
             ),
             clock_jitter_ms=float(diffs.std() / SR * 1e3) if diffs.size else None,
             drift_ms=drift_ms,
-            xruns=capture.xruns,
+            xruns=xruns,
+            test_clients=test_clients,
             seconds=seconds,
             load_average_1min_before=load_before[0],
             cpu_count=os.cpu_count(),
-            jack_xruns_seen_by_capture=capture.xruns,
-            notes_received=capture.notes,
+            notes_received=notes_received,
             ticks_received=int(ticks.size),
             tick_intervals_exact_share=float(np.mean(diffs == 1000)) if diffs.size else None,
             tick_interval_frames_std=float(diffs.std()) if diffs.size else None,
-            jack_late_clients=_late_clients(server.messages()),  # jackd names the late client at each xrun
+            jack_late_clients=_late_clients(messages),  # jackd names the late client at each xrun
         )
         return result
     finally:
         if child is not None and child.poll() is None:
             child.kill()
+        for client in (feeder, capture):
+            if client is not None:
+                client.close()
         server.stop()
+        workdir.cleanup()
 
 
-def bench_input_isolation(library_dir: Path, model_dir: Path, seconds: float, rounds: int) -> dict:
+def bench_input_isolation(
+    library_dir: Path, model_dir: Path, seconds: float, rounds: int, test_clients: str = "c"
+) -> dict:
     """The jam with its audio input in process and in a child process: same load and length, alternating.
 
     Round k runs in-process first when k is even, the child first when k is odd, so a change
@@ -420,7 +540,7 @@ def bench_input_isolation(library_dir: Path, model_dir: Path, seconds: float, ro
         order = (False, True) if k % 2 == 0 else (True, False)
         for input_process in order:
             load = os.getloadavg()
-            run = bench_realtime(library_dir, model_dir, seconds, input_process=input_process)
+            run = bench_realtime(library_dir, model_dir, seconds, input_process=input_process, test_clients=test_clients)
             run["round"] = k
             run["variant"] = "child_process" if input_process else "in_process"
             run["load_average_1_5_15_before"] = [round(v, 2) for v in load]
@@ -477,6 +597,10 @@ def main() -> int:
         help="only the real-time runs: JACK and rtmidi, MIDI scheduler in a child process vs in the jam's process",
     )  # fmt: skip
     parser.add_argument(
+        "--test-clients", choices=("c", "python"), default="c",
+        help="the bench's guitar feeder and MIDI capture: FluidSynth and jack_midi_dump (c) or JACK-Client callbacks here",
+    )  # fmt: skip
+    parser.add_argument(
         "--only-realtime", action="store_true",
         help="only one real-time run with the defaults (input and MIDI in child processes, JACK backend)",
     )  # fmt: skip
@@ -491,11 +615,11 @@ def main() -> int:
         model_dir = args.model or make_model(tmp / "model")
         library_dir = args.library or make_library(tmp / "library")
         if args.only_input_isolation:
-            result = {"input_isolation": bench_input_isolation(library_dir, model_dir, args.seconds, args.rounds)}
+            result = {"input_isolation": bench_input_isolation(library_dir, model_dir, args.seconds, args.rounds, args.test_clients)}
             print(json.dumps(result, indent=2) if args.json else _input_isolation_text(result["input_isolation"]))
             return 0
         if args.only_realtime:
-            result = {"realtime": bench_realtime(library_dir, model_dir, args.seconds)}
+            result = {"realtime": bench_realtime(library_dir, model_dir, args.seconds, test_clients=args.test_clients)}
             print(json.dumps(result, indent=2))
             return 0
         result = {"selection": bench_selection(library_dir, model_dir, args.repeats)}
@@ -505,15 +629,18 @@ def main() -> int:
             # the MIDI scheduler isolated in a child process (default) vs in the jam's process (the peer)
             result["midi_isolation"] = {
                 f"{kind}_{'child_process' if isolated else 'in_process'}": bench_realtime(
-                    library_dir, model_dir, args.seconds, backend_kind=kind, midi_process=isolated
+                    library_dir, model_dir, args.seconds, backend_kind=kind, midi_process=isolated,
+                    test_clients=args.test_clients,
                 )
                 for kind in ("jack", "rtmidi")
                 for isolated in (True, False)
             }  # fmt: skip
         if args.seconds > 0 and not args.only_midi_isolation:
-            result["realtime"] = bench_realtime(library_dir, model_dir, args.seconds)
+            result["realtime"] = bench_realtime(library_dir, model_dir, args.seconds, test_clients=args.test_clients)
             if not args.no_peer:
-                result["realtime_peer_switch_interval_5ms"] = bench_realtime(library_dir, model_dir, args.seconds, 5.0)
+                result["realtime_peer_switch_interval_5ms"] = bench_realtime(
+                    library_dir, model_dir, args.seconds, 5.0, test_clients=args.test_clients
+                )
     if args.json:
         print(json.dumps(result, indent=2))
     else:
