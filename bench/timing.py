@@ -1,8 +1,7 @@
 """MIDI timing benchmark: note error, clock jitter and drift of sjtui's scheduler and backends.
 
-Two parts (each a function returning plain data; ``main`` puts them in one
-report so more sections, e.g. ``selection_ms`` and ``xruns``, can be added
-as top-level keys):
+Three parts (each a function returning plain data; ``main`` puts them in one
+report):
 
 ``simulated``
     >= 10 minutes of music faster than real time: the scheduler runs on an
@@ -23,7 +22,14 @@ as top-level keys):
     backend without the tuning (5 ms GIL switch interval, no SCHED_FIFO) for
     comparison.
 
-Run: ``.venv/bin/python bench/timing.py [--json] [--minutes 10] [--seconds 60]``.
+``selection_ms`` and ``jam`` (from bench/engine.py)
+    selection over the imported Groove MIDI Dataset (fingerprint -> embedding
+    -> best groove -> policy, 500 decisions, the shipped model), and the whole
+    jam (audio input and MIDI in their child processes, UI-like load) on JACK
+    for ``--jam-seconds``: JACK xruns and input overflows (the "no overflow"
+    target is judged on a run of 600 s or more).
+
+Run: ``.venv/bin/python bench/timing.py [--json] [--minutes 10] [--seconds 60] [--jam-seconds 600]``.
 """
 
 from __future__ import annotations
@@ -40,7 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 
 from sjtui.midi.backends import JackMidiBackend, MidiBackend, RtMidiBackend
 from sjtui.midi.events import CLOCK, NOTE_ON, groove_events, sort_events
@@ -53,6 +60,8 @@ TARGETS = {
     "jack_note_error_samples_max": 0,
     "clock_jitter_ms": 0.5,
     "drift_ms": 1.0,
+    "selection_ms_p99": 2.0,
+    "input_overflows_per_10_min": 0,
 }
 
 
@@ -450,6 +459,11 @@ def _play_both(seconds: float, bpm: float, mode: str) -> dict:
 def verdict(report: dict) -> dict:
     sim, rt = report.get("simulated", {}), report.get("realtime", {})
     out = {}
+    if "selection_ms" in report:
+        out["selection_ms_p99"] = report["selection_ms"]["p99"] <= TARGETS["selection_ms_p99"]
+    jam = report.get("jam") or {}
+    if jam.get("input_overflows") is not None and jam.get("seconds", 0) >= 600:
+        out["no_input_overflow_in_10_min"] = jam["input_overflows"] == 0  # judged only on a 10-minute run
     if sim:
         out["simulated_drift_ms"] = abs(sim["drift_ms"]) <= TARGETS["drift_ms"]
         out["simulated_clock_jitter_ms"] = sim["clock_jitter_ms"] <= TARGETS["clock_jitter_ms"]
@@ -472,6 +486,31 @@ def verdict(report: dict) -> dict:
     return out
 
 
+def engine_figures(model_dir: Path, jam_seconds: float) -> dict:
+    """``selection_ms`` and the whole jam's ``xruns`` / input overflows, from bench/engine.py (same process).
+
+    Selection: fingerprint -> embedding -> best groove -> switching policy over the Groove MIDI Dataset
+    imported into a temporary library, 500 decisions. The jam: the real engine on a private JACK server
+    for ``jam_seconds`` under a UI-like load, fed and captured by C clients."""
+    import tempfile
+
+    sys.path.insert(0, str(REPO / "bench"))
+    import engine as engine_bench
+
+    with tempfile.TemporaryDirectory(prefix="sjtui-bench-timing-") as tmp:
+        library_dir = engine_bench.make_library(Path(tmp) / "library")
+        selection = engine_bench.bench_selection(library_dir, model_dir, 500)
+        out = {"selection_ms": selection["selection_ms"], "selection_library_grooves": selection["library_grooves"]}
+        if jam_seconds > 0:
+            jam = engine_bench.bench_realtime(library_dir, model_dir, jam_seconds)
+            out["jam"] = {
+                key: jam.get(key)
+                for key in ("seconds", "xruns", "input_overflows", "backend_late_events", "tick_intervals_exact_share",
+                            "selection_ms_in_run", "jack_late_clients", "load_average_1min_before", "error")
+            }  # fmt: skip
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", action="store_true")
@@ -483,10 +522,16 @@ def main(argv=None) -> int:
         default=20.0,
         help="seconds of each in-process run (tuned, untuned)",
     )
+    parser.add_argument(
+        "--jam-seconds", type=float, default=60.0,
+        help="seconds of the whole jam on JACK (bench/engine.py --only-realtime) for xruns and input overflows (0: skip)",
+    )  # fmt: skip
+    parser.add_argument("--model", type=Path, default=REPO / "models", help="model for selection_ms (default: the shipped one)")
     args = parser.parse_args(argv)
     report = {"targets": TARGETS, "simulated": run_simulated(args.minutes)}
     if args.seconds > 0:
         report["realtime"] = run_realtime(args.seconds, untuned_seconds=args.in_process_seconds)
+    report.update(engine_figures(args.model, args.jam_seconds))
     report["pass"] = verdict(report)
     if args.json:
         print(json.dumps(report, indent=2))
