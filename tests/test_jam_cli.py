@@ -126,3 +126,12 @@ def test_json_lines_have_the_documented_fields(env, recording):
     played = [r for r in reports if r["groove"] is not None]
     assert played and {"id", "score"} <= set(played[0]["groove"])
     assert [r["bar"] for r in reports] == list(range(reports[0]["bar"], reports[0]["bar"] + 8))
+
+
+def test_the_audio_input_runs_in_a_child_process_unless_asked_otherwise():
+    from sjtui.cli import build_parser
+    from sjtui.commands.jam import options_from_args
+
+    parser = build_parser()
+    assert options_from_args(parser.parse_args(["jam"])).input_process is True
+    assert options_from_args(parser.parse_args(["jam", "--input-in-process"])).input_process is False

@@ -47,6 +47,11 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--input", default=None, help="audio input device (name or index, see `sjtui devices`) or an audio file played as if live")
     parser.add_argument("--input-channel", type=int, default=1, help="input channel of the guitar, counted from 1")
     parser.add_argument("--loop", action="store_true", help="with a file --input: loop it")
+    parser.add_argument(
+        "--input-in-process", action="store_true",
+        help="run the audio input in the jam's own process (default: a child process, so the UI and analysis "
+        "cannot delay it; use this where starting that process fails)",
+    )  # fmt: skip
     add_jam_options(parser)
     parser.set_defaults(run=run)
 
@@ -62,6 +67,7 @@ def options_from_args(args, **extra):
         input=getattr(args, "input", None),
         input_channel=getattr(args, "input_channel", 1),
         loop=getattr(args, "loop", False),
+        input_process=not getattr(args, "input_in_process", False),
         synth=args.synth,
         synth_engine=args.synth_engine,
         midi_out=args.midi_out,
