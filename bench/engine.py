@@ -57,7 +57,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sjtui.audio.jack_server import _die_with_parent  # test clients die with the bench
+from sjtui.audio.jack_server import die_with_parent, end_process  # test clients die with the bench
 
 SR = 48000
 
@@ -228,6 +228,7 @@ class Capture:
 
         self.client = jack.Client("sjtui-bench-capture", no_start_server=True)
         self.port = self.client.midi_inports.register("in")
+        self.port_name = self.port.name
         self.ticks: list[int] = []
         self.notes = 0
         self.xruns = 0
@@ -252,14 +253,12 @@ class Capture:
         self.client.close()
 
 
-def _end(proc: subprocess.Popen) -> None:
-    """Terminate a test client (kill after 5 s): a client left behind would join the next server of its name."""
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
+def _wait_for_ports(client, name: str) -> list[str]:
+    """The names of the JACK ports of client ``name``, once it registered them (20 s at most)."""
+    deadline = time.monotonic() + 20
+    while not client.get_ports(f"{name}:") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [port.name for port in client.get_ports(f"{name}:")]
 
 
 class FluidFeeder:
@@ -282,13 +281,10 @@ class FluidFeeder:
         self.proc = subprocess.Popen(
             ["fluidsynth", "-a", "jack", "-n", "-i", "-g", "0.5", "-o", f"audio.jack.id={self.name}",
              "-o", "audio.jack.autoconnect=0", str(find_soundfont()), str(path)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent,  # noqa: PLW1509 - prctl only
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent,  # noqa: PLW1509 - prctl only
         )  # fmt: skip
         self.control = jack.Client("sjtui-bench-connect", no_start_server=True)  # never activated: not in the graph
-        deadline = time.monotonic() + 20
-        while not self.control.get_ports(f"{self.name}:") and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if not self.control.get_ports(f"{self.name}:"):
+        if not _wait_for_ports(self.control, self.name):
             self.close()
             raise RuntimeError("fluidsynth did not register its JACK ports")
 
@@ -299,7 +295,7 @@ class FluidFeeder:
             self.control.connect(left, target)
 
     def close(self) -> None:
-        _end(self.proc)
+        end_process(self.proc)  # a client left behind would join the next server of its name
         self.control.close()
 
 
@@ -312,18 +308,15 @@ class DumpCapture:
         self.name = "sjtui-bench-capture"
         self.proc = subprocess.Popen(
             ["stdbuf", "-oL", "jack_midi_dump", "-a", self.name], stdout=subprocess.PIPE, text=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - prctl only
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - prctl only
         )  # fmt: skip
         self.ticks: list[int] = []
         self.notes = 0
-        self.xruns = None  # counted from jackd's messages by the caller
+        self.xruns = None  # a C client has no xrun callback: the caller counts jackd's XRun lines
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         control = jack.Client("sjtui-bench-probe", no_start_server=True)
-        deadline = time.monotonic() + 20
-        while not control.get_ports(f"{self.name}:") and time.monotonic() < deadline:
-            time.sleep(0.05)
-        names = [port.name for port in control.get_ports(f"{self.name}:")]
+        names = _wait_for_ports(control, self.name)
         control.close()
         if not names:
             self.close()
@@ -344,7 +337,7 @@ class DumpCapture:
 
     def close(self) -> None:
         time.sleep(0.2)
-        _end(self.proc)
+        end_process(self.proc)
         self._reader.join(5)
 
 
@@ -470,11 +463,10 @@ def bench_realtime(
         else:
             capture = Capture()
             feeder = LoopFeeder(riff_audio(120.0, 8))
-        capture_port = capture.port_name if test_clients == "c" else capture.port.name
         load_before = os.getloadavg()
         child = subprocess.Popen(
             [sys.executable, __file__, "--child-jam", str(seconds), "--library", str(library_dir), "--model",
-             str(model_dir), "--capture-port", capture_port]
+             str(model_dir), "--capture-port", capture.port_name]
             + ([] if switch_ms is None else ["--switch-ms", str(switch_ms)])
             + ["--backend", backend_kind, "--midi-process", "1" if midi_process else "0"]
             + ["--input-process", "1" if input_process else "0"],

@@ -35,13 +35,23 @@ class JackServerError(SjtuiError):
     """A private JACK server could not be started."""
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Runs in the child before exec: jackd gets SIGTERM when its parent dies (even by SIGKILL)."""
     import ctypes
     import signal
 
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def end_process(proc: subprocess.Popen, timeout_s: float = 5.0) -> None:
+    """Terminate ``proc`` and wait; kill it if it has not ended after ``timeout_s``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout_s)
 
 
 def _lines(log) -> list[str]:
@@ -98,14 +108,14 @@ class PrivateJackServer:
             if lock is None:
                 problems.append(f"{name}: in use by another run")
                 continue
-            # jackd's messages go to an unnamed file, not a pipe: nobody reads a pipe while the server
-            # runs, and once its 64 KiB filled (xrun messages in a long demo) jackd would block in write()
+            # jackd's messages go to an unnamed file, not a pipe: nobody read the pipe while the server
+            # ran, and once 64 KiB of xrun lines filled it jackd's message thread blocked and the rest was lost
             log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop() or below
             proc = subprocess.Popen(
                 [jackd, "-n", name, "-d", "dummy", "-r", str(self.rate_hz), "-p", str(self.period_frames)],
                 stdout=subprocess.DEVNULL,
                 stderr=log,
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+                preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
             )
             waited = subprocess.run(
                 ["jack_wait", "-s", name, "-w", "-t", str(int(max(1, self.timeout_s)))],
@@ -136,12 +146,7 @@ class PrivateJackServer:
         """Terminate jackd (kill after 5 s), release the name, restore JACK_DEFAULT_SERVER (idempotent)."""
         proc, self.proc = self.proc, None
         if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            end_process(proc)
             time.sleep(0.2)
         log, self._log = self._log, None
         if log is not None:
@@ -197,4 +202,4 @@ def audio_device_present() -> bool:
     return result.stdout.strip().startswith("running")
 
 
-__all__ = ["JackServerError", "PrivateJackServer", "audio_device_present"]
+__all__ = ["JackServerError", "PrivateJackServer", "audio_device_present", "die_with_parent", "end_process"]
