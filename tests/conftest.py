@@ -74,27 +74,16 @@ def jack_server():
 
 @pytest.fixture(scope="module")
 def portaudio_jack(jack_server):
-    """PortAudio rescanned so it sees the private server; released before the server stops.
+    """The private server for PortAudio users; PortAudio must hold nothing when the module ends.
 
-    sounddevice scans host APIs when first imported, so it must look again
-    once the server runs. PortAudio asserts (and aborts the interpreter at
-    exit) if its JACK client outlives the server, so on teardown it is
-    re-initialised with no server to talk to.
+    sjtui initialises PortAudio only while it queries devices or keeps a
+    stream open (sjtui.audio.portaudio), so each use scans the host APIs
+    afresh and sees this server. PortAudio asserts (and aborts the
+    interpreter at exit) if its JACK client outlives the server, so a
+    stream left open is an error here, before the server stops.
     """
-    import sounddevice as sd
+    from sjtui.audio.portaudio import holds, sounddevice
 
-    sd._terminate()
-    sd._initialize()
+    sounddevice()
     yield jack_server
-    sd._terminate()
-    saved = {k: os.environ.get(k) for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")}
-    os.environ["JACK_DEFAULT_SERVER"] = "sjtui-no-server"
-    os.environ["JACK_NO_START_SERVER"] = "1"
-    try:
-        sd._initialize()
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    assert holds() == 0, f"{holds()} PortAudio hold(s) left open: a stream was not closed"

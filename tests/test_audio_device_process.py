@@ -318,6 +318,55 @@ def test_the_engine_listens_through_the_child_by_default(portaudio_jack, library
             assert _gone(pid)
 
 
+def _portaudio_clients(client) -> list[str]:
+    """The PortAudio JACK clients on the server (PortAudio names them PortAudio, PortAudio-01, ...)."""
+    import jack
+
+    found = []
+    for name in ["PortAudio"] + [f"PortAudio-{n:02d}" for n in range(1, 8)]:
+        try:
+            client.get_uuid_for_client_name(name)
+        except jack.JackError:
+            continue
+        found.append(name)
+    return found
+
+
+@pytest.mark.jack
+def test_the_jam_process_holds_no_portaudio_client_of_its_own(portaudio_jack, library_dir):  # noqa: F811
+    """With the input in its child and the drums on JACK MIDI, the child's PortAudio client is the only one.
+
+    While PortAudio is initialised its JACK host API keeps an active client
+    whose callback jackd runs every cycle, streams or not: the jam's own
+    process used to keep one for the whole jam.
+    """
+    import jack
+
+    from sjtui.audio.portaudio import holds
+    from sjtui.engine import EngineOptions, create_engine
+
+    probe = jack.Client("sjtui-test-probe", no_start_server=True)
+    engine = create_engine(
+        EngineOptions(
+            input="system", midi_backend="jack", bpm=120.0, model="none",
+            library=str(library_dir), state_file=False,
+        )
+    )  # fmt: skip
+    try:
+        engine.start()
+        time.sleep(0.5)
+        assert engine.error is None and engine.source.active and engine.ring.anchor_count > 20
+        assert holds() == 0
+        clients = _portaudio_clients(probe)
+        assert len(clients) == 1, clients
+        owners = {p.name.split(":")[0] for p in probe.get_ports() if p.name.startswith("PortAudio")}
+        assert owners == set(clients)  # and it is the one with the input stream's ports
+    finally:
+        engine.close()
+    assert _portaudio_clients(probe) == []
+    probe.close()
+
+
 @pytest.mark.jack
 def test_a_device_chosen_mid_jam_gets_its_own_process(portaudio_jack, library_dir, guitar_audio_dir):  # noqa: F811
     from sjtui import snapshot as snap

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sjtui.audio.portaudio import Hold, held
 from sjtui.audio.ring import RingBuffer, capacity_for
 from sjtui.constants import MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, SUPPORTED_SAMPLE_RATES_HZ
 from sjtui.errors import AudioError
@@ -45,22 +46,13 @@ class InputDeviceInfo:
         )
 
 
-def _sounddevice():
-    try:
-        import sounddevice
-    except OSError as error:  # libportaudio missing
-        raise AudioError(
-            f"PortAudio could not be loaded ({error}); install it (Debian: `apt-get install libportaudio2`)"
-        ) from error
-    return sounddevice
-
-
 def list_input_devices() -> list[InputDeviceInfo]:
     """All devices with at least one input channel, in PortAudio's order."""
-    sd = _sounddevice()
-    host_apis = sd.query_hostapis()
+    with held() as sd:
+        host_apis = sd.query_hostapis()
+        found = sd.query_devices()
     devices = []
-    for device in sd.query_devices():
+    for device in found:
         if device["max_input_channels"] > 0:
             devices.append(
                 InputDeviceInfo(
@@ -88,10 +80,10 @@ def find_input_device(device: int | str | None) -> InputDeviceInfo:
     Raises :class:`AudioError` listing the input devices that exist when
     nothing (or more than one device, for a substring) matches.
     """
-    sd = _sounddevice()
-    devices = list_input_devices()
-    if device is None:
+    with held() as sd:
+        devices = list_input_devices()
         default_index = sd.default.device[0]
+    if device is None:
         if default_index is None or default_index < 0:
             if devices:
                 return devices[0]
@@ -221,8 +213,11 @@ class DeviceInput:
         """Open and start the stream; :class:`AudioError` (with the device list) if it cannot."""
         if self._stream is not None:
             return self
-        sd = _sounddevice()
+        hold = Hold()  # for the life of the stream; released in stop()
+        sd = hold.sd
         try:
+            if sd.query_devices(self.device.index)["name"] != self.device.name:  # renumbered since it was found
+                self.device = find_input_device(self.device.name)
             stream = sd.InputStream(
                 device=self.device.index,
                 channels=self.channel,
@@ -233,13 +228,16 @@ class DeviceInput:
                 callback=self._callback,
             )
             stream.start()
-        except sd.PortAudioError as error:
+        except (sd.PortAudioError, ValueError, AudioError) as error:
+            hold.release()
+            if isinstance(error, AudioError):
+                raise
             raise AudioError(
                 f"could not open audio input {self.device.describe()} at {self.sample_rate_hz} Hz, "
                 f"{self.channel} channel(s), block {self.block_size}: {error}. The device may be busy, "
                 "unplugged or not support these settings; input devices:\n" + describe_input_devices()
             ) from error
-        self._stream = stream
+        self._stream, self._hold = stream, hold
         return self
 
     def stop(self) -> None:
@@ -249,7 +247,10 @@ class DeviceInput:
             try:
                 stream.stop()
             finally:
-                stream.close()
+                try:
+                    stream.close()
+                finally:
+                    self._hold.release()
 
     @property
     def active(self) -> bool:

@@ -26,11 +26,12 @@ def add_parser(subparsers) -> None:
 
 def audio_inputs() -> list[dict]:
     """The audio input devices as dicts (index, name, channels, host_api, default_sample_rate_hz, default)."""
-    import sounddevice as sd
-
     from sjtui.audio.device import list_input_devices
+    from sjtui.audio.portaudio import held
 
-    default_index = sd.default.device[0]
+    with held() as sd:
+        default_index = sd.default.device[0]
+        inputs = list_input_devices()
     return [
         {
             "index": d.index,
@@ -40,7 +41,7 @@ def audio_inputs() -> list[dict]:
             "default_sample_rate_hz": d.default_sample_rate_hz,
             "default": d.index == default_index,
         }
-        for d in list_input_devices()
+        for d in inputs
     ]
 
 

@@ -124,7 +124,10 @@ class _LoopStream:
     """
 
     def __init__(self, sample_rate_hz: int, device=None, block: int = 256):
-        import sounddevice as sd
+        from sjtui.audio.portaudio import Hold
+
+        self._hold = Hold()  # PortAudio for the life of the stream; released in close()
+        sd = self._hold.sd
 
         self.sample_rate_hz = int(sample_rate_hz)
         # owned by the callback
@@ -150,7 +153,9 @@ class _LoopStream:
             )
             self.stream.start()
         except Exception as error:  # noqa: BLE001 - PortAudioError, ValueError for a bad device: one clear message
-            raise AudioError(_no_output_message(device, error)) from None
+            message = _no_output_message(device, error)
+            self._hold.release()
+            raise AudioError(message) from None
 
     def _callback(self, outdata, frames, time_info, status) -> None:
         try:
@@ -215,15 +220,17 @@ class _LoopStream:
             self.stream.close()
         except Exception:  # noqa: BLE001, S110 - closing a stream whose device is already gone
             pass
+        self._hold.release()
 
 
 def _no_output_message(device, error) -> str:
-    import sounddevice as sd
+    from sjtui.audio.portaudio import held
 
     try:
-        outputs = [
-            f"{i}: {d['name']}" for i, d in enumerate(sd.query_devices()) if d["max_output_channels"] > 0
-        ]
+        with held() as sd:
+            outputs = [
+                f"{i}: {d['name']}" for i, d in enumerate(sd.query_devices()) if d["max_output_channels"] > 0
+            ]
     except Exception:  # noqa: BLE001 - listing devices is only advice in an error message
         outputs = []
     where = "the default audio output" if device is None else f"audio output {device!r}"

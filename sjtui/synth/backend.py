@@ -68,8 +68,10 @@ class SynthBackend(MidiBackend):
         frame_offset: int = 0,
         latency="low",
     ):
-        import sounddevice as sd
+        from sjtui.audio.portaudio import Hold
 
+        self._hold = Hold()  # PortAudio for the life of the stream; released in close()
+        sd = self._hold.sd
         self.sample_rate_hz = float(sample_rate_hz)
         self.engine = make_engine(engine, sample_rate_hz) if isinstance(engine, str) else engine
         self.frame_offset = int(frame_offset)
@@ -95,6 +97,7 @@ class SynthBackend(MidiBackend):
             )
             self.stream.start()
         except Exception as error:  # PortAudioError, ValueError
+            self._hold.release()
             raise AudioError(
                 f"cannot open audio output {device!r} at {sample_rate_hz:g} Hz for the synth: {error}; "
                 "see `sjtui devices` for outputs"
@@ -172,8 +175,11 @@ class SynthBackend(MidiBackend):
     def close(self) -> None:
         stream, self.stream = getattr(self, "stream", None), None
         if stream is not None:
-            stream.stop()
-            stream.close()
+            try:
+                stream.stop()
+                stream.close()
+            finally:
+                self._hold.release()
         close = getattr(self.engine, "close", None)
         if close:
             close()
