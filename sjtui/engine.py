@@ -442,6 +442,7 @@ class Engine:
         meter = parse_meter(options.meter)
         if not (self.ranker.is_beat & self.ranker.meter_mask(meter)).any():
             raise EngineError(self.ranker.describe_no_fit(options.bpm, meter))
+        self.ranker.warm_up(options.bpm, meter)
         self.transport = Transport(
             self.sample_rate_hz, bpm=options.bpm, meter=meter, source=_TRANSPORT_SOURCE[options.clock]
         )
@@ -913,6 +914,7 @@ class Engine:
                 return  # touched, not changed
             embeddings = embed_library(self.groove_store_path, self.library, model, notes)
             ranker = GrooveRanker(self.library, model, embeddings, self.config)
+            ranker.warm_up(self.transport.tempo_map.bpm, self.transport.tempo_map.meter)
             version = f"{model.name} {model.version}"
             notes.insert(0, f"model: {model.describe()}")
             self._model_ready = (model, version, ranker, notes, time.perf_counter() - start)

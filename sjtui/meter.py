@@ -40,10 +40,10 @@ class Meter:
 
     @property
     def steps_per_bar(self) -> int:
-        steps = self.beats_per_bar * STEPS_PER_BEAT
-        if steps.denominator != 1:  # only n/16 with odd n and 12 steps/beat: 3/16 -> 9 steps, fine
+        steps, rest = divmod(4 * self.numerator * STEPS_PER_BEAT, self.denominator)  # ints: read at every decision
+        if rest:  # only n/16 with odd n and 12 steps/beat: 3/16 -> 9 steps, fine
             raise MeterError(f"meter {self}: does not fit a grid of {STEPS_PER_BEAT} steps per beat")
-        return int(steps)
+        return steps
 
     @property
     def is_compound(self) -> bool:

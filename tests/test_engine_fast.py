@@ -345,3 +345,32 @@ def test_the_snapshot_keeps_the_contract(library_dir, random_model):
     assert s.library_size > 0 and "0.0.1-test" in s.model_version
     assert -120.0 <= s.levels.rms_db <= 0.0 and s.timing.selection_ms_p99 is not None  # fast mode: may be the tail
     assert s.midi_destination.startswith("simulated")
+
+
+def test_the_ranker_is_warmed_up_before_the_first_decision(library_dir, random_model, monkeypatch):
+    """A silent ranking when the engine is built pays onnxruntime's first-run costs (10-19 ms
+    measured, against ~1 ms after) before the jam's first decision, not at it; it runs through
+    the model in any meter the model takes, and is not counted among the decisions."""
+    from sjtui.select import GrooveRanker
+
+    warmed = []
+    original_warm_up = GrooveRanker.warm_up
+    monkeypatch.setattr(GrooveRanker, "warm_up", lambda self, *a: warmed.append(a) or original_warm_up(self, *a))
+    engine = create_engine(
+        EngineOptions(samples=np.zeros(SR, np.float32), fast=True, model=str(random_model), library=str(library_dir),
+                      bpm=BPM, meter="4/4", state_file=False)
+    )  # fmt: skip
+    assert [(bpm, str(meter)) for bpm, meter in warmed] == [(BPM, "4/4")]
+    assert len(engine.selection_ms) == 0
+    embedded = []
+    model = engine.ranker.model
+    original_embed = model.embed_guitar
+    monkeypatch.setattr(model, "embed_guitar", lambda fp: embedded.append(str(fp.meter)) or original_embed(fp))
+    from sjtui.model.inputs import MODEL_STEPS_PER_BAR
+    from sjtui.meter import parse_meter
+
+    meters = [m for m in engine.ranker.meters_available() if parse_meter(m).steps_per_bar <= MODEL_STEPS_PER_BAR]
+    assert len(meters) > 1
+    for meter in meters:
+        assert engine.ranker.warm_up(BPM, meter) > 0
+    assert embedded == meters

@@ -280,17 +280,16 @@ class TempoMap:
 
     # -- lookups -----------------------------------------------------------------
 
+    # searchsorted(side="right") - 1 lies in -1 .. n-1: only a time before the first segment needs
+    # clamping (np.maximum: a ufunc call; np.clip's wrapper cost more than the search at a decision)
     def _index_by_sample(self, samples: np.ndarray) -> np.ndarray:
-        idx = np.searchsorted(self._start_sample, samples, side="right") - 1
-        return np.clip(idx, 0, len(self.segments) - 1)
+        return np.maximum(np.searchsorted(self._start_sample, samples, side="right") - 1, 0)
 
     def _index_by_beat(self, beats: np.ndarray) -> np.ndarray:
-        idx = np.searchsorted(self._start_beat, beats, side="right") - 1
-        return np.clip(idx, 0, len(self.segments) - 1)
+        return np.maximum(np.searchsorted(self._start_beat, beats, side="right") - 1, 0)
 
     def _index_by_bar(self, bars: np.ndarray) -> np.ndarray:
-        idx = np.searchsorted(self._start_bar, bars, side="right") - 1
-        return np.clip(idx, 0, len(self.segments) - 1)
+        return np.maximum(np.searchsorted(self._start_bar, bars, side="right") - 1, 0)
 
     def segment_at(self, sample: float) -> TempoSegment:
         return self.segments[int(self._index_by_sample(np.float64(sample)))]
