@@ -374,3 +374,27 @@ def test_the_ranker_is_warmed_up_before_the_first_decision(library_dir, random_m
     for meter in meters:
         assert engine.ranker.warm_up(BPM, meter) > 0
     assert embedded == meters
+
+
+def test_the_library_is_embedded_a_batch_at_a_time_with_the_same_vectors(tmp_path, random_model, monkeypatch):
+    """Batches of 16 (the real batch is 256: all 11,076 GMD grooves at once left ~190 MB in the
+    heap) give the vectors of one call over every groove, and the cache gives them back."""
+    from sjtui.engine import _first_bars, load_groove_library
+    from sjtui.grooves.store import GrooveStore
+    from sjtui.model import runtime
+    from sjtui.model.runtime import EncoderPair
+
+    GrooveStore(tmp_path).close()  # the built-in grooves
+    model = EncoderPair(random_model)
+    calls = []
+    original = model.embed_grooves
+    monkeypatch.setattr(model, "embed_grooves", lambda grooves, d: calls.append(len(grooves)) or original(grooves, d))
+    monkeypatch.setattr(runtime, "GROOVE_BATCH", 16)
+    library, embeddings, _ = load_groove_library(str(tmp_path), model, [])
+    rows = np.flatnonzero(np.isfinite(embeddings).all(axis=1))  # not the meters longer than the model's bar
+    assert rows.size > 32 and max(calls) == 16 and sum(calls) == rows.size
+    whole = original([_first_bars(library.groove(int(i))) for i in rows], library.descriptors[rows])
+    np.testing.assert_allclose(embeddings[rows], whole, rtol=0, atol=1e-6)
+    calls.clear()
+    _, cached, _ = load_groove_library(str(tmp_path), model, [])
+    assert calls == [] and np.array_equal(cached, embeddings, equal_nan=True)
