@@ -20,14 +20,22 @@ Figures (each with the peer it is compared with, measured in the same run):
   ``run_app(factory)`` (screen first, engine built behind it); peers: a
   shell and a bare interpreter printing one line, measured the same way. Also: seconds to import
   ``sjtui.ui.app`` and whether torch got imported. Target: at most 2 s.
-- ``memory``: resident memory (VmRSS, VmHWM) of ``sjtui jam`` running with
+- ``memory``: resident memory of ``sjtui jam`` with the shipped model and
   the whole Groove MIDI Dataset imported into its library (built in a
-  temporary folder from ../shared/datasets/groove-midi); peer: the same jam
-  with the built-in grooves only. Target: under 300 MB.
-- ``engine_timing``: the real engine's own timing figures (note error p50/p99,
-  selection p99 with the number of selections behind it, xruns, input
-  overflows) on JACK without the UI and with the UI polling at 30 Hz in the
-  same process (the GIL is shared: this is where a heavy UI would show).
+  temporary folder from ../shared/datasets/groove-midi, so the first jam
+  embeds it), on the JACK ``system`` input and on a file input: VmRSS and
+  VmHWM of the jam's process, and RSS and PSS summed over its process tree
+  (the MIDI output and a device input run in child processes; PSS splits
+  shared pages, such as JACK's shared memory, between the processes that map
+  them); peer: the jam with the built-in grooves and no model. Target: under
+  300 MB, judged on the tree's PSS.
+- ``engine_timing``: the real engine (the whole GMD imported, the shipped
+  model) on JACK without the UI and with the UI polling at 30 Hz in the same
+  process (the GIL is shared: this is where a heavy UI would show): note
+  error p50/p99, xruns, input overflows, the engine's own decisions (one per
+  4 bars) and a :class:`SelectionProbe` deciding at 20 Hz beside them for a
+  p99 worth the name (wall and thread CPU time). Target from the live
+  engine issue: selection p99 at most 2 ms.
 
     .venv/bin/python bench/ui.py                 # text
     .venv/bin/python bench/ui.py --json
@@ -73,6 +81,44 @@ def proc_cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo.extend(children.get(p, []))
+    return tree
+
+
+def tree_memory_mb(pid: int) -> dict:
+    """RSS and PSS (shared pages split between the processes that map them) of a process tree."""
+    rows = []
+    for p in process_tree(pid):
+        try:
+            rollup = Path(f"/proc/{p}/smaps_rollup").read_text()
+            name = Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:60]
+        except OSError:
+            continue
+        fields = {line.split(":")[0]: int(line.split()[1]) / 1024 for line in rollup.splitlines()[1:]}
+        rows.append(
+            {"pid": p, "cmd": name, "rss_mb": round(fields["Rss"], 1), "pss_mb": round(fields["Pss"], 1)}
+        )
+    return {
+        "processes": rows,
+        "rss_mb_sum": round(sum(r["rss_mb"] for r in rows), 1),
+        "pss_mb_sum": round(sum(r["pss_mb"] for r in rows), 1),
+    }
 
 
 def proc_memory_mb(pid: int) -> dict:
@@ -304,66 +350,154 @@ def build_gmd_store(folder: Path) -> int:
         store.close()
 
 
-def jam_memory(jack: JackServer, library_dir: Path, settle_s: float) -> dict:
+def jam_memory(
+    jack: JackServer, library_dir: Path, settle_s: float, model: str = "none", device: bool = False
+) -> dict:
+    """Memory of ``sjtui jam``: its own process and the whole tree (the MIDI output runs in a
+    child process, a device input in another). ``device``: the JACK ``system`` input, as a
+    guitarist plays (silent here: the screen, library and model are loaded, no groove plays);
+    else the recording as a file input, looping (resampled from 44.1 kHz, which loads scipy.signal)."""
     env = {
         "TERM": "xterm-256color",
         "JACK_DEFAULT_SERVER": jack.name,
         "SJTUI_DATA_DIR": str(library_dir / "data"),
     }
     term = Tmux(
-        f"{SJTUI} jam --input {RECORDING} --loop --library {library_dir} --model none", 100, 30, env=env
-    )
+        f"{SJTUI} jam --input {'system' if device else f'{RECORDING} --loop'} --library {library_dir} --model {model}",
+        100, 30, env=env,
+    )  # fmt: skip
     try:
-        term.wait_for("kick", timeout_s=60)
+        term.wait_for(FIRST_FRAME if device else "kick", timeout_s=120)
         time.sleep(settle_s)
         memory = proc_memory_mb(term.pid)
+        tree = tree_memory_mb(term.pid)
         term.keys("q")
         time.sleep(0.5)
     finally:
         term.close()
-    return {"rss_mb": round(memory["VmRSS"], 1), "hwm_mb": round(memory["VmHWM"], 1)}
+    return {
+        "input": "system" if device else "file",
+        "model": model,
+        "rss_mb": round(memory["VmRSS"], 1),
+        "hwm_mb": round(memory["VmHWM"], 1),
+        "tree": tree,
+    }
 
 
 # --- the real engine's timing with and without the UI ------------------------------------------------
 
 
-def engine_timing(jack: JackServer, library_dir: Path, seconds: float) -> dict:
-    """Engine timing stats after ``seconds`` of jamming: without the UI, then with the UI polling (same process)."""
+class SelectionProbe:
+    """Decisions 5 ms apart in a thread of the jam's process: a fingerprint of a rendered riff's
+    4 bars, then the engine's own ranker (model, full library), as bench/timing.py's
+    selection_ms times them in a row. The engine decides once per 4 bars (every 8 s at
+    120 BPM), too rarely for a p99 in a minute; the probe shares the GIL and the cores with
+    the engine and the UI in the same way."""
+
+    GAP_S = 0.005
+
+    def __init__(self, ranker):
+        import numpy as np
+
+        from sjtui.audio.riffs import generate_riff
+        from sjtui.audio.synth_guitar import render_notes
+        from sjtui.dsp.analysis import OnlineAnalyzer
+        from sjtui.dsp.fingerprint import FingerprintAccumulator
+        from sjtui.transport.timebase import TempoMap
+
+        riff = generate_riff("straight8", bpm=120.0, bars=64, seed=0)
+        audio = render_notes(
+            riff.notes, 48000, "clean", seed=1, length_s=riff.duration_s, wrap_tail=True, peak=0.5
+        )
+        analyzer = OnlineAnalyzer(48000)
+        self.accumulator = FingerprintAccumulator(48000, analyzer.hop_size)
+        for k in range(0, audio.size - 256, 256):
+            self.accumulator.push(analyzer.process(audio[k : k + 256]))
+        self.tempo_map = TempoMap.constant(48000, 120.0, "4/4")
+        self.ranker = ranker
+        self.wall_ms: list[float] = []
+        self.cpu_ms: list[float] = []
+        self._np = np
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        i = 0
+        while not self._stop.wait(self.GAP_S):
+            t, c = time.perf_counter(), time.thread_time()
+            fingerprint = self.accumulator.fingerprint(self.tempo_map, i % 56)
+            self.ranker.rank(fingerprint, 120.0, "4/4", None)
+            self.wall_ms.append((time.perf_counter() - t) * 1e3)
+            self.cpu_ms.append((time.thread_time() - c) * 1e3)
+            i += 1
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(2)
+
+    def figures(self) -> dict:
+        np = self._np
+        wall, cpu = np.asarray(self.wall_ms), np.asarray(self.cpu_ms)
+        return {
+            "n": int(wall.size),
+            "wall_ms_p50": round(float(np.percentile(wall, 50)), 3),
+            "wall_ms_p99": round(float(np.percentile(wall, 99)), 3),
+            "wall_ms_max": round(float(wall.max()), 3),
+            "cpu_ms_p50": round(float(np.percentile(cpu, 50)), 3),
+            "cpu_ms_p99": round(float(np.percentile(cpu, 99)), 3),
+        }
+
+
+def engine_timing(jack: JackServer, library_dir: Path, seconds: float, model_dir: Path) -> dict:
+    """Engine timing after ``seconds`` of jamming (library and model as given, decisions timed by
+    the engine and by a :class:`SelectionProbe`): without the UI, then with the UI polling (same process)."""
     os.environ["JACK_DEFAULT_SERVER"] = jack.name
     os.environ["SJTUI_DATA_DIR"] = str(library_dir / "data")
     from sjtui.engine import EngineOptions, create_engine
     from sjtui.ui.app import JamApp
 
     def run(with_ui: bool) -> dict:
-        options = EngineOptions(input=str(RECORDING), loop=True, library=str(library_dir), model="none",
+        options = EngineOptions(input=str(RECORDING), loop=True, library=str(library_dir), model=str(model_dir),
                                 midi_backend="jack", state_file=False)  # fmt: skip
         engine = create_engine(options)
         engine.start()
         try:
-            if with_ui:
+            with SelectionProbe(engine.ranker) as probe:
+                if with_ui:
 
-                class TimedApp(JamApp):
-                    def on_mount(self) -> None:  # JamApp.on_mount runs as well
-                        self.set_timer(seconds, self.exit)
+                    class TimedApp(JamApp):
+                        def on_mount(self) -> None:  # JamApp.on_mount runs as well
+                            self.set_timer(seconds, self.exit)
 
-                TimedApp(engine).run(headless=True, size=(100, 30))
-            else:
-                stop = threading.Event()
-                stop.wait(seconds)
+                    TimedApp(engine).run(headless=True, size=(100, 30))
+                else:
+                    threading.Event().wait(seconds)
             timing = engine.snapshot().timing
-            selections = len(getattr(engine, "selection_ms", ()))
+            decisions = [round(ms, 3) for ms in engine.selection_ms]
+            decisions_cpu = [round(ms, 3) for ms in engine.selection_cpu_ms]
         finally:
             engine.close()
         return {
             "note_error_ms_p50": timing.note_error_ms_p50,
             "note_error_ms_p99": timing.note_error_ms_p99,
-            "selection_ms_p99": timing.selection_ms_p99,
-            "selections": selections,
+            "library_grooves": len(engine.library),
+            "engine_decisions_ms": decisions,
+            "engine_decisions_cpu_ms": decisions_cpu,
+            "selection_probe": probe.figures(),
             "xruns": timing.xruns,
             "input_overflows": timing.input_overflows,
         }
 
-    return {"seconds_each": seconds, "without_ui": run(False), "with_ui_30hz": run(True)}
+    return {
+        "seconds_each": seconds,
+        "model": str(model_dir),
+        "without_ui": run(False),
+        "with_ui_30hz": run(True),
+    }
 
 
 # --- main ---------------------------------------------------------------------------------------------
@@ -416,19 +550,25 @@ def main() -> int:
             builtin_dir.mkdir()
             if "startup" in only:
                 result["startup"] = startup(args.repeats, jack, builtin_dir)
-            if jack is not None and "memory" in only:
-                gmd_dir = Path(tmp) / "gmd"
+            gmd_dir = Path(tmp) / "gmd"
+            if jack is not None and only & {"memory", "engine_timing"}:
                 gmd_dir.mkdir()
                 start = time.perf_counter()
                 n = build_gmd_store(gmd_dir)
+                import_s = time.perf_counter() - start
+            if jack is not None and "memory" in only:
                 result["memory"] = {
                     "gmd_grooves": n,
-                    "gmd_import_s": round(time.perf_counter() - start, 1),
-                    "jam_with_gmd_library": jam_memory(jack, gmd_dir, settle_s=5.0),
-                    "peer_jam_with_builtin_library": jam_memory(jack, builtin_dir, settle_s=5.0),
+                    "gmd_import_s": round(import_s, 1),
+                    "jam_with_gmd_library_device_input": jam_memory(
+                        jack, gmd_dir, 5.0, str(REPO / "models"), device=True
+                    ),
+                    "jam_with_gmd_library_file_input": jam_memory(jack, gmd_dir, 5.0, str(REPO / "models")),
+                    "peer_jam_with_builtin_library_no_model": jam_memory(jack, builtin_dir, 5.0),
                 }
             if jack is not None and "engine_timing" in only:
-                result["engine_timing"] = engine_timing(jack, builtin_dir, seconds=max(args.seconds, 20.0))
+                seconds = max(args.seconds, 20.0)
+                result["engine_timing"] = engine_timing(jack, gmd_dir, seconds, REPO / "models")
     finally:
         if jack is not None:
             jack.close()
