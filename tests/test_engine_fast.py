@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sjtui import snapshot as snap
 from sjtui.audio.riffs import generate_riff
 from sjtui.audio.synth_guitar import render_notes
-from sjtui.config import EngineConfig, ConfigError, load_config
+from sjtui.config import ConfigError, EngineConfig, load_config
 from sjtui.engine import EngineOptions, create_engine
 from sjtui.model.fit import tempo_fits
 from sjtui.select import NO_MODEL_MESSAGE
-from sjtui import snapshot as snap
 
 SR = 48000
 BPM = 120.0
@@ -366,8 +366,8 @@ def test_the_ranker_is_warmed_up_before_the_first_decision(library_dir, random_m
     model = engine.ranker.model
     original_embed = model.embed_guitar
     monkeypatch.setattr(model, "embed_guitar", lambda fp: embedded.append(str(fp.meter)) or original_embed(fp))
-    from sjtui.model.inputs import MODEL_STEPS_PER_BAR
     from sjtui.meter import parse_meter
+    from sjtui.model.inputs import MODEL_STEPS_PER_BAR
 
     meters = [m for m in engine.ranker.meters_available() if parse_meter(m).steps_per_bar <= MODEL_STEPS_PER_BAR]
     assert len(meters) > 1

@@ -44,7 +44,7 @@ def test_play_sends_every_hit_at_its_step_and_leaves_nothing_on(capture, capsys)
     groove = store.get(row["id"])
     store.close()
     ons = [(f, d) for f, d in capture.notes() if d[0] & 0xF0 == NOTE_ON and d[2] > 0]
-    assert len(ons) == 2 * int(groove.hits.sum())  # two repeats
+    assert len(ons) == 2 * int(groove.hits.sum()), f"{capture.xruns} xruns at the capture"  # two repeats
     # note-on times relative to the first downbeat follow the grid at 150 BPM
     step_frames = RATE * 60 / 150 / 12
     frames = np.array(sorted({f for f, _ in ons}), dtype=np.float64)
