@@ -34,7 +34,6 @@ import numpy as np
 from sjtui.errors import AudioError
 
 
-
 def _load_pypocketfft():
     """SciPy's pocketfft binding, loaded from its file without importing ``scipy.fft``.
 
