@@ -217,7 +217,7 @@ def test_other_frame_and_hop_sizes_stream_exactly(guitar, frame_size, hop_size, 
 
 
 def test_live_blocks_take_the_compiled_path_and_match_offline_over_many_buffer_refills(guitar):
-    """256-sample blocks run the compiled one-hop path (numba) and stay equal to the numpy batch path.
+    """256-sample blocks run the compiled one-hop path and stay equal to the numpy batch path.
 
     10 s of audio refills the analyzer's buffer ~13 times (the compiled path drops stale samples
     itself); blocks of other dtypes, read-only blocks and a NaN mid-stream go through the general

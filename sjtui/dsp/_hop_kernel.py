@@ -24,6 +24,7 @@ import math
 import numba
 import numpy as np
 
+from sjtui.dsp.hop_aot import FRAME_BITS, NOT_HANDLED
 from sjtui.dsp.onsets import ONSET_DTYPE
 
 _ONSET_RECORDS = numba.from_dtype(ONSET_DTYPE)[::1]
@@ -46,10 +47,6 @@ _ONSET_RECORDS = numba.from_dtype(ONSET_DTYPE)[::1]
 #     per band, threshold ratio.
 # picks (int64, (nb, W + 2)): per band the past W flux quanta (oldest first), the frame of the
 #     last onset and its flux quanta (the OnsetPicker's state).
-
-FRAME_BITS = 40  # ingest returns (frames completed << FRAME_BITS) | first frame
-
-NOT_HANDLED = -1
 
 
 def entry_point(dispatcher):

@@ -7,7 +7,8 @@ input. Both run the same pure kernels (:mod:`sjtui.dsp.spectral`,
 identical bit for bit, whatever the block sizes (tested for every block size
 from 1 to 4096 samples). For clean blocks that fit its buffer (the live
 case), :class:`OnlineAnalyzer` runs a compiled path instead
-(:mod:`sjtui.dsp._hop_kernel`, numba): the same FFT, ``abs``, ``log1p`` and
+(:mod:`sjtui.dsp._hop_kernel`, numba; compiled ahead of time by
+:mod:`sjtui.dsp.hop_aot` so a jam does not load numba): the same FFT, ``abs``, ``log1p`` and
 ``log10`` numpy calls and the rest in two compiled calls that repeat
 numpy's arithmetic operation for operation, so it gives the same values bit
 for bit too (the same tests compare it with :func:`analyze`, which stays
@@ -287,9 +288,16 @@ def linear_energy_threshold(min_energy_db: float) -> np.float32:
 
 
 def _load_hop_kernel():
-    """The compiled one-hop kernels (:mod:`sjtui.dsp._hop_kernel`), or None without numba or the direct FFT."""
+    """The compiled one-hop kernels: ahead of time (:mod:`sjtui.dsp.hop_aot`, no numba in the
+    process) where they can be built, else numba's JIT (:mod:`sjtui.dsp._hop_kernel`); None
+    without numba or the direct FFT."""
     if spectral._pypocketfft is None:
         return None
+    from sjtui.dsp import hop_aot
+
+    kernels = hop_aot.load()
+    if kernels is not None:
+        return kernels
     try:
         from sjtui.dsp import _hop_kernel
     except ImportError:  # pragma: no cover - numba is a runtime dependency
