@@ -54,7 +54,7 @@ def _run(code: str, cache_dir, guitar_file) -> dict:
         import json, sys
         import numpy as np, soundfile as sf
         from sjtui.dsp import hop_aot
-        from sjtui.dsp.analysis import Features, OnlineAnalyzer
+        from sjtui.dsp.analysis import Features, OnlineAnalyzer, analyze
         x, rate = sf.read({str(guitar_file)!r}, dtype="float32")
         x = x[: 2 * rate].copy()
         analyzer = OnlineAnalyzer(rate)
