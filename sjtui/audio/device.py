@@ -228,10 +228,11 @@ class DeviceInput:
                 callback=self._callback,
             )
             stream.start()
-        except (sd.PortAudioError, ValueError, AudioError) as error:
+        except AudioError:  # the device is gone (find_input_device lists the others)
             hold.release()
-            if isinstance(error, AudioError):
-                raise
+            raise
+        except (sd.PortAudioError, ValueError) as error:
+            hold.release()
             raise AudioError(
                 f"could not open audio input {self.device.describe()} at {self.sample_rate_hz} Hz, "
                 f"{self.channel} channel(s), block {self.block_size}: {error}. The device may be busy, "

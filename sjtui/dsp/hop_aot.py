@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import importlib.machinery
 import importlib.metadata
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -28,6 +27,8 @@ import sys
 import threading
 import types
 from pathlib import Path
+
+from sjtui.extension import load_extension_file
 
 # The kernels' return conventions, shared with sjtui.dsp._hop_kernel (numba reads them there
 # as compile-time constants): ingest returns (frames completed << FRAME_BITS) | first frame,
@@ -78,32 +79,24 @@ def problem() -> str | None:
     return _problem
 
 
-def load(build: bool = True) -> types.SimpleNamespace | None:
+def load() -> types.SimpleNamespace | None:
     """The compiled kernels (``ingest``, ``hop``, ``entry_point``, ``FRAME_BITS``, ``NOT_HANDLED``,
-    as :mod:`sjtui.dsp._hop_kernel` offers them), building them first if ``build``; None if they
-    cannot be had. Once per process."""
+    as :mod:`sjtui.dsp._hop_kernel` offers them), built first where they are not yet; None if they
+    cannot be had (:func:`problem` says why). Once per process."""
     global _loaded, _problem
     with _lock:
-        if _loaded is not None or (_problem is not None and not build):
+        if _loaded is not None or _problem is not None:
             return _loaded
         path = module_path()
         if not path.exists():
-            if not build:
-                _problem = f"not built yet ({path})"
-                return None
             _problem = _build(path)
             if _problem is not None:
                 return None
         try:
-            loader = importlib.machinery.ExtensionFileLoader(MODULE_NAME, str(path))
-            module = importlib.util.module_from_spec(
-                importlib.util.spec_from_file_location(MODULE_NAME, path, loader=loader)
-            )
-            loader.exec_module(module)
+            module = load_extension_file(MODULE_NAME, path)
         except (ImportError, OSError) as error:
             _problem = f"{path} cannot be loaded ({error}); delete it to rebuild"
             return None
-        _problem = None
         _loaded = types.SimpleNamespace(
             ingest=module.ingest,
             hop=module.hop,

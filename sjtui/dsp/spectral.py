@@ -45,6 +45,8 @@ def _load_pypocketfft():
     import importlib.util
     import sys
 
+    from sjtui.extension import load_extension_file
+
     name = "scipy.fft._pocketfft.pypocketfft"
     if name in sys.modules:
         return sys.modules[name]
@@ -53,9 +55,7 @@ def _load_pypocketfft():
         folder = Path(spec.submodule_search_locations[0]) / "fft" / "_pocketfft"
         suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
         path = next(str(p) for p in folder.iterdir() if p.name.startswith("pypocketfft.") and p.name.endswith(suffixes))
-        loader = importlib.machinery.ExtensionFileLoader(name, path)
-        module = importlib.util.module_from_spec(importlib.util.spec_from_file_location(name, path, loader=loader))
-        loader.exec_module(module)
+        module = load_extension_file(name, path)
     except Exception:  # noqa: BLE001 - pragma: no cover - another SciPy layout: the usual import
         try:
             from scipy.fft._pocketfft import pypocketfft as module
