@@ -128,14 +128,26 @@ def riff_audio(bpm: float, bars: int, seed: int = 0) -> np.ndarray:
     return render_notes(riff.notes, SR, "clean", seed=1, length_s=riff.duration_s, wrap_tail=True, peak=0.5)
 
 
-def bench_selection(library_dir: Path, model_dir: Path, repeats: int) -> dict:
-    from sjtui.config import EngineConfig
+def riff_accumulator(bpm: float, bars: int):
+    """(FingerprintAccumulator, TempoMap): a rendered riff of ``bars`` 4/4 bars analysed in live-sized
+    blocks, ready for ``accumulator.fingerprint(tempo_map, first_bar)`` of any 4 of its bars."""
     from sjtui.dsp.analysis import OnlineAnalyzer
     from sjtui.dsp.fingerprint import FingerprintAccumulator
+    from sjtui.transport.timebase import TempoMap
+
+    audio = riff_audio(bpm, bars)
+    analyzer = OnlineAnalyzer(SR)
+    accumulator = FingerprintAccumulator(SR, analyzer.hop_size)
+    for k in range(0, audio.size - 256, 256):
+        accumulator.push(analyzer.process(audio[k : k + 256]))
+    return accumulator, TempoMap.constant(SR, bpm, "4/4")
+
+
+def bench_selection(library_dir: Path, model_dir: Path, repeats: int) -> dict:
+    from sjtui.config import EngineConfig
     from sjtui.engine import load_groove_library
     from sjtui.model.runtime import EncoderPair, best_grooves
     from sjtui.select import GrooveRanker, SwitchPolicy
-    from sjtui.transport.timebase import TempoMap
 
     model = EncoderPair(model_dir)
     t0 = time.perf_counter()
@@ -146,12 +158,7 @@ def bench_selection(library_dir: Path, model_dir: Path, repeats: int) -> dict:
     plain = GrooveRanker(library, None, None, config)
     policy = SwitchPolicy(config)
     bpm = 120.0
-    tm = TempoMap.constant(SR, bpm, "4/4")
-    audio = riff_audio(bpm, 64)
-    analyzer = OnlineAnalyzer(SR)
-    acc = FingerprintAccumulator(SR, analyzer.hop_size)
-    for k in range(0, audio.size - 256, 256):  # live-sized blocks
-        acc.push(analyzer.process(audio[k : k + 256]))
+    acc, tm = riff_accumulator(bpm, 64)
     allowed = ranker.allowed(bpm, "4/4")
     full, plain_ms, best_ms, fp_ms, embed_ms = [], [], [], [], []
     current = None

@@ -35,7 +35,7 @@ Figures (each with the peer it is compared with, measured in the same run):
   model) on JACK without the UI and with the UI polling at 30 Hz in the same
   process (the GIL is shared: this is where a heavy UI would show): note
   error p50/p99, xruns, input overflows, the engine's own decisions (one per
-  4 bars) and a :class:`SelectionProbe` deciding at 20 Hz beside them for a
+  4 bars) and a :class:`SelectionProbe` deciding every 5 ms beside them for a
   p99 worth the name (wall and thread CPU time). Target from the live
   engine issue: selection p99 at most 2 ms.
 
@@ -406,6 +406,14 @@ def jam_memory(
 # --- the real engine's timing with and without the UI ------------------------------------------------
 
 
+def _bench_engine():
+    """bench/engine.py (imported here, not at start: this file's --run-jam-factory is timed to its first frame)."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import engine
+
+    return engine
+
+
 class SelectionProbe:
     """Decisions 5 ms apart in a thread of the jam's process: a fingerprint of a rendered riff's
     4 bars, then the engine's own ranker (model, full library), as bench/timing.py's
@@ -416,27 +424,11 @@ class SelectionProbe:
     GAP_S = 0.005
 
     def __init__(self, ranker):
-        import numpy as np
-
-        from sjtui.audio.riffs import generate_riff
-        from sjtui.audio.synth_guitar import render_notes
-        from sjtui.dsp.analysis import OnlineAnalyzer
-        from sjtui.dsp.fingerprint import FingerprintAccumulator
-        from sjtui.transport.timebase import TempoMap
-
-        riff = generate_riff("straight8", bpm=120.0, bars=64, seed=0)
-        audio = render_notes(
-            riff.notes, 48000, "clean", seed=1, length_s=riff.duration_s, wrap_tail=True, peak=0.5
-        )
-        analyzer = OnlineAnalyzer(48000)
-        self.accumulator = FingerprintAccumulator(48000, analyzer.hop_size)
-        for k in range(0, audio.size - 256, 256):
-            self.accumulator.push(analyzer.process(audio[k : k + 256]))
-        self.tempo_map = TempoMap.constant(48000, 120.0, "4/4")
+        self.bench = _bench_engine()
+        self.accumulator, self.tempo_map = self.bench.riff_accumulator(120.0, 64)
         self.ranker = ranker
         self.wall_ms: list[float] = []
         self.cpu_ms: list[float] = []
-        self._np = np
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -459,15 +451,9 @@ class SelectionProbe:
         self._thread.join(2)
 
     def figures(self) -> dict:
-        np = self._np
-        wall, cpu = np.asarray(self.wall_ms), np.asarray(self.cpu_ms)
         return {
-            "n": int(wall.size),
-            "wall_ms_p50": round(float(np.percentile(wall, 50)), 3),
-            "wall_ms_p99": round(float(np.percentile(wall, 99)), 3),
-            "wall_ms_max": round(float(wall.max()), 3),
-            "cpu_ms_p50": round(float(np.percentile(cpu, 50)), 3),
-            "cpu_ms_p99": round(float(np.percentile(cpu, 99)), 3),
+            "wall_ms": self.bench.percentiles(self.wall_ms),
+            "cpu_ms": self.bench.percentiles(self.cpu_ms),
         }
 
 
