@@ -1579,6 +1579,7 @@ class Engine:
             clock_jitter_ms=stats.get("clock_jitter_ms"),
             selection_ms_p99=None if sel is None else float(np.percentile(sel, 99)),
             input_overflows=int(getattr(self.ring, "overflow_count", 0)),
+            input_frames_lost=int(getattr(self.ring, "frames_lost", 0)),
             xruns=int(self.analysis.overrun_count) + int(getattr(getattr(self.output, "backend", None), "underflows", 0)),
         )
         warnings = list(self.warnings_standing.values())
@@ -1587,8 +1588,11 @@ class Engine:
         warnings += out_warnings[-3:]
         if getattr(self.output, "error", None) is not None:
             warnings.append(f"MIDI output stopped: {self.output.error}")
-        if timing.input_overflows:
-            warnings.append(f"input overflows: {timing.input_overflows}")
+        if timing.input_frames_lost:
+            lost_ms = 1e3 * timing.input_frames_lost / self.sample_rate_hz
+            warnings.append(f"input lost {lost_ms:.0f} ms of audio in {self.ring.gap_count} gap(s)")
+        if timing.input_overflows:  # on JACK PortAudio flags every xrun of the server, anyone's
+            warnings.append(f"audio driver reported {timing.input_overflows} overflow(s)/xrun(s)")
         if not self.simulated:
             count = self.ring.anchor_count
             if count != self._anchors_seen:

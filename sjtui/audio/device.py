@@ -148,6 +148,47 @@ def check_input_channel(device: InputDeviceInfo, channel: int) -> int:
     return int(channel)
 
 
+class InputGapDetector:
+    """Finds input the driver never delivered, from the stream's clock against the samples counted.
+
+    PortAudio's ``input_overflow`` flag is not that measure on every host: its JACK
+    host API raises it for *every* xrun on the server (pa_jack.c sets
+    ``paInputOverflow | paOutputUnderflow`` on JACK's xrun notification, "XXX: Any
+    way to tell which of these occurred?"), whichever client was late and whether
+    or not this stream lost anything. Here each block's capture time
+    (``inputBufferAdcTime``, on JACK the server's frame clock) in frames, minus the
+    number of samples received before it, is an offset that only moves when samples
+    are missing; within a cycle it varies by how late the callback ran, so the
+    smallest offset of each window of ``window`` blocks is compared with the
+    previous window's. A rise of more than half a block is input lost (on JACK a
+    skipped cycle is exactly one block; the estimate is good to the few frames by
+    which the two windows' earliest callbacks differ). Clock drift between adjacent windows (a
+    second or so apart) is a few frames at most.
+    """
+
+    def __init__(self, sample_rate_hz: int, block_size: int, window: int = 256):
+        self.sample_rate_hz = float(sample_rate_hz)
+        self.threshold = block_size / 2.0
+        self.window = int(window)
+        self._previous_min: float | None = None
+        self._min = float("inf")
+        self._n = 0
+
+    def update(self, index: int, adc_time_s: float) -> int:
+        """Frames found missing at this block (0 almost always); ``index`` = samples received before it."""
+        offset = adc_time_s * self.sample_rate_hz - index
+        self._min = min(self._min, offset)
+        self._n += 1
+        if self._n < self.window:
+            return 0
+        previous, self._previous_min = self._previous_min, self._min
+        self._min, self._n = float("inf"), 0
+        if previous is None:
+            return 0
+        rise = self._previous_min - previous
+        return round(rise) if rise > self.threshold else 0
+
+
 class DeviceInput:
     """A running (or ready) input stream feeding one channel into a ring.
 
@@ -163,8 +204,9 @@ class DeviceInput:
         Ring to feed; by default one holding ``ring_seconds`` of audio.
 
     Use as a context manager or call :meth:`start` and :meth:`stop`.
-    The ring's ``overflow_count`` and ``error_count`` tell what went wrong
-    in the callback; ``callback_count`` how many blocks arrived.
+    The ring's ``overflow_count`` (the driver's overflow flag), ``frames_lost``
+    and ``gap_count`` (:class:`InputGapDetector`) and ``error_count`` tell what
+    went wrong in the callback; ``callback_count`` how many blocks arrived.
     """
 
     def __init__(
@@ -190,6 +232,7 @@ class DeviceInput:
                 f"({self.block_size}); make a larger ring"
             )
         self.callback_count = 0
+        self._gaps = InputGapDetector(self.sample_rate_hz, self.block_size)
         self._column = self.channel - 1
         self._stream = None
 
@@ -199,7 +242,11 @@ class DeviceInput:
             ring = self.ring
             index = ring.write_index
             ring.write(indata[:frames, self._column])
-            ring.record_anchor(index, time_info.inputBufferAdcTime, time.monotonic())
+            adc_time_s = time_info.inputBufferAdcTime
+            ring.record_anchor(index, adc_time_s, time.monotonic())
+            lost = self._gaps.update(index, adc_time_s)
+            if lost:
+                ring.note_gap(lost)
             if status.input_overflow:
                 ring.note_overflow()
             self.callback_count += 1
@@ -213,6 +260,7 @@ class DeviceInput:
         """Open and start the stream; :class:`AudioError` (with the device list) if it cannot."""
         if self._stream is not None:
             return self
+        self._gaps = InputGapDetector(self.sample_rate_hz, self.block_size)  # a new stream, a new clock
         hold = Hold()  # for the life of the stream; released in stop()
         sd = hold.sd
         try:

@@ -130,6 +130,9 @@ class RingBuffer:
         self.last_overflow_index = -1
         self.error_count = 0
         self.last_error_index = -1
+        self.frames_lost = 0  # input the driver never delivered (InputGapDetector), in frames
+        self.gap_count = 0
+        self.last_gap_index = -1
 
     # ------------------------------------------------------------------ writer
     def write(self, block: np.ndarray) -> None:
@@ -165,6 +168,12 @@ class RingBuffer:
         """The driver reported an input overflow before the current write position."""
         self.overflow_count += 1
         self.last_overflow_index = self.write_index
+
+    def note_gap(self, frames: int) -> None:
+        """``frames`` of input were never delivered before the current write position."""
+        self.frames_lost += int(frames)
+        self.gap_count += 1
+        self.last_gap_index = self.write_index
 
     def note_error(self) -> None:
         """The writer caught an exception (the callback must never raise)."""
@@ -246,6 +255,9 @@ _HEADER_FIELDS = (
     "last_error_index",
     "callback_count",  # blocks the writing source delivered (DeviceInput.callback_count of the writer)
     "writer_active",  # 1 while a writer process streams into the ring
+    "frames_lost",
+    "gap_count",
+    "last_gap_index",
 )
 _HEADER_SLOTS = 16  # room to grow; 128 bytes keep the anchors 8-byte aligned
 _SHARED_NAME_PREFIX = "sjtui-ring-"
@@ -339,6 +351,9 @@ class SharedRingBuffer(RingBuffer):
     last_error_index = _header_property(5, "write_index at the last error, -1 before any (shared).")
     callback_count = _header_property(6, "Blocks the writing source delivered (shared).")
     writer_active = _header_property(7, "1 while a writer process streams into the ring (shared).")
+    frames_lost = _header_property(8, "Input frames the driver never delivered (shared).")
+    gap_count = _header_property(9, "Gaps in the input the writer found (shared).")
+    last_gap_index = _header_property(10, "write_index at the last gap, -1 before any (shared).")
 
     @property
     def oldest_index(self) -> int:
@@ -394,6 +409,7 @@ class SharedRingBuffer(RingBuffer):
         ring = cls(fd, capacity_samples, max_write_samples, n_anchors, owner=True)
         ring.last_overflow_index = -1
         ring.last_error_index = -1
+        ring.last_gap_index = -1
         return ring
 
     @classmethod
