@@ -77,6 +77,22 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(0)
 
 
+def _poll_without_inversion() -> None:
+    """SCHED_FIFO 1 for this (polling) thread where permitted, below JACK's client threads (5).
+
+    The stream's callback runs Python in JACK's real-time thread and needs the GIL.
+    This thread takes the GIL ten times a second for a few microseconds; at normal
+    priority the kernel could preempt it *while holding the GIL* in favour of the
+    jam's busy threads, and the real-time callback would wait for it (priority
+    inversion: JACK names the input the late client of an xrun). At FIFO 1 only
+    real-time threads preempt it.
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+    except (OSError, AttributeError):  # not permitted, or not Linux: the poll stays as it was
+        pass
+
+
 def _child(conn, handle, parent_pid: int, device_index: int, device_name: str, settings: dict) -> None:
     import signal
 
@@ -106,6 +122,7 @@ def _child(conn, handle, parent_pid: int, device_index: int, device_name: str, s
             conn.send(("error", f"the audio input process failed to open {device_name!r}: {error!r}"))
             return
         ring.writer_active = 1
+        _poll_without_inversion()
         conn.send(("ready", {"input_latency_s": live.input_latency_s, "pid": os.getpid()}))
         while True:
             if conn.poll(_POLL_S):
@@ -169,6 +186,21 @@ def _start_process(process) -> None:
     _spawner.start(process)
 
 
+def spawn_child(target, args: tuple, name: str, daemon: bool = True):
+    """``target(conn, *args)`` in a new ``spawn`` process started from the lasting spawner thread;
+    ``(process, conn)``, the parent's end of their pipe. ``daemon=False`` for a child that has
+    children of its own (multiprocessing forbids them to daemons)."""
+    from sjtui.midi.process import _ensure_resource_tracker
+
+    _ensure_resource_tracker()  # spawning starts it; under Textual it needs a real stderr
+    context = multiprocessing.get_context("spawn")
+    conn, child_conn = context.Pipe()
+    process = context.Process(target=target, args=(child_conn, *args), name=name, daemon=daemon)
+    _start_process(process)
+    child_conn.close()
+    return process, conn
+
+
 # --------------------------------------------------------------------------------- the parent
 
 
@@ -230,25 +262,15 @@ class ProcessDeviceInput:
         """Spawn the child and wait until its stream runs; :class:`AudioError` (with the device list) if it cannot."""
         if self.process is not None:
             return self
-        from sjtui.midi.process import _ensure_resource_tracker
-
-        _ensure_resource_tracker()  # spawning starts it; under Textual it needs a real stderr
-        context = multiprocessing.get_context("spawn")
-        conn, child_conn = context.Pipe()
         settings = {
             "channel": self.channel,
             "sample_rate_hz": self.sample_rate_hz,
             "block_size": self.block_size,
             "latency": self.latency,
         }
-        process = context.Process(
-            target=_child,
-            args=(child_conn, self.ring.handle(), os.getpid(), self.device.index, self.device.name, settings),
-            name="sjtui-audio-input",
-            daemon=True,
+        process, conn = spawn_child(
+            _child, (self.ring.handle(), os.getpid(), self.device.index, self.device.name, settings), "sjtui-audio-input"
         )
-        _start_process(process)
-        child_conn.close()
         try:
             if not conn.poll(self.start_timeout_s):
                 raise AudioError(
