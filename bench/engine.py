@@ -12,11 +12,14 @@
    polling the snapshot at 30 Hz and spending ~3 ms of Python per poll, as
    the Textual screen would), the guitar fed into PortAudio's input by
    FluidSynth on JACK (a riff's MIDI, clean guitar), drums out through the
-   sample-accurate JACK MIDI backend into ``jack_midi_dump``: C test clients,
-   never late themselves, so an xrun or input overflow is the jam's own
+   sample-accurate JACK MIDI backend into ``jack_midi_dump``: C test clients
    (``--test-clients python``: JACK-Client feeder and capture in this
-   process, as before; their late callbacks count too). Reported: JACK
-   xruns, input overflows, analysis overruns, events the backend got late,
+   process, as before). Reported: JACK xruns and the clients jackd named
+   late at each (``sjtui_late_xruns``: those naming the jam's own clients),
+   input the jam never received (``input_frames_lost``, from the stream's
+   clock: :class:`sjtui.audio.device.InputGapDetector`), PortAudio's
+   overflow flag (on JACK raised for every xrun of the server, whoever was
+   late), analysis overruns, events the backend got late,
    the share of clock ticks exactly on their frame, selection_ms in the run,
    and the load average of the machine (other jobs share its cores).
 3. ``input_isolation`` (``--only-input-isolation``): the same real-time jam
@@ -25,6 +28,9 @@
    default, :mod:`sjtui.audio.device_process`), alternating, ``--rounds``
    pairs of ``--seconds`` each; input overflows and JACK xruns of each run and
    their totals per variant.
+4. ``environment`` (``--only-environment``): the same JACK server and C test
+   clients for ``--seconds`` without the jam: the xruns this machine has
+   with no sjtui client in the graph.
 
 Without ``--model`` a seeded untrained model is exported to a temporary
 folder (weights do not change the speed; needs torch, the ``train`` extra).
@@ -34,6 +40,7 @@ The GMD is imported into a temporary library unless ``--library`` is given.
     .venv/bin/python bench/engine.py --seconds 600 --library ~/.local/share/sjtui
     .venv/bin/python bench/engine.py --json --seconds 60 --only-input-isolation --rounds 2
     .venv/bin/python bench/engine.py --seconds 600 --only-realtime --model models   # the 10-minute run
+    .venv/bin/python bench/engine.py --seconds 600 --only-environment   # the same graph without the jam
 """
 
 from __future__ import annotations
@@ -282,8 +289,8 @@ class FluidFeeder:
     """The guitar from a C client: FluidSynth on JACK playing a rendered riff's MIDI (clean guitar, 120 BPM).
 
     The Python feeder (:class:`LoopFeeder`) runs its callback in this process and needs the GIL each
-    cycle; when it is late, jackd counts an xrun and PortAudio reports it to the jam as an input
-    overflow. FluidSynth renders in its own C callback, so the overflows left are the jam's own."""
+    cycle; FluidSynth renders in its own C callback. It can still be late on this VM (jackd names it
+    at some xruns; ``--only-environment`` counts them without the jam)."""
 
     def __init__(self, seconds: float, workdir: Path):
         import jack
@@ -426,6 +433,9 @@ def child_jam(
         "input_overflows": int(engine.ring.overflow_count),
         "input_last_overflow_at_s": round(engine.ring.last_overflow_index / SR, 3) if engine.ring.overflow_count else None,
         "input_seconds_received": round(engine.ring.write_index / SR, 3),
+        "input_frames_lost": int(engine.ring.frames_lost),
+        "input_gaps": int(engine.ring.gap_count),
+        "input_last_gap_at_s": round(engine.ring.last_gap_index / SR, 3) if engine.ring.gap_count else None,
         "analysis_overruns": int(engine.analysis.overrun_count),
         "backend_late_events": int(getattr(backend, "late_events", 0)),
         "backend_lost_events": int(getattr(backend, "lost_events", 0)),
@@ -455,6 +465,39 @@ def _late_clients(lines: list[str]) -> dict:
     if not counts and lines:
         counts["(last jackd lines)"] = lines[-3:]
     return counts
+
+
+SJTUI_CLIENTS = ("PortAudio", "sjtui")  # the jam's input (PortAudio's JACK client) and MIDI out
+
+
+def bench_environment(seconds: float) -> dict:
+    """The bench's JACK server and C test clients for ``seconds`` with no jam: the machine's own xruns."""
+    if shutil.which("jackd") is None:
+        return {"skipped": "jackd not installed"}
+    from sjtui.audio.jack_server import PrivateJackServer
+
+    server = PrivateJackServer("sjtui-bench-engine", SR, 256).start()
+    feeder = capture = None
+    workdir = tempfile.TemporaryDirectory(prefix="sjtui-bench-feeder-")
+    try:
+        capture = DumpCapture()
+        feeder = FluidFeeder(seconds, Path(workdir.name))
+        load_before = os.getloadavg()
+        time.sleep(seconds)
+        messages = server.messages()
+        return {
+            "seconds": seconds,
+            "xruns": sum("XRun" in m for m in messages),
+            "jack_late_clients": _late_clients(messages),
+            "load_average_1min_before": load_before[0],
+            "cpu_count": os.cpu_count(),
+        }
+    finally:
+        for client in (feeder, capture):
+            if client is not None:
+                client.close()
+        server.stop()
+        workdir.cleanup()
 
 
 def bench_realtime(
@@ -527,6 +570,8 @@ def bench_realtime(
             tick_interval_frames_std=float(diffs.std()) if diffs.size else None,
             jack_late_clients=_late_clients(messages),  # jackd names the late client at each xrun
         )
+        late = result["jack_late_clients"]
+        result["sjtui_late_xruns"] = sum(int(late.get(name, 0)) for name in SJTUI_CLIENTS)
         return result
     finally:
         if child is not None and child.poll() is None:
@@ -614,11 +659,18 @@ def main() -> int:
         "--only-realtime", action="store_true",
         help="only one real-time run with the defaults (input and MIDI in child processes, JACK backend)",
     )  # fmt: skip
+    parser.add_argument(
+        "--only-environment", action="store_true",
+        help="only the JACK server and the C test clients for --seconds, no jam: the machine's own xruns",
+    )  # fmt: skip
     parser.add_argument("--no-peer", action="store_true", help="skip the peer real-time run with Python's default 5 ms switch interval")
     args = parser.parse_args()
     if args.child_jam is not None:
         print(json.dumps(child_jam(args.library, args.model, args.child_jam, args.capture_port, args.switch_ms,
                                    args.backend, bool(args.midi_process), bool(args.input_process))), flush=True)  # fmt: skip
+        return 0
+    if args.only_environment:
+        print(json.dumps({"environment": bench_environment(args.seconds)}, indent=2))
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
