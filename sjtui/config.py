@@ -110,6 +110,11 @@ class EngineConfig:
     # bench/timing.py measured rtmidi send error p99 5.4 ms and JACK xruns and 530 ms drift;
     # isolated: p99 0.22 ms, JACK frame-exact. False keeps it in this process (tests, debugging).
     midi_process: bool = True
+    # With the jam screen, the engine runs in a child process (sjtui.engine_process) so that the
+    # screen's Python and the engine's decisions do not share a GIL: 500 decisions in a row beside
+    # the screen at 30 Hz took p99 4.7 ms in one process, 1.9 ms without a screen (bench/ui.py).
+    # False keeps the engine in the screen's process (debugging). Headless jams run in-process.
+    engine_process: bool = True
 
     # --- audio -----------------------------------------------------------------------
     # The ring holds this much audio: the last 4 bars for a rating (4 bars of 4/4

@@ -72,7 +72,7 @@ def render_song(sample_rate_hz: int = 48000, bpm: float = DEMO_BPM, timbre: str 
 def run(args) -> int:
     import sys
 
-    from sjtui.commands.jam import options_from_args, run_engine, run_tui, wants_tui
+    from sjtui.commands.jam import options_from_args, run_engine, run_tui, start_engine_for_screen, wants_tui
     from sjtui.engine import create_engine
 
     bpm = DEMO_BPM if args.bpm is None else args.bpm
@@ -80,7 +80,7 @@ def run(args) -> int:
     args.bpm = bpm
     tui = wants_tui(args)
 
-    def build():
+    def build(start_for_screen: bool = False):
         """Render the song and build the engine (behind the screen with the TUI, before the jam headless)."""
         if not tui:
             print(f"sjtui demo: rendering the song at {bpm:g} BPM ...", file=sys.stderr, flush=True)
@@ -92,7 +92,7 @@ def run(args) -> int:
             args, samples=samples, loop=args.loop, synth=use_synth, input_name=f"synthesized guitar ({args.timbre})"
         )
         try:
-            return create_engine(options)
+            return start_engine_for_screen(options) if start_for_screen else create_engine(options)
         except Exception as error:
             from sjtui.errors import AudioError
 
@@ -117,7 +117,7 @@ def run(args) -> int:
                 print(f"sjtui demo: {error}", file=sys.stderr, flush=True)
     try:
         if tui:  # the screen first, the song and the engine behind it
-            return run_tui(lambda: build().start())
+            return run_tui(lambda: build(start_for_screen=True))
         return run_engine(build(), args)
     finally:
         if server is not None:

@@ -245,9 +245,20 @@ def run(args) -> int:
         return 2
     options = options_from_args(args)
     if wants_tui(args):  # the screen first; the engine (library, model, devices) is built behind it
-        return run_tui(lambda: create_engine(options).start())
+        return run_tui(lambda: start_engine_for_screen(options))
     engine = create_engine(options)
     return run_engine(engine, args)
+
+
+def start_engine_for_screen(options):
+    """A started engine for the jam screen: in a child process unless the config says otherwise."""
+    if options.config.engine_process:
+        from sjtui.engine_process import EngineProcess
+
+        return EngineProcess(options).start()
+    from sjtui.engine import create_engine
+
+    return create_engine(options).start()
 
 
 def wants_tui(args) -> bool:
