@@ -32,8 +32,10 @@ Figures (each with the peer it is compared with, measured in the same run):
   with the built-in grooves and no model. Target: under 300 MB, judged on the
   tree's PSS without the JACK server's memory.
 - ``engine_timing``: the real engine (the whole GMD imported, the shipped
-  model) on JACK without the UI and with the UI polling at 30 Hz in the same
-  process (the GIL is shared: this is where a heavy UI would show): note
+  model) on JACK without the UI, with the UI polling at 30 Hz in the same
+  process (the GIL is shared: this is where a heavy UI would show), and with
+  the UI over the engine in its child process (sjtui.engine_process, how
+  ``sjtui jam`` runs it; the probe runs in the engine's process): note
   error p50/p99, xruns, input overflows, the engine's own decisions (one per
   4 bars) and a :class:`SelectionProbe` deciding every 5 ms beside them for a
   p99 worth the name (wall and thread CPU time). Target from the live
@@ -457,27 +459,62 @@ class SelectionProbe:
         }
 
 
+class ProbeInEngineProcess:
+    """A :class:`SelectionProbe` beside the engine in its child process (``EngineProcess(probe=...)``)."""
+
+    def __init__(self, engine):
+        self.probe = SelectionProbe(engine.ranker).__enter__()
+
+    def stop(self) -> dict:
+        self.probe.__exit__(None, None, None)
+        return self.probe.figures()
+
+
 def engine_timing(jack: JackServer, library_dir: Path, seconds: float, model_dir: Path) -> dict:
     """Engine timing after ``seconds`` of jamming (library and model as given, decisions timed by
-    the engine and by a :class:`SelectionProbe`): without the UI, then with the UI polling (same process)."""
+    the engine and by a :class:`SelectionProbe`): without the UI, with the UI polling in the same
+    process, and with the UI over the engine in its child process (as ``sjtui jam`` runs it)."""
     os.environ["JACK_DEFAULT_SERVER"] = jack.name
     os.environ["SJTUI_DATA_DIR"] = str(library_dir / "data")
     from sjtui.engine import EngineOptions, create_engine
     from sjtui.ui.app import JamApp
 
+    class TimedApp(JamApp):
+        def on_mount(self) -> None:  # JamApp.on_mount runs as well
+            self.set_timer(seconds, self.exit)
+
+    def options():
+        return EngineOptions(input=str(RECORDING), loop=True, library=str(library_dir), model=str(model_dir),
+                             midi_backend="jack", state_file=False)  # fmt: skip
+
+    def run_engine_in_child() -> dict:
+        from sjtui.engine_process import EngineProcess
+
+        engine = EngineProcess(options(), probe=ProbeInEngineProcess).start()
+        try:
+            TimedApp(engine).run(headless=True, size=(100, 30))
+        finally:
+            engine.close()
+        final = engine.final or {}
+        timing = final.get("timing")
+        return {
+            "note_error_ms_p50": None if timing is None else timing.note_error_ms_p50,
+            "note_error_ms_p99": None if timing is None else timing.note_error_ms_p99,
+            "library_grooves": final.get("library_grooves"),
+            "engine_decisions_ms": [round(ms, 3) for ms in final.get("selection_ms", [])],
+            "engine_decisions_cpu_ms": [round(ms, 3) for ms in final.get("selection_cpu_ms", [])],
+            "selection_probe": final.get("probe"),
+            "xruns": None if timing is None else timing.xruns,
+            "input_overflows": None if timing is None else timing.input_overflows,
+            "input_frames_lost": None if timing is None else timing.input_frames_lost,
+        }
+
     def run(with_ui: bool) -> dict:
-        options = EngineOptions(input=str(RECORDING), loop=True, library=str(library_dir), model=str(model_dir),
-                                midi_backend="jack", state_file=False)  # fmt: skip
-        engine = create_engine(options)
+        engine = create_engine(options())
         engine.start()
         try:
             with SelectionProbe(engine.ranker) as probe:
                 if with_ui:
-
-                    class TimedApp(JamApp):
-                        def on_mount(self) -> None:  # JamApp.on_mount runs as well
-                            self.set_timer(seconds, self.exit)
-
                     TimedApp(engine).run(headless=True, size=(100, 30))
                 else:
                     threading.Event().wait(seconds)
@@ -495,13 +532,15 @@ def engine_timing(jack: JackServer, library_dir: Path, seconds: float, model_dir
             "selection_probe": probe.figures(),
             "xruns": timing.xruns,
             "input_overflows": timing.input_overflows,
+            "input_frames_lost": timing.input_frames_lost,
         }
 
     return {
         "seconds_each": seconds,
         "model": str(model_dir),
         "without_ui": run(False),
-        "with_ui_30hz": run(True),
+        "with_ui_30hz_same_process": run(True),
+        "with_ui_30hz_engine_in_child_process": run_engine_in_child(),
     }
 
 
