@@ -18,7 +18,8 @@ Threads (ARCHITECTURE.md):
 The UI (or the headless printer) reads :meth:`Engine.snapshot` whenever it
 likes and sends :class:`~sjtui.snapshot.Command` objects with
 :meth:`Engine.send`; neither call waits for the engine. This module never
-imports Textual.
+imports Textual. Under the jam screen the whole engine runs in a child process
+and the screen asks it over a pipe (:mod:`sjtui.engine_process`).
 
 Time is the absolute sample index of the input ring (CONVENTIONS §3). The
 scheduler's clock is the same timeline: for rtmidi it is the audio clock
