@@ -30,7 +30,8 @@ Figures (each with the peer it is compared with, measured in the same run):
   server's shared memory (/dev/shm/jack-*: its graph and port buffers, about
   100 MB here, mapped by every JACK client and owned by jackd); peer: the jam
   with the built-in grooves and no model. Target: under 300 MB, judged on the
-  tree's PSS without the JACK server's memory.
+  tree's PSS without the JACK server's memory. Also the CPU of the screen's
+  process in the real jam (the engine runs in its child process).
 - ``engine_timing``: the real engine (the whole GMD imported, the shipped
   model) on JACK without the UI, with the UI polling at 30 Hz in the same
   process (the GIL is shared: this is where a heavy UI would show), and with
@@ -372,12 +373,14 @@ def build_gmd_store(folder: Path) -> int:
 
 
 def jam_memory(
-    jack: JackServer, library_dir: Path, settle_s: float, model: str = "none", device: bool = False
-) -> dict:
+    jack: JackServer, library_dir: Path, settle_s: float, model: str = "none", device: bool = False,
+    cpu_seconds: float = 10.0,
+) -> dict:  # fmt: skip
     """Memory of ``sjtui jam``: its own process and the whole tree (the MIDI output runs in a
     child process, a device input in another). ``device``: the JACK ``system`` input, as a
     guitarist plays (silent here: the screen, library and model are loaded, no groove plays);
-    else the recording as a file input, looping (resampled from 44.1 kHz, which loads scipy.signal)."""
+    else the recording as a file input, looping (resampled from 44.1 kHz, which loads scipy.signal).
+    Then the CPU of the screen's process alone over ``cpu_seconds`` (the engine is its child)."""
     env = {
         "TERM": "xterm-256color",
         "JACK_DEFAULT_SERVER": jack.name,
@@ -392,6 +395,10 @@ def jam_memory(
         time.sleep(settle_s)
         memory = proc_memory_mb(term.pid)
         tree = tree_memory_mb(term.pid)
+        # the screen's own process (the engine runs in a child of it): the UI's CPU in a real jam
+        t0, c0 = time.perf_counter(), proc_cpu_s(term.pid)
+        time.sleep(cpu_seconds)
+        screen_cpu_pct = 100 * (proc_cpu_s(term.pid) - c0) / (time.perf_counter() - t0)
         term.keys("q")
         time.sleep(0.5)
     finally:
@@ -402,6 +409,8 @@ def jam_memory(
         "rss_mb": round(memory["VmRSS"], 1),
         "hwm_mb": round(memory["VmHWM"], 1),
         "tree": tree,
+        "screen_process_cpu_pct": round(screen_cpu_pct, 2),
+        "screen_cpu_seconds": cpu_seconds,
     }
 
 
