@@ -77,11 +77,12 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(0)
 
 
-def _poll_without_inversion() -> None:
-    """SCHED_FIFO 1 for this (polling) thread where permitted, below JACK's client threads (5).
+def avoid_gil_priority_inversion() -> None:
+    """SCHED_FIFO 1 for the calling thread where permitted, below JACK's client threads (5).
 
-    The stream's callback runs Python in JACK's real-time thread and needs the GIL.
-    This thread takes the GIL ten times a second for a few microseconds; at normal
+    For a child process whose JACK callback runs Python in JACK's real-time thread
+    and needs the GIL (the audio input here, the JACK MIDI output in
+    :mod:`sjtui.midi.process`). This thread takes the GIL now and then; at normal
     priority the kernel could preempt it *while holding the GIL* in favour of the
     jam's busy threads, and the real-time callback would wait for it (priority
     inversion: JACK names the input the late client of an xrun). At FIFO 1 only
@@ -122,7 +123,7 @@ def _child(conn, handle, parent_pid: int, device_index: int, device_name: str, s
             conn.send(("error", f"the audio input process failed to open {device_name!r}: {error!r}"))
             return
         ring.writer_active = 1
-        _poll_without_inversion()
+        avoid_gil_priority_inversion()
         conn.send(("ready", {"input_latency_s": live.input_latency_s, "pid": os.getpid()}))
         while True:
             if conn.poll(_POLL_S):

@@ -102,6 +102,9 @@ def _child(conn, spec: dict, options: dict, clock_line) -> None:
             },
         )
     )
+    from sjtui.audio.device_process import avoid_gil_priority_inversion
+
+    avoid_gil_priority_inversion()  # this thread handles the commands, holding the GIL the JACK callback needs
     try:
         while True:
             try:
