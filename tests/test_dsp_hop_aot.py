@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -96,3 +97,18 @@ def test_where_the_build_cannot_run_the_jit_path_takes_over(tmp_path, guitar_aud
     result = _run("out = None", blocker / "cache", guitar_audio_dir / "berklee_guitar_riff_cutup4.wav")
     assert result["same"] and result["live"] and result["numba"]
     assert "building the compiled analysis kernels failed" in result["problem"]
+
+
+def test_a_new_build_removes_old_builds_no_one_loaded_for_a_month(tmp_path, guitar_audio_dir):
+    cache = tmp_path / "cache"
+    old, recent = cache / "hop-0123456789abcdef", cache / "hop-fedcba9876543210"
+    for folder in (old, recent):
+        folder.mkdir(parents=True)
+        (folder / "_hop_aot.so").write_bytes(b"an older build")
+    month_ago = time.time() - 31 * 24 * 3600
+    os.utime(old, (month_ago, month_ago))
+    result = _run("out = str(hop_aot.module_path())", cache, guitar_audio_dir / "berklee_guitar_riff_cutup4.wav")
+    assert result["problem"] is None
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        [recent.name, os.path.basename(os.path.dirname(result["out"]))]
+    )

@@ -38,6 +38,9 @@ NOT_HANDLED = -1
 
 MODULE_NAME = "_hop_aot"  # the extension's PyInit name; the file's folder carries the key
 BUILD_TIMEOUT_S = 300
+# A build's folder that no process has loaded for this long belongs to an old sjtui, numba or
+# Python: removed after the next build. Two installs sharing the cache each touch their own.
+UNUSED_FOR_S = 30 * 24 * 3600
 
 _lock = threading.Lock()
 _loaded: types.SimpleNamespace | None = None
@@ -92,6 +95,11 @@ def load() -> types.SimpleNamespace | None:
             _problem = _build(path)
             if _problem is not None:
                 return None
+            _remove_unused_builds(path.parent)
+        try:
+            os.utime(path.parent)  # in use: keeps this build from being taken for an old one
+        except OSError:
+            pass
         try:
             module = load_extension_file(MODULE_NAME, path)
         except (ImportError, OSError) as error:
@@ -105,6 +113,19 @@ def load() -> types.SimpleNamespace | None:
             NOT_HANDLED=NOT_HANDLED,
         )
         return _loaded
+
+
+def _remove_unused_builds(keep: Path) -> None:
+    """Delete the other ``hop-*`` build folders not loaded for :data:`UNUSED_FOR_S` (~700 KB each)."""
+    import time
+
+    cutoff = time.time() - UNUSED_FOR_S
+    for folder in keep.parent.glob("hop-*"):
+        try:
+            if folder != keep and ".build-" not in folder.name and folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def _build(path: Path) -> str | None:
