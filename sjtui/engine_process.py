@@ -27,6 +27,7 @@ import multiprocessing
 import os
 import threading
 
+from sjtui.audio.device_process import end_child
 from sjtui.errors import SjtuiError
 
 _DEFAULT_START_TIMEOUT_S = 120.0  # importing the GMD into a fresh library and embedding it
@@ -34,19 +35,9 @@ _ANSWER_TIMEOUT_S = 2.0
 
 
 def _child(conn, parent_pid: int, options, probe) -> None:
-    import signal
+    from sjtui.audio.device_process import CHILD_POLL_S, enter_child
 
-    from sjtui.audio.device_process import _die_with_parent
-    from sjtui.childlog import stderr_to_log
-
-    stderr_to_log("engine")  # libraries' messages stay off the jam screen
-
-    def _terminate(signum, frame):  # the screen's process died: close the engine below
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent(parent_pid)
+    terminated = enter_child("engine", parent_pid)  # SIGTERM (the screen's process died): close the engine
     engine = probing = None
     try:
         from sjtui.engine import create_engine
@@ -63,7 +54,9 @@ def _child(conn, parent_pid: int, options, probe) -> None:
         if probe is not None:  # a bench's measurement beside the engine (bench/ui.py)
             probing = probe(engine)
         conn.send(("ready", os.getpid()))
-        while True:
+        while not terminated:
+            if not conn.poll(CHILD_POLL_S):
+                continue
             message = conn.recv()  # EOFError: the screen's process is gone
             kind = message[0]
             if kind == "snapshot":
@@ -133,10 +126,10 @@ class EngineProcess:
         except EOFError:
             kind, payload = "error", SjtuiError("the engine process died while starting (its log: `engine.log` in sjtui's log folder)")
         except BaseException:
-            _end(process, conn)
+            end_child(process, conn)
             raise
         if kind != "ready":
-            _end(process, conn)
+            end_child(process, conn)
             raise payload if isinstance(payload, BaseException) else SjtuiError(str(payload))
         self._conn, self.process = conn, process
         self.options = None  # the child has them; the demo's song (samples) need not stay here too
@@ -201,7 +194,7 @@ class EngineProcess:
                     break
         except (OSError, EOFError, BrokenPipeError, ValueError):
             pass
-        _end(process, conn)
+        end_child(process, conn)
 
     def __enter__(self) -> EngineProcess:
         return self.start()
@@ -209,8 +202,3 @@ class EngineProcess:
     def __exit__(self, *exc) -> None:
         self.close()
 
-
-def _end(process, conn, timeout_s: float = 10.0) -> None:
-    from sjtui.audio.device_process import _end as end_child
-
-    end_child(process, conn, timeout_s)

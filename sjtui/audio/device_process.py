@@ -44,7 +44,7 @@ from sjtui.audio.device import (
 from sjtui.audio.ring import SharedRingBuffer, capacity_for
 from sjtui.errors import AudioError
 
-_POLL_S = 0.1  # the child's pipe poll: how soon it notices a stop or a dead parent
+CHILD_POLL_S = 0.1  # the children's pipe poll: how soon they notice a stop or a dead parent
 
 
 # --------------------------------------------------------------------------------- the child
@@ -62,19 +62,44 @@ class _SharedCountDeviceInput(DeviceInput):
         self.ring.callback_count = value
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """SIGTERM when the parent (its starting thread) dies; exit now if it already has."""
+class Terminated:
+    """True once SIGTERM came (the parent died, or asked): the child's loop leaves and cleans up.
+
+    The handler only sets the flag. Raising from it (as these children did) could land in the
+    middle of the cleanup itself when the pipe's EOF had already started it: a SIGKILLed screen
+    gives the engine child both, and its All Notes Off was sometimes cut short."""
+
+    def __init__(self):
+        self.flag = False
+
+    def __bool__(self) -> bool:
+        return self.flag
+
+    def set(self, signum=None, frame=None) -> None:
+        self.flag = True
+
+
+def enter_child(log_name: str, parent_pid: int) -> Terminated:
+    """First thing in a spawned child: its libraries' stderr off the terminal (``<log_name>.log``),
+    Ctrl-C is the parent's to handle (it stops the child over the pipe), SIGTERM when the parent
+    (its starting thread) dies; exit now if it already has. Returns the SIGTERM flag, which the
+    child's loop checks at each poll."""
     import signal
 
-    try:
-        import ctypes
+    from sjtui.audio.jack_server import die_with_parent
+    from sjtui.childlog import stderr_to_log
 
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:  # not Linux: EOF on the pipe is the signal
+    stderr_to_log(log_name)
+    terminated = Terminated()
+    signal.signal(signal.SIGTERM, terminated.set)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        die_with_parent()
+    except (OSError, AttributeError):  # not Linux: EOF on the pipe is the signal
         pass
     if os.getppid() != parent_pid:  # the parent died before prctl
         os._exit(0)
+    return terminated
 
 
 def avoid_gil_priority_inversion() -> None:
@@ -95,18 +120,7 @@ def avoid_gil_priority_inversion() -> None:
 
 
 def _child(conn, handle, parent_pid: int, device_index: int, device_name: str, settings: dict) -> None:
-    import signal
-
-    from sjtui.childlog import stderr_to_log
-
-    stderr_to_log("audio-input")  # before PortAudio starts: its library messages stay off the jam screen
-
-    def _terminate(signum, frame):  # the parent died: leave through the finally below
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
-    _die_with_parent(parent_pid)
+    terminated = enter_child("audio-input", parent_pid)  # before PortAudio: its messages stay off the screen
     ring = SharedRingBuffer.attach(handle)
     live = None
     try:
@@ -125,8 +139,8 @@ def _child(conn, handle, parent_pid: int, device_index: int, device_name: str, s
         ring.writer_active = 1
         avoid_gil_priority_inversion()
         conn.send(("ready", {"input_latency_s": live.input_latency_s, "pid": os.getpid()}))
-        while True:
-            if conn.poll(_POLL_S):
+        while not terminated:
+            if conn.poll(CHILD_POLL_S):
                 message = conn.recv()  # EOFError: the parent is gone
                 if message[0] == "stop":
                     break
@@ -286,10 +300,10 @@ class ProcessDeviceInput:
                 f"the audio input process for {self.device.describe()} died while starting",
             )
         except BaseException:
-            _end(process, conn)
+            end_child(process, conn)
             raise
         if kind != "ready":
-            _end(process, conn)
+            end_child(process, conn)
             raise AudioError(payload)
         self._latency_s = float(payload["input_latency_s"])
         self._conn, self.process = conn, process
@@ -306,7 +320,7 @@ class ProcessDeviceInput:
             conn.send(("stop",))
         except (OSError, BrokenPipeError):
             pass
-        _end(process, conn, timeout_s)
+        end_child(process, conn, timeout_s)
         self._latency_s = float("nan")
 
     @property
@@ -345,7 +359,7 @@ class ProcessDeviceInput:
         self.stop()
 
 
-def _end(process, conn, timeout_s: float = 5.0) -> None:
+def end_child(process, conn, timeout_s: float = 5.0) -> None:
     """Wait for the child to leave; terminate, then kill, if it does not."""
     process.join(timeout_s)
     if process.is_alive():
