@@ -21,17 +21,41 @@ pytestmark = pytest.mark.jack
 RECORDING = "berklee_guitar_riff_cutup3.wav"  # 3.0 s of picked riff
 
 
-class JackFeeder:
+class XrunCounter:
+    """A JACK client that counts the server's xruns (``xruns``) while it is open."""
+
+    def __init__(self, name: str = "sjtui-test-xruns"):
+        import jack
+
+        self.client = jack.Client(name, no_start_server=True)
+        self.xruns = 0
+        self.client.set_xrun_callback(self._xrun)
+
+    def _xrun(self, delayed_usecs: float) -> None:
+        self.xruns += 1
+
+    def __enter__(self):
+        self.client.activate()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.client.deactivate()
+        self.client.close()
+
+
+class JackFeeder(XrunCounter):
     """A JACK client playing one float32 signal per output port, sample-exact, once.
 
     Outputs silence until :meth:`play`; ``connect_to_portaudio`` replaces the
     ``system:capture_N`` -> PortAudio connections by ``out_N`` -> PortAudio.
+    ``xruns`` counts the server's xruns while the feeder is active.
     """
 
     def __init__(self, signals: list[np.ndarray]):
-        import jack
-
-        self.client = jack.Client("sjtui-test-feeder", no_start_server=True)
+        super().__init__("sjtui-test-feeder")
         self.signals = [np.ascontiguousarray(s, dtype=np.float32) for s in signals]
         self.ports = [self.client.outports.register(f"out_{k + 1}") for k in range(len(signals))]
         self.position = 0
@@ -70,10 +94,6 @@ class JackFeeder:
         assert self.finished.wait(timeout_s), "the JACK feeder did not finish playing"
         time.sleep(0.1)  # let the last periods reach the reader
 
-    def close(self) -> None:
-        self.client.deactivate()
-        self.client.close()
-
 
 def _aligned(ring_samples: np.ndarray, signal: np.ndarray) -> int:
     """Offset of ``signal`` in ``ring_samples``: where its first non-zero sample landed."""
@@ -82,17 +102,47 @@ def _aligned(ring_samples: np.ndarray, signal: np.ndarray) -> int:
     return first_ring - first_signal
 
 
-def _record(signals, channel=1, block_size=256):
-    with DeviceInput(device="system", channel=channel, sample_rate_hz=48000, block_size=block_size, ring_seconds=10) as live:
-        feeder = JackFeeder(signals)
-        try:
-            feeder.connect_to_portaudio()
-            time.sleep(0.05)
-            feeder.play()
-        finally:
-            feeder.close()
-    ring = live.ring
-    return live, ring.read(ring.oldest_index, ring.write_index), ring.oldest_index
+XRUN_ATTEMPTS = 3
+
+
+def without_xruns(take, attempts: int = XRUN_ATTEMPTS):
+    """``take()`` -> (result, xruns), repeated until a take saw no xrun of the JACK server.
+
+    An xrun (any client late, on a loaded machine often not sjtui's) drops or delays
+    whole periods, so a take it hit cannot be bit exact whatever the input does. Such
+    takes are recorded again; xruns in every take fail the test, saying so.
+    """
+    counts = []
+    for _ in range(attempts):
+        result, xruns = take()
+        if xruns == 0:
+            return result
+        counts.append(xruns)
+    raise AssertionError(
+        f"the JACK server had xruns in each of {attempts} takes ({counts}): machine overloaded?"
+    )
+
+
+def _record(signals, channel=1, block_size=256, input_class=DeviceInput):
+    """The feeder plays ``signals`` into a fresh input -> (input, its ring's samples, oldest index)."""
+
+    def take():
+        with input_class(
+            device="system", channel=channel, sample_rate_hz=48000, block_size=block_size, ring_seconds=10
+        ) as live:
+            assert live.active
+            feeder = JackFeeder(signals)
+            try:
+                feeder.connect_to_portaudio()
+                time.sleep(0.05)
+                feeder.play()
+            finally:
+                feeder.close()
+        assert not live.active
+        ring = live.ring
+        return (live, ring.read(ring.oldest_index, ring.write_index), ring.oldest_index), feeder.xruns
+
+    return without_xruns(take)
 
 
 def test_real_recording_arrives_bit_exact(portaudio_jack, guitar_audio_dir):
@@ -184,17 +234,24 @@ def test_live_onsets_match_offline_analysis_of_the_file(portaudio_jack, guitar_a
     from sjtui.dsp.analysis import Features, OnlineAnalyzer, analyze
 
     signal, _ = sf.read(guitar_audio_dir / RECORDING, dtype="float32")
-    updates = []
-    with DeviceInput(device="system", sample_rate_hz=48000, block_size=256, ring_seconds=10) as live:
-        # The analysis runs live, from the stream's first sample, while the file plays.
-        with AnalysisThread(live.ring, OnlineAnalyzer(48000), on_update=updates.append, start_index=0) as thread:
-            feeder = JackFeeder([signal])
-            try:
-                feeder.connect_to_portaudio()
-                feeder.play()
-            finally:
-                feeder.close()
-            assert thread.wait_for(live.ring.write_index // 256 * 256, 10)
+
+    def take():
+        updates = []
+        with DeviceInput(device="system", sample_rate_hz=48000, block_size=256, ring_seconds=10) as live:
+            # The analysis runs live, from the stream's first sample, while the file plays.
+            with AnalysisThread(
+                live.ring, OnlineAnalyzer(48000), on_update=updates.append, start_index=0
+            ) as thread:
+                feeder = JackFeeder([signal])
+                try:
+                    feeder.connect_to_portaudio()
+                    feeder.play()
+                finally:
+                    feeder.close()
+                assert thread.wait_for(live.ring.write_index // 256 * 256, 10)
+        return (live, thread, updates), feeder.xruns
+
+    live, thread, updates = without_xruns(take)
     assert thread.overrun_count == 0 and live.ring.error_count == 0
     received = live.ring.read(0, live.ring.write_index)
     offset = _aligned(received, signal)

@@ -26,7 +26,7 @@ from sjtui.audio.device import DeviceInput
 from sjtui.audio.device_process import ProcessDeviceInput
 from sjtui.audio.ring import RingBuffer, RingReader, SharedRingBuffer
 from sjtui.errors import AudioError
-from tests.test_audio_device import RECORDING, JackFeeder, _aligned
+from tests.test_audio_device import RECORDING, _aligned, _record
 from tests.test_engine_fast import library_dir  # noqa: F401 - fixture
 
 REPO = Path(__file__).resolve().parent.parent
@@ -135,30 +135,13 @@ def test_the_shared_ring_refuses_what_the_plain_ring_refuses():
 # ------------------------------------------------------------------ the input process on JACK
 
 
-def _record(input_class, signals, channel=1, block_size=256):
-    with input_class(
-        device="system", channel=channel, sample_rate_hz=48000, block_size=block_size, ring_seconds=10
-    ) as live:
-        assert live.active
-        feeder = JackFeeder(signals)
-        try:
-            feeder.connect_to_portaudio()
-            time.sleep(0.05)
-            feeder.play()
-        finally:
-            feeder.close()
-    assert not live.active
-    ring = live.ring
-    return live, ring.read(ring.oldest_index, ring.write_index)
-
-
 @pytest.mark.jack
 def test_the_recording_arrives_bit_exact_through_the_child_as_in_process(portaudio_jack, guitar_audio_dir):
     signal_, _ = sf.read(guitar_audio_dir / RECORDING, dtype="float32")
     other = np.random.default_rng(5).uniform(-0.5, 0.5, signal_.shape[0]).astype(np.float32)
     results = {}
     for input_class in (ProcessDeviceInput, DeviceInput):
-        live, received = _record(input_class, [other, signal_], channel=2)
+        live, received, _ = _record([other, signal_], channel=2, input_class=input_class)
         offset = _aligned(received, signal_)
         results[input_class.__name__] = received[offset : offset + signal_.shape[0] + 4800]
         np.testing.assert_array_equal(received[offset : offset + signal_.shape[0]], signal_)

@@ -14,6 +14,7 @@ import pytest
 
 from sjtui.audio.device import DeviceInput, InputGapDetector
 from sjtui.audio.ring import SharedRingBuffer
+from tests.test_audio_device import XrunCounter, without_xruns
 
 BLOCK = 256
 RATE = 48000
@@ -80,14 +81,16 @@ class _StallOnce(DeviceInput):
 @pytest.mark.jack
 def test_a_stalled_callback_loses_cycles_and_says_how_many(portaudio_jack):
     """jackd skips a client's cycles while it is late; the input reports exactly what it missed."""
-    live = _StallOnce(device="system", block_size=BLOCK, ring_seconds=4).start()
-    try:
-        time.sleep(2.0)  # a full detector window (256 blocks = 1.4 s) before the stall
-        live.stall_s = 0.030  # 5.6 periods of 5.3 ms
-        live.stall_at = live.callback_count + 10
-        time.sleep(3.5)  # two more windows
-    finally:
-        live.stop()
+    with XrunCounter() as server:
+        live = _StallOnce(device="system", block_size=BLOCK, ring_seconds=4).start()
+        try:
+            time.sleep(2.0)  # a full detector window (256 blocks = 1.4 s) before the stall
+            live.stall_s = 0.030  # 5.6 periods of 5.3 ms
+            live.stall_at = live.callback_count + 10
+            time.sleep(3.5)  # two more windows
+        finally:
+            live.stop()
+    assert server.xruns >= 1  # jackd saw the stall as an xrun, as the other tests' counters rely on
     ring = live.ring
     assert ring.gap_count == 1, (ring.gap_count, ring.frames_lost)
     assert 2 * BLOCK <= ring.frames_lost <= 7 * BLOCK, ring.frames_lost
@@ -96,7 +99,11 @@ def test_a_stalled_callback_loses_cycles_and_says_how_many(portaudio_jack):
 
 @pytest.mark.jack
 def test_a_steady_stream_loses_nothing(portaudio_jack):
-    with DeviceInput(device="system", block_size=BLOCK, ring_seconds=4) as live:
-        time.sleep(3.5)
+    def take():
+        with XrunCounter() as server, DeviceInput(device="system", block_size=BLOCK, ring_seconds=4) as live:
+            time.sleep(3.5)
+        return live, server.xruns
+
+    live = without_xruns(take)  # an xrun of the server (any client late) really loses input
     assert (live.ring.frames_lost, live.ring.gap_count) == (0, 0)
     assert live.callback_count > 500
