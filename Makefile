@@ -4,8 +4,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# rt-tests: cyclictest, which bench/engine.py runs beside its JACK graph (how late this machine wakes
+# a real-time thread)
 APT_PACKAGES := jackd2 libportaudio2 libsndfile1 fluidsynth timgm6mb-soundfont fluid-soundfont-gm tmux \
-                python3-venv python3-dev build-essential
+                python3-venv python3-dev build-essential rt-tests
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMPS := .stamps
 

@@ -32,6 +32,12 @@
    clients for ``--seconds`` without the jam: the xruns this machine has
    with no sjtui client in the graph.
 
+Beside the JACK runs (2 and 4), ``rt_thread_wakeup``: ``cyclictest`` (rt-tests)
+wakes a SCHED_FIFO thread at the JACK clients' priority every period and
+counts wake-ups half a period and a whole period late, and how many xruns fell
+within 0.2 s of one (a machine that cannot wake a C thread in time makes every
+client late); ``cpu_steal_s``: CPU time the hypervisor took from this VM.
+
 Without ``--model`` a seeded untrained model is exported to a temporary
 folder (weights do not change the speed; needs torch, the ``train`` extra).
 The GMD is imported into a temporary library unless ``--library`` is given.
@@ -365,6 +371,75 @@ class DumpCapture:
         self._reader.join(5)
 
 
+PERIOD_FRAMES = 256  # the bench server's period: 5.33 ms at 48 kHz
+
+
+class WakeupLatency:
+    """How late this machine wakes a real-time thread: ``cyclictest`` (rt-tests), the usual peer tool.
+
+    One SCHED_FIFO thread at the JACK clients' priority (5), memory locked, woken every JACK period
+    on an absolute timer for the whole run, beside the graph. A wake-up a whole period late means no
+    JACK client on this machine could have finished that cycle in time, C or Python: the histogram
+    ends at one period, so cyclictest lists when those happened (cycle numbers; the first 30)."""
+
+    def __init__(self, seconds: float, period_us: int = PERIOD_FRAMES * 1_000_000 // SR):
+        self.period_us = period_us
+        self.proc = None
+        if shutil.which("cyclictest") is None:
+            return
+        self.proc = subprocess.Popen(
+            ["cyclictest", "-t1", "-p5", f"-i{period_us}", f"-D{int(seconds)}", "-m", "-q", f"-h{period_us}"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=die_with_parent,  # noqa: PLW1509 - prctl only
+        )  # fmt: skip
+        self.started_s = time.monotonic()
+
+    def result(self, xrun_times_s: list[float] | None = None) -> dict:
+        """Wait for the run's end; xruns that fell within 0.2 s of a wake-up a period late, if given."""
+        if self.proc is None:
+            return {"skipped": "cyclictest not installed (apt install rt-tests)"}
+        out, _ = self.proc.communicate(timeout=60 + self.period_us)
+        histogram = np.zeros(self.period_us, dtype=np.int64)
+        summary: dict = {}
+        for line in out.splitlines():
+            fields = line.split()
+            if len(fields) == 2 and fields[0].isdigit() and fields[1].isdigit():
+                histogram[int(fields[0])] = int(fields[1])
+            elif line.startswith("# ") and ":" in line:
+                key, _, value = line[2:].partition(":")
+                summary[key.strip()] = value.split()
+        if "Total" not in summary:
+            return {"error": out[-500:]}
+        late_cycles = [int(v) for v in summary.get("Thread 0", []) if v.isdigit()]
+        late_s = [self.started_s + k * self.period_us / 1e6 for k in late_cycles]
+        result = {
+            "tool": "cyclictest -t1 -p5 -m (rt-tests), SCHED_FIFO 5 as the JACK clients",
+            "period_us": self.period_us,
+            "wakeups": int(summary["Total"][0]),
+            "latency_us": {"avg": int(summary["Avg Latencies"][0]), "max": int(summary["Max Latencies"][0])},
+            "p99_us": int(np.searchsorted(np.cumsum(histogram), 0.99 * histogram.sum())),
+            "late_by_half_a_period": int(histogram[self.period_us // 2 :].sum()) + int(summary["Histogram Overflows"][0]),
+            "late_by_a_period": int(summary["Histogram Overflows"][0]),
+        }  # fmt: skip
+        if xrun_times_s is not None and len(late_s) == result["late_by_a_period"]:
+            result["xruns_within_0_2_s_of_such_a_wakeup"] = sum(
+                any(abs(x - t) < 0.2 for t in late_s) for x in xrun_times_s
+            )
+        return result
+
+
+def watch_xruns(server, seconds: float, poll_s: float = 0.05) -> list[float]:
+    """Wait ``seconds``, noting when jackd wrote each XRun line (time.monotonic(), to ``poll_s``)."""
+    times: list[float] = []
+    seen = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(poll_s)
+        count = sum("XRun" in m for m in server.messages())
+        times += [time.monotonic()] * (count - seen)
+        seen = count
+    return times
+
+
 def ui_like_load(engine, stop: threading.Event, stats: dict) -> None:
     """30 Hz: read the snapshot and do ~3 ms of Python (formatting), as a Textual screen would."""
     period = 1.0 / 30.0
@@ -453,6 +528,12 @@ def child_jam(
     }
 
 
+def steal_s() -> float:
+    """CPU time the hypervisor gave to others while this VM wanted to run, all CPUs (/proc/stat)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
+
+
 def _late_clients(lines: list[str]) -> dict:
     """How often jackd named each client as not finished at an xrun (its "XRun: client = X" lines)."""
     import re
@@ -483,12 +564,16 @@ def bench_environment(seconds: float) -> dict:
         capture = DumpCapture()
         feeder = FluidFeeder(seconds, Path(workdir.name))
         load_before = os.getloadavg()
-        time.sleep(seconds)
+        steal_before = steal_s()
+        wakeups = WakeupLatency(seconds)
+        xrun_times = watch_xruns(server, seconds)
         messages = server.messages()
         return {
             "seconds": seconds,
             "xruns": sum("XRun" in m for m in messages),
             "jack_late_clients": _late_clients(messages),
+            "rt_thread_wakeup": wakeups.result(xrun_times),
+            "cpu_steal_s": round(steal_s() - steal_before, 2),
             "load_average_1min_before": load_before[0],
             "cpu_count": os.cpu_count(),
         }
@@ -538,7 +623,13 @@ def bench_realtime(
             return {"error": "the jam did not start", "stderr": child.stderr.read()[-2000:]}
         time.sleep(0.3)
         feeder.connect()
-        out, err = child.communicate(timeout=seconds + 60)
+        steal_before = steal_s()
+        wakeups = WakeupLatency(seconds)
+        xrun_times: list[float] = []
+        watcher = threading.Thread(target=lambda: xrun_times.extend(watch_xruns(server, seconds)), daemon=True)
+        watcher.start()
+        out, _ = child.communicate(timeout=seconds + 60)
+        watcher.join(5)
         time.sleep(0.2)
         feeder.close()
         capture.close()
@@ -569,6 +660,8 @@ def bench_realtime(
             tick_intervals_exact_share=float(np.mean(diffs == 1000)) if diffs.size else None,
             tick_interval_frames_std=float(diffs.std()) if diffs.size else None,
             jack_late_clients=_late_clients(messages),  # jackd names the late client at each xrun
+            rt_thread_wakeup=wakeups.result(xrun_times),
+            cpu_steal_s=round(steal_s() - steal_before, 2),
         )
         late = result["jack_late_clients"]
         result["sjtui_late_xruns"] = sum(int(late.get(name, 0)) for name in SJTUI_CLIENTS)
