@@ -152,10 +152,25 @@ class EngineProcess:
                     raise SjtuiError(f"the engine process did not answer within {timeout_s:g} s")
                 answer = conn.recv()
             except (EOFError, OSError) as error:
-                raise SjtuiError(f"the engine process has stopped ({error!r})") from error
+                raise self._stopped() from error
         if isinstance(answer, tuple) and answer and answer[0] == "closed":  # it ended on its own
-            raise SjtuiError("the engine process has stopped")
+            raise self._stopped()
         return answer
+
+    def _stopped(self) -> SjtuiError:
+        """What the screen shows when the child is gone: how it ended, where its log is, what to do."""
+        from sjtui.childlog import log_dir
+
+        process = self.process
+        how = ""
+        if process is not None:
+            process.join(0.5)
+            code = process.exitcode
+            how = "" if code is None else f" (killed by signal {-code})" if code < 0 else f" (exit code {code})"
+        return SjtuiError(
+            f"the engine process has stopped{how}; its messages are in {log_dir() / 'engine.log'}. "
+            "Press q and start sjtui again"
+        )
 
     def snapshot(self):
         return self._ask("snapshot")

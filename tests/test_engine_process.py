@@ -149,3 +149,43 @@ def test_sigkill_of_the_screen_process_leaves_no_note_on(portaudio_jack, guitar_
         if screen.poll() is None:
             screen.kill()
         listener.close()
+
+
+@pytest.mark.asyncio
+async def test_a_killed_engine_process_is_shown_on_screen_and_leaves_no_note_on(
+    portaudio_jack, guitar_audio_dir, tmp_path, monkeypatch
+):
+    """SIGKILL of the engine's child mid-jam: the screen stays up and says what happened and where
+    the log is; the MIDI child (the engine's own child) sees its pipe close and silences its notes."""
+    monkeypatch.setenv("SJTUI_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SJTUI_LOG_DIR", str(tmp_path / "logs"))
+    engine = EngineProcess(_options(guitar_audio_dir, tmp_path)).start()
+    listener = MidiListener()
+    try:
+        _connect_listener(listener)
+        app = make_app(engine)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(pilot, lambda: note_ons(listener.messages()) > 0)
+            os.kill(engine.pid, signal.SIGKILL)
+            await wait_for(pilot, lambda: app.poll_errors > 0)
+            await pilot.pause(0.1)
+            shown = [notice.message for notice in app._notifications]
+            assert any(
+                "killed by signal 9" in text and str(tmp_path / "logs" / "engine.log") in text for text in shown
+            ), shown
+            assert app.is_running
+            polls_failed = app.poll_errors
+            await pilot.pause(0.5)
+            assert app.poll_errors > polls_failed  # still polling, but said once
+            assert len([n for n in app._notifications if "killed by signal" in n.message]) == 1
+            await pilot.press("q")
+            await pilot.pause()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and bytes([0xB9, 123, 0]) not in listener.messages():
+            time.sleep(0.05)
+        messages = listener.messages()
+        assert bytes([0xB9, 123, 0]) in messages, "All Notes Off from the MIDI child when its parent died"
+        assert count_open_notes(messages) == 0, f"a note left sounding ({listener.xruns} listener xruns)"
+    finally:
+        engine.close()
+        listener.close()

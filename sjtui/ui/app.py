@@ -53,6 +53,7 @@ from sjtui.ui.widgets.transport import TransportBar
 
 POLL_HZ = 30.0
 TEMPO_STEP_BPM = 1.0
+POLL_ERROR_NOTICE_S = 30.0  # how long an engine failure stays on screen, and repeats at most
 STOPPED_STATES = ("idle", "stopped", "error")
 
 # The key bar: order as shown; rank 0 never leaves, higher ranks leave first on narrow terminals.
@@ -184,6 +185,7 @@ class JamApp(App[int]):
         self.polls = 0
         self.last_snapshot: EngineSnapshot = EngineSnapshot()
         self.poll_errors = 0
+        self._poll_error: tuple[str, float] | None = None  # the failure last shown, and when
         self._engine_closed = False
         self._views: list[SnapshotView] = []
 
@@ -249,8 +251,12 @@ class JamApp(App[int]):
             snapshot = self.engine.snapshot()
         except Exception as error:  # noqa: BLE001 - a broken engine must not take the screen down with it
             self.poll_errors += 1
-            if self.poll_errors == 1:
-                self.notify(f"engine snapshot failed: {error}", severity="error", timeout=10)
+            now_s = self.clock()
+            shown = self._poll_error
+            # each new failure once, the same one again only after the last notice has gone
+            if shown is None or shown[0] != str(error) or now_s - shown[1] > POLL_ERROR_NOTICE_S:
+                self._poll_error = (str(error), now_s)
+                self.notify(f"engine snapshot failed: {error}", severity="error", timeout=POLL_ERROR_NOTICE_S)
             return
         now_s = self.clock()
         self.polls += 1
