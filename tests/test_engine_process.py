@@ -50,6 +50,19 @@ def _connect_listener(listener: MidiListener) -> None:
     raise AssertionError("the engine's MIDI port did not appear")
 
 
+ALL_NOTES_OFF_CH10 = bytes([0xB9, 123, 0])
+
+
+def _assert_silenced(listener: MidiListener, when: str, timeout_s: float = 10.0) -> None:
+    """All Notes Off on channel 10 reached the listener (within ``timeout_s``) and no note is left on."""
+    deadline = time.monotonic() + timeout_s
+    while ALL_NOTES_OFF_CH10 not in listener.messages() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    messages = listener.messages()
+    assert ALL_NOTES_OFF_CH10 in messages, f"no All Notes Off on channel 10 {when}"
+    assert count_open_notes(messages) == 0, f"a note left sounding {when} ({listener.xruns} listener xruns)"
+
+
 def _gone(pid: int, timeout_s: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -90,9 +103,7 @@ async def test_screen_drives_the_engine_in_its_child_process(portaudio_jack, gui
             await pilot.pause()
         assert engine.process is None and _gone(pid)
         assert engine.final is not None and engine.final["library_grooves"] > 0
-        messages = listener.messages()
-        assert bytes([0xB9, 123, 0]) in messages, "All Notes Off on channel 10 when the screen quit"
-        assert count_open_notes(messages) == 0, f"a note left sounding ({listener.xruns} listener xruns)"
+        _assert_silenced(listener, "when the screen quit", timeout_s=0)
     finally:
         engine.close()
         listener.close()
@@ -139,12 +150,7 @@ def test_sigkill_of_the_screen_process_leaves_no_note_on(portaudio_jack, guitar_
         screen.send_signal(signal.SIGKILL)
         screen.wait(10)
         assert _gone(engine_pid), "the engine process outlived the screen's process"
-        deadline = time.monotonic() + 5
-        while bytes([0xB9, 123, 0]) not in listener.messages() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        messages = listener.messages()
-        assert bytes([0xB9, 123, 0]) in messages, "All Notes Off after the screen's process was killed"
-        assert count_open_notes(messages) == 0, f"a note left sounding ({listener.xruns} listener xruns)"
+        _assert_silenced(listener, "after the screen's process was killed", timeout_s=5)
     finally:
         if screen.poll() is None:
             screen.kill()
@@ -180,12 +186,7 @@ async def test_a_killed_engine_process_is_shown_on_screen_and_leaves_no_note_on(
             assert len([n for n in app._notifications if "killed by signal" in n.message]) == 1
             await pilot.press("q")
             await pilot.pause()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and bytes([0xB9, 123, 0]) not in listener.messages():
-            time.sleep(0.05)
-        messages = listener.messages()
-        assert bytes([0xB9, 123, 0]) in messages, "All Notes Off from the MIDI child when its parent died"
-        assert count_open_notes(messages) == 0, f"a note left sounding ({listener.xruns} listener xruns)"
+        _assert_silenced(listener, "from the MIDI child when its parent, the engine, was killed")
     finally:
         engine.close()
         listener.close()
