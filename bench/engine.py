@@ -37,6 +37,9 @@ wakes a SCHED_FIFO thread at the JACK clients' priority every period and
 counts wake-ups 1 ms and half a period late, and how many xruns fell within
 0.2 s of one of the latter (a machine that cannot wake a C thread in time makes every
 client late); ``cpu_steal_s``: CPU time the hypervisor took from this VM.
+The environment run also times one small workload right after the last and
+after 0.01-3 s asleep (``cold_start``): how much slower this machine runs code
+after an idle spell.
 
 Without ``--model`` a seeded untrained model is exported to a temporary
 folder (weights do not change the speed; needs torch, the ``train`` extra).
@@ -372,6 +375,7 @@ class DumpCapture:
 
 
 PERIOD_FRAMES = 256  # the bench server's period: 5.33 ms at 48 kHz
+WAKEUP_PROBE = True  # --no-wakeup-probe: no cyclictest beside the graph
 
 
 class WakeupLatency:
@@ -385,7 +389,7 @@ class WakeupLatency:
     def __init__(self, seconds: float, period_us: int = PERIOD_FRAMES * 1_000_000 // SR):
         self.period_us = period_us
         self.proc = None
-        if shutil.which("cyclictest") is None:
+        if not WAKEUP_PROBE or shutil.which("cyclictest") is None:
             return
         self.proc = subprocess.Popen(
             ["cyclictest", "-t1", "-p5", f"-i{period_us}", f"-D{int(seconds)}", "-m", "-q", f"-h{period_us // 2}"],
@@ -396,7 +400,7 @@ class WakeupLatency:
     def result(self, xrun_times_s: list[float] | None = None) -> dict:
         """Wait for the run's end; xruns that fell within 0.2 s of a wake-up half a period late, if given."""
         if self.proc is None:
-            return {"skipped": "cyclictest not installed (apt install rt-tests)"}
+            return {"skipped": "--no-wakeup-probe" if not WAKEUP_PROBE else "cyclictest not installed (apt install rt-tests)"}
         out, _ = self.proc.communicate(timeout=60 + self.period_us)
         histogram = np.zeros(self.period_us // 2, dtype=np.int64)
         summary: dict = {}
@@ -425,6 +429,42 @@ class WakeupLatency:
                 any(abs(x - t) < 0.2 for t in late_s) for x in xrun_times_s
             )
         return result
+
+
+def cold_start_cpu_ms(gaps_s=(0.0, 0.01, 0.1, 1.0, 3.0), repeats: int = 5) -> dict:
+    """CPU time of one small fixed workload (~0.3 ms warm) right after the last and after sleeping ``gap`` s.
+
+    A jam's decision thread sleeps seconds between decisions, a JACK client milliseconds between
+    cycles. On some machines (VMs especially) code that ran after an idle spell takes many times
+    its warm CPU time: cold caches and TLBs, and whatever the hypervisor does with an idle vCPU.
+    Numpy (BLAS and vector units) and pure Python, median of ``repeats`` per gap."""
+    weights = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+
+    def numpy_work():
+        x = weights
+        for _ in range(40):
+            x = np.tanh(x @ weights * 0.01)
+
+    def python_work():
+        total = 0
+        for i in range(20000):
+            total += i
+
+    result = {}
+    for name, work in (("numpy", numpy_work), ("python", python_work)):
+        for _ in range(20):
+            work()
+        medians = {}
+        for gap in gaps_s:
+            times = []
+            for _ in range(repeats):
+                time.sleep(gap)
+                t0 = time.thread_time()
+                work()
+                times.append((time.thread_time() - t0) * 1e3)
+            medians[f"after_{gap:g}_s"] = round(float(np.median(times)), 3)
+        result[f"{name}_cpu_ms"] = medians
+    return result
 
 
 def watch_xruns(server, seconds: float, poll_s: float = 0.05) -> list[float]:
@@ -569,6 +609,7 @@ def bench_environment(seconds: float) -> dict:
         xrun_times = watch_xruns(server, seconds)
         messages = server.messages()
         return {
+            "cold_start": cold_start_cpu_ms(),
             "seconds": seconds,
             "xruns": sum("XRun" in m for m in messages),
             "jack_late_clients": _late_clients(messages),
@@ -757,7 +798,10 @@ def main() -> int:
         help="only the JACK server and the C test clients for --seconds, no jam: the machine's own xruns",
     )  # fmt: skip
     parser.add_argument("--no-peer", action="store_true", help="skip the peer real-time run with Python's default 5 ms switch interval")
+    parser.add_argument("--no-wakeup-probe", action="store_true", help="no cyclictest beside the JACK runs")
     args = parser.parse_args()
+    global WAKEUP_PROBE
+    WAKEUP_PROBE = not args.no_wakeup_probe
     if args.child_jam is not None:
         print(json.dumps(child_jam(args.library, args.model, args.child_jam, args.capture_port, args.switch_ms,
                                    args.backend, bool(args.midi_process), bool(args.input_process))), flush=True)  # fmt: skip

@@ -520,7 +520,8 @@ def engine_figures(model_dir: Path, jam_seconds: float) -> dict:
                 key: jam.get(key)
                 for key in ("seconds", "xruns", "sjtui_late_xruns", "input_frames_lost", "input_gaps",
                             "input_overflows", "backend_late_events", "tick_intervals_exact_share",
-                            "selection_ms_in_run", "selection_cpu_ms_in_run", "jack_late_clients", "load_average_1min_before", "error")
+                            "selection_ms_in_run", "selection_cpu_ms_in_run", "jack_late_clients", "rt_thread_wakeup",
+                            "cpu_steal_s", "load_average_1min_before", "error")
             }  # fmt: skip
     return out
 
