@@ -389,6 +389,7 @@ class WakeupLatency:
     def __init__(self, seconds: float, period_us: int = PERIOD_FRAMES * 1_000_000 // SR):
         self.period_us = period_us
         self.proc = None
+        self.stalls_s: list[float] | None = None  # time.monotonic() of each wake-up half a period late
         if not WAKEUP_PROBE or shutil.which("cyclictest") is None:
             return
         self.proc = subprocess.Popen(
@@ -415,6 +416,8 @@ class WakeupLatency:
             return {"error": out[-500:]}
         late_cycles = [int(v) for v in summary.get("Thread 0", []) if v.isdigit()]
         late_s = [self.started_s + k * self.period_us / 1e6 for k in late_cycles]
+        overflows = int(summary["Histogram Overflows"][0])
+        self.stalls_s = late_s if len(late_s) == overflows else None  # cyclictest lists the first 30 only
         result = {
             "tool": "cyclictest -t1 -p5 -m (rt-tests), SCHED_FIFO 5 as the JACK clients",
             "period_us": self.period_us,
@@ -422,13 +425,16 @@ class WakeupLatency:
             "latency_us": {"avg": int(summary["Avg Latencies"][0]), "max": int(summary["Max Latencies"][0])},
             "p99_us": int(np.searchsorted(np.cumsum(histogram), 0.99 * histogram.sum())),
             "late_by_1_ms": int(histogram[1000:].sum()) + int(summary["Histogram Overflows"][0]),
-            "late_by_half_a_period": int(summary["Histogram Overflows"][0]),
+            "late_by_half_a_period": overflows,
         }  # fmt: skip
-        if xrun_times_s is not None and len(late_s) == result["late_by_half_a_period"]:
-            result["xruns_within_0_2_s_of_such_a_wakeup"] = sum(
-                any(abs(x - t) < 0.2 for t in late_s) for x in xrun_times_s
-            )
+        if xrun_times_s is not None and self.stalls_s is not None:
+            result["xruns_within_0_2_s_of_such_a_wakeup"] = sum(near_stall(x, self.stalls_s) for x in xrun_times_s)
         return result
+
+
+def near_stall(t_s: float, stalls_s: list[float], before_s: float = 0.2, after_s: float = 0.2) -> bool:
+    """Whether a stall of the machine (a wake-up half a period late) fell in [t - before, t + after]."""
+    return any(t_s - before_s <= stall <= t_s + after_s for stall in stalls_s)
 
 
 def cold_start_cpu_ms(gaps_s=(0.0, 0.01, 0.1, 1.0, 3.0), repeats: int = 5) -> dict:
@@ -467,17 +473,36 @@ def cold_start_cpu_ms(gaps_s=(0.0, 0.01, 0.1, 1.0, 3.0), repeats: int = 5) -> di
     return result
 
 
-def watch_xruns(server, seconds: float, poll_s: float = 0.05) -> list[float]:
-    """Wait ``seconds``, noting when jackd wrote each XRun line (time.monotonic(), to ``poll_s``)."""
-    times: list[float] = []
-    seen = 0
+def watch_jackd(server, seconds: float, poll_s: float = 0.05) -> list[tuple[float, str]]:
+    """Wait ``seconds``, noting when jackd wrote each line: (time.monotonic() to ``poll_s``, line)."""
+    lines: list[tuple[float, str]] = []
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         time.sleep(poll_s)
-        count = sum("XRun" in m for m in server.messages())
-        times += [time.monotonic()] * (count - seen)
-        seen = count
-    return times
+        messages = server.messages()
+        now = time.monotonic()
+        lines += [(now, line) for line in messages[len(lines) :]]
+    return lines
+
+
+def xrun_times(lines: list[tuple[float, str]]) -> list[float]:
+    return [t for t, line in lines if "XRun" in line]
+
+
+def apart_from_stalls(result: dict, lines: list[tuple[float, str]], stalls_s: list[float] | None) -> None:
+    """What the jam's own clients lost while the machine was *not* stalled, into ``result``.
+
+    An xrun that names the jam's input or MIDI client within 0.2 s of a stall, and an input gap
+    found up to one detector window (1.4 s) after one, are the machine's; the rest are sjtui's."""
+    if stalls_s is None:
+        return
+    late = [(t, name) for t, line in lines for name in _late_clients([line])]
+    result["sjtui_late_xruns_apart_from_stalls"] = sum(
+        name in SJTUI_CLIENTS and not near_stall(t, stalls_s) for t, name in late
+    )
+    gaps = result.get("input_gaps_found_s")
+    if gaps is not None:
+        result["input_gaps_apart_from_stalls"] = sum(not near_stall(t, stalls_s, before_s=1.7) for t in gaps)
 
 
 def ui_like_load(engine, stop: threading.Event, stats: dict) -> None:
@@ -485,8 +510,10 @@ def ui_like_load(engine, stop: threading.Event, stats: dict) -> None:
     period = 1.0 / 30.0
     next_t = time.monotonic()
     polls = 0
+    gaps = stats.setdefault("input_gaps_found_s", [])  # time.monotonic() when the input found each gap
     while not stop.is_set():
         snap = engine.snapshot()
+        gaps += [time.monotonic()] * (int(engine.ring.gap_count) - len(gaps))
         t = time.perf_counter()
         text = []
         while time.perf_counter() - t < 0.003:
@@ -563,6 +590,7 @@ def child_jam(
         "selection_ms_in_run": percentiles(list(engine.selection_ms)),
         "selection_cpu_ms_in_run": percentiles(list(engine.selection_cpu_ms)),
         "ui_polls": ui_stats.get("ui_polls"),
+        "input_gaps_found_s": ui_stats.get("input_gaps_found_s"),
         "engine_error": None if engine.error is None else repr(engine.error),
         "warnings": list(snap.warnings),
     }
@@ -606,14 +634,14 @@ def bench_environment(seconds: float) -> dict:
         load_before = os.getloadavg()
         steal_before = steal_s()
         wakeups = WakeupLatency(seconds)
-        xrun_times = watch_xruns(server, seconds)
+        lines = watch_jackd(server, seconds)
         messages = server.messages()
         return {
             "cold_start": cold_start_cpu_ms(),
             "seconds": seconds,
             "xruns": sum("XRun" in m for m in messages),
             "jack_late_clients": _late_clients(messages),
-            "rt_thread_wakeup": wakeups.result(xrun_times),
+            "rt_thread_wakeup": wakeups.result(xrun_times(lines)),
             "cpu_steal_s": round(steal_s() - steal_before, 2),
             "load_average_1min_before": load_before[0],
             "cpu_count": os.cpu_count(),
@@ -666,8 +694,8 @@ def bench_realtime(
         feeder.connect()
         steal_before = steal_s()
         wakeups = WakeupLatency(seconds)
-        xrun_times: list[float] = []
-        watcher = threading.Thread(target=lambda: xrun_times.extend(watch_xruns(server, seconds)), daemon=True)
+        lines: list[tuple[float, str]] = []
+        watcher = threading.Thread(target=lambda: lines.extend(watch_jackd(server, seconds)), daemon=True)
         watcher.start()
         out, _ = child.communicate(timeout=seconds + 60)
         watcher.join(5)
@@ -701,11 +729,12 @@ def bench_realtime(
             tick_intervals_exact_share=float(np.mean(diffs == 1000)) if diffs.size else None,
             tick_interval_frames_std=float(diffs.std()) if diffs.size else None,
             jack_late_clients=_late_clients(messages),  # jackd names the late client at each xrun
-            rt_thread_wakeup=wakeups.result(xrun_times),
+            rt_thread_wakeup=wakeups.result(xrun_times(lines)),
             cpu_steal_s=round(steal_s() - steal_before, 2),
         )
         late = result["jack_late_clients"]
         result["sjtui_late_xruns"] = sum(int(late.get(name, 0)) for name in SJTUI_CLIENTS)
+        apart_from_stalls(result, lines, wakeups.stalls_s)
         return result
     finally:
         if child is not None and child.poll() is None:
