@@ -87,6 +87,21 @@ def _child(conn, parent_pid: int, options, probe) -> None:
             pass
 
 
+def _ended(process, what: str) -> SjtuiError:
+    """The engine's child is gone: how it ended, where its log is, what to do."""
+    from sjtui.childlog import log_dir
+
+    how = ""
+    if process is not None:
+        process.join(0.5)
+        code = process.exitcode
+        how = "" if code is None else f" (killed by signal {-code})" if code < 0 else f" (exit code {code})"
+    return SjtuiError(
+        f"the engine process {what}{how}; its messages are in {log_dir() / 'engine.log'}. "
+        "Press q and start sjtui again"
+    )
+
+
 class EngineProcess:
     """:func:`~sjtui.engine.create_engine` ``(options)`` in a child process, driven like an engine.
 
@@ -124,7 +139,7 @@ class EngineProcess:
                 )
             kind, payload = conn.recv()
         except EOFError:
-            kind, payload = "error", SjtuiError("the engine process died while starting (its log: `engine.log` in sjtui's log folder)")
+            kind, payload = "error", _ended(process, "died while starting")
         except BaseException:
             end_child(process, conn)
             raise
@@ -152,25 +167,10 @@ class EngineProcess:
                     raise SjtuiError(f"the engine process did not answer within {timeout_s:g} s")
                 answer = conn.recv()
             except (EOFError, OSError) as error:
-                raise self._stopped() from error
+                raise _ended(self.process, "has stopped") from error
         if isinstance(answer, tuple) and answer and answer[0] == "closed":  # it ended on its own
-            raise self._stopped()
+            raise _ended(self.process, "has stopped")
         return answer
-
-    def _stopped(self) -> SjtuiError:
-        """What the screen shows when the child is gone: how it ended, where its log is, what to do."""
-        from sjtui.childlog import log_dir
-
-        process = self.process
-        how = ""
-        if process is not None:
-            process.join(0.5)
-            code = process.exitcode
-            how = "" if code is None else f" (killed by signal {-code})" if code < 0 else f" (exit code {code})"
-        return SjtuiError(
-            f"the engine process has stopped{how}; its messages are in {log_dir() / 'engine.log'}. "
-            "Press q and start sjtui again"
-        )
 
     def snapshot(self):
         return self._ask("snapshot")
