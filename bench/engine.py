@@ -424,7 +424,7 @@ class WakeupLatency:
             "wakeups": int(summary["Total"][0]),
             "latency_us": {"avg": int(summary["Avg Latencies"][0]), "max": int(summary["Max Latencies"][0])},
             "p99_us": int(np.searchsorted(np.cumsum(histogram), 0.99 * histogram.sum())),
-            "late_by_1_ms": int(histogram[1000:].sum()) + int(summary["Histogram Overflows"][0]),
+            "late_by_1_ms": int(histogram[1000:].sum()) + overflows,
             "late_by_half_a_period": overflows,
         }  # fmt: skip
         if xrun_times_s is not None and self.stalls_s is not None:
@@ -496,9 +496,8 @@ def apart_from_stalls(result: dict, lines: list[tuple[float, str]], stalls_s: li
     found up to one detector window (1.4 s) after one, are the machine's; the rest are sjtui's."""
     if stalls_s is None:
         return
-    late = [(t, name) for t, line in lines for name in _late_clients([line])]
     result["sjtui_late_xruns_apart_from_stalls"] = sum(
-        name in SJTUI_CLIENTS and not near_stall(t, stalls_s) for t, name in late
+        _late_client(line) in SJTUI_CLIENTS and not near_stall(t, stalls_s) for t, line in lines
     )
     gaps = result.get("input_gaps_found_s")
     if gaps is not None:
@@ -602,15 +601,19 @@ def steal_s() -> float:
     return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
 
 
-def _late_clients(lines: list[str]) -> dict:
-    """How often jackd named each client as not finished at an xrun (its "XRun: client = X" lines)."""
+def _late_client(line: str) -> str | None:
+    """The client a jackd line names as not finished at an xrun ("XRun: client = X ..."), if any."""
     import re
 
+    match = re.search(r"client = (.+?) was not (finished|run)", line)
+    return match.group(1) if match else None
+
+
+def _late_clients(lines: list[str]) -> dict:
+    """How often jackd named each client as not finished at an xrun."""
     counts: dict = {}
-    for line in lines:
-        match = re.search(r"client = (.+?) was not (finished|run)", line)
-        if match:
-            counts[match.group(1)] = counts.get(match.group(1), 0) + 1
+    for name in filter(None, map(_late_client, lines)):
+        counts[name] = counts.get(name, 0) + 1
     if not counts and lines:
         counts["(last jackd lines)"] = lines[-3:]
     return counts
