@@ -14,7 +14,7 @@ import pytest
 
 from sjtui.cli import main
 from sjtui.midi.events import NOTE_ON
-from tests.test_midi_jack import Capture, run_without_xruns
+from tests.test_midi_jack import Capture
 
 RATE = 48000
 
@@ -39,10 +39,18 @@ def test_play_sends_every_hit_at_its_step_and_leaves_nothing_on(capture, capsys)
 
     row = _first_builtin(capsys, "rock")
 
-    def attempt():  # a late cycle of the capture loses the events in it (retaken: run_without_xruns)
+    # a late cycle of the capture loses the events in it: such a take is played again (the xruns that
+    # starting and stopping the player's JACK client costs on a loaded machine, outside the notes, do not count)
+    lossy = []
+    for _ in range(3):
+        capture.events.clear()
+        capture.xrun_frames.clear()
         assert main(["grooves", "play", str(row["id"]), "--midi-out", capture.port_name, "--bpm", "150", "--clock-out"]) == 0
-
-    run_without_xruns(capture, attempt)
+        if capture.xruns_among_events() == 0:
+            break
+        lossy.append(capture.xruns_among_events())
+    else:
+        pytest.fail(f"every take had xruns among its notes ({lossy}): the machine is too busy")
     store = GrooveStore()
     groove = store.get(row["id"])
     store.close()

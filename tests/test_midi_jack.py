@@ -58,12 +58,22 @@ class Capture:
         self.events: list[tuple[int, bytes]] = []
         self.anchors: list[tuple[int, float]] = []
         self.xruns = 0
+        self.xrun_frames: list[int] = []  # the server's frame clock at each xrun notice
         self.client.set_process_callback(self._process)
         self.client.set_xrun_callback(self._xrun)
         self.client.activate()
 
     def _xrun(self, delay_usecs: float) -> None:
         self.xruns += 1
+        self.xrun_frames.append(self.client.frame_time)
+
+    def xruns_among_events(self, margin_frames: int = 4 * PERIOD) -> int:
+        """Xruns from shortly before the first captured event to shortly after the last: those that
+        can have cost events (a client starting or stopping costs xruns too, before or after them)."""
+        if not self.events:
+            return 0
+        first, last = self.events[0][0] - margin_frames, self.events[-1][0] + margin_frames
+        return sum(first <= f <= last for f in self.xrun_frames)
 
     def _process(self, frames: int) -> None:
         base = self.client.last_frame_time
