@@ -243,19 +243,26 @@ def play(scheduler: MidiScheduler, bars: int = 4, bpm: float = 120.0, lead_s: fl
     return tempo_map, events
 
 
-def run_without_xruns(capture, attempt, tries: int = 3):
-    """Run ``attempt()`` until the JACK server reports no xrun during it (a late cycle loses exactness
-    for reasons outside the backend: with 2 shared cores a Python callback can miss its cycle).
-    Returns the result of the clean run; fails after ``tries`` runs with xruns."""
-    xruns = []
+def judged_despite_xruns(capture, take, judge, tries: int = 3):
+    """Run ``take()`` and ``judge(result)`` (which asserts); take again only when the judgement fails
+    and the server had an xrun among the captured events. A late cycle loses or shifts the events in it
+    for reasons outside the code under test (with 2 shared cores a Python client can miss its cycle),
+    while starting and stopping a JACK client costs xruns around the events at nearly every take on a
+    loaded machine, so a take is not thrown away for an xrun that did no harm. A failure without an xrun
+    among the events fails at once. Returns the result of the take that passed."""
+    lossy = []
     for _ in range(tries):
-        before = capture.xruns
         capture.events.clear()
-        result = attempt()
-        if capture.xruns == before:
+        capture.xrun_frames.clear()
+        result = take()
+        try:
+            judge(result)
             return result
-        xruns.append(capture.xruns - before)
-    pytest.fail(f"every run had JACK xruns ({xruns}): the machine is too busy to check frame exactness")
+        except AssertionError as error:
+            if capture.xruns_among_events() == 0:
+                raise
+            lossy.append((capture.xruns_among_events(), str(error).splitlines()[0][:200]))
+    pytest.fail(f"every take failed with xruns among its events ({lossy}): the machine is too busy to judge")
 
 
 def test_jack_backend_is_frame_exact(capture):
@@ -270,21 +277,24 @@ def test_jack_backend_is_frame_exact(capture):
             assert wait_for(lambda: any(d == bytes([STOP]) for _, d in capture.events), 3)
         return tempo_map, events, end, scheduler
 
+    def judge(result):
+        tempo_map, events, end, scheduler = result
+        assert capture.notes() == expected_pairs(events)  # exact frames, bytes and order
+        start = int(tempo_map.tick_to_sample(0))
+        ticks = np.array([f for f, d in capture.events if d == bytes([CLOCK])])
+        assert ticks[0] == start and set(np.diff(ticks).tolist()) == {1000}  # 24 per beat at 120 BPM
+        assert ticks.size == int(np.ceil((end - start) / 1000))
+        realtime = [(f, d) for f, d in capture.events if d[0] >= 0xF0 and d != bytes([CLOCK])]
+        assert realtime[0] == (start, bytes([START])) and realtime[1] == (end, bytes([STOP]))
+        assert set(capture.balance().values()) == {0}
+        assert capture.all_notes_off_after_last_note_on()
+        assert scheduler.min_lead_samples > 30e-3 * RATE  # handed over a lookahead ahead
+
     backend.close = lambda: None  # reuse the client across attempts; closed below
     try:
-        tempo_map, events, end, scheduler = run_without_xruns(capture, attempt)
+        judged_despite_xruns(capture, attempt, judge)
     finally:
         JackMidiBackend.close(backend)
-    assert capture.notes() == expected_pairs(events)  # exact frames, bytes and order
-    start = int(tempo_map.tick_to_sample(0))
-    ticks = np.array([f for f, d in capture.events if d == bytes([CLOCK])])
-    assert ticks[0] == start and set(np.diff(ticks).tolist()) == {1000}  # 24 per beat at 120 BPM
-    assert ticks.size == int(np.ceil((end - start) / 1000))
-    realtime = [(f, d) for f, d in capture.events if d[0] >= 0xF0 and d != bytes([CLOCK])]
-    assert realtime[0] == (start, bytes([START])) and realtime[1] == (end, bytes([STOP]))
-    assert set(capture.balance().values()) == {0}
-    assert capture.all_notes_off_after_last_note_on()
-    assert scheduler.min_lead_samples > 30e-3 * RATE  # handed over a lookahead ahead
 
 
 def test_jack_backend_continue_from_a_song_position_and_tempo_change(capture):
@@ -300,21 +310,24 @@ def test_jack_backend_continue_from_a_song_position_and_tempo_change(capture):
             assert wait_for(lambda: backend.now_sample() > change + RATE)
         return start, change
 
+    def judge(result):
+        start, change = result
+        spp_value = 8 * 24 // 6
+        realtime = [(f, d) for f, d in capture.events if d[0] >= 0xF0 and d != bytes([CLOCK])]
+        assert realtime[0] == (start, bytes([SONG_POSITION, spp_value & 0x7F, spp_value >> 7]))
+        assert realtime[1] == (start, bytes([CONTINUE]))
+        assert realtime[-1][1] == bytes([STOP])
+        ticks = np.array([f for f, d in capture.events if d == bytes([CLOCK])])
+        assert ticks[0] == start
+        gaps = np.diff(ticks)
+        assert set(gaps[ticks[1:] <= change].tolist()) == {800}  # 150 BPM
+        assert set(gaps[ticks[:-1] >= change].tolist()) <= {1200}  # 100 BPM
+
     backend.close = lambda: None
     try:
-        start, change = run_without_xruns(capture, attempt)
+        judged_despite_xruns(capture, attempt, judge)
     finally:
         JackMidiBackend.close(backend)
-    spp_value = 8 * 24 // 6
-    realtime = [(f, d) for f, d in capture.events if d[0] >= 0xF0 and d != bytes([CLOCK])]
-    assert realtime[0] == (start, bytes([SONG_POSITION, spp_value & 0x7F, spp_value >> 7]))
-    assert realtime[1] == (start, bytes([CONTINUE]))
-    assert realtime[-1][1] == bytes([STOP])
-    ticks = np.array([f for f, d in capture.events if d == bytes([CLOCK])])
-    assert ticks[0] == start
-    gaps = np.diff(ticks)
-    assert set(gaps[ticks[1:] <= change].tolist()) == {800}  # 150 BPM
-    assert set(gaps[ticks[:-1] >= change].tolist()) <= {1200}  # 100 BPM
 
 
 def test_rtmidi_backend_is_within_one_period(process_capture):
@@ -569,9 +582,12 @@ def test_midi_process_plays_frame_exact_and_silences_on_close(capture):
             process.close()  # mid-play: notes sounding now must be silenced
         return tempo_map, events, middle
 
-    tempo_map, events, middle = run_without_xruns(capture, attempt)
-    played = [(f, d) for f, d in expected_pairs(events) if f < middle]
-    assert capture.notes()[: len(played)] == played  # frame exact from the child process
-    assert set(capture.balance().values()) == {0}
-    assert capture.all_notes_off_after_last_note_on()
-    assert any(d == bytes([STOP]) for _, d in capture.events)
+    def judge(result):
+        _, events, middle = result
+        played = [(f, d) for f, d in expected_pairs(events) if f < middle]
+        assert capture.notes()[: len(played)] == played  # frame exact from the child process
+        assert set(capture.balance().values()) == {0}
+        assert capture.all_notes_off_after_last_note_on()
+        assert any(d == bytes([STOP]) for _, d in capture.events)
+
+    judged_despite_xruns(capture, attempt, judge)
