@@ -30,7 +30,9 @@
    their totals per variant.
 4. ``environment`` (``--only-environment``): the same JACK server and C test
    clients for ``--seconds`` without the jam: the xruns this machine has
-   with no sjtui client in the graph.
+   with no sjtui client in the graph; with ``--load-percent P``, beside an
+   ordinary process using P % of one core (as much as the jam reports in
+   ``cpu_percent_of_one_core``), the xruns an ordinary load costs C clients.
 
 Beside the JACK runs (2 and 4), ``rt_thread_wakeup``: ``cyclictest`` (rt-tests)
 wakes a SCHED_FIFO thread at the JACK clients' priority every period and
@@ -50,6 +52,7 @@ The GMD is imported into a temporary library unless ``--library`` is given.
     .venv/bin/python bench/engine.py --json --seconds 60 --only-input-isolation --rounds 2
     .venv/bin/python bench/engine.py --seconds 600 --only-realtime --model models   # the 10-minute run
     .venv/bin/python bench/engine.py --seconds 600 --only-environment   # the same graph without the jam
+    .venv/bin/python bench/engine.py --seconds 600 --only-environment --load-percent 40   # ... with a jam's CPU load
 """
 
 from __future__ import annotations
@@ -559,6 +562,7 @@ def child_jam(
         ui.join(2)
         snap = engine.snapshot()
         engine.close()
+    cpu_s = _process_tree_cpu_s()  # the jam's children (input, MIDI) are reaped by engine.close()
     backend = engine.output.backend
     stats = engine.output.stats() or {}  # the child's last figures when the scheduler ran in a child
     errors = getattr(getattr(engine.output, "note_errors_ms", None), "values", lambda: np.zeros(0))()
@@ -592,7 +596,48 @@ def child_jam(
         "input_gaps_found_s": ui_stats.get("input_gaps_found_s"),
         "engine_error": None if engine.error is None else repr(engine.error),
         "warnings": list(snap.warnings),
+        "cpu_s": round(cpu_s, 2),  # the jam's process and its children, user + system
+        "cpu_percent_of_one_core": round(100.0 * cpu_s / seconds, 1),
     }
+
+
+def _process_tree_cpu_s() -> float:
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def child_load(percent: float, seconds: float) -> dict:
+    """Ordinary (SCHED_OTHER) CPU load like a jam's without its JACK clients, for the environment run.
+
+    Two threads as in the jam: numpy work every 5.3 ms (the analysis thread's cadence) and pure
+    Python at 30 Hz (the screen's), each spending half of ``percent`` of one core."""
+    weights = np.random.default_rng(0).random((2048,)).astype(np.float32)
+    stop = time.monotonic() + seconds
+
+    def numpy_work():
+        np.abs(np.fft.rfft(weights * np.hanning(weights.size)))
+
+    def python_work():
+        "".join(f"{i}:{i * 0.5:.2f}" for i in range(50))
+
+    def duty(work, period_s):
+        budget_s = period_s * percent / 200.0
+        next_t = time.monotonic()
+        while next_t < stop:
+            t0 = time.thread_time()
+            while time.thread_time() - t0 < budget_s:
+                work()
+            next_t += period_s
+            time.sleep(max(0.0, next_t - time.monotonic()))
+
+    threads = [threading.Thread(target=duty, args=args) for args in ((numpy_work, 256 / SR), (python_work, 1 / 30))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {"cpu_percent_of_one_core": round(100.0 * _process_tree_cpu_s() / seconds, 1)}
 
 
 def steal_s() -> float:
@@ -619,11 +664,15 @@ def _late_clients(lines: list[str]) -> dict:
     return counts
 
 
-SJTUI_CLIENTS = ("PortAudio", "sjtui")  # the jam's input (PortAudio's JACK client) and MIDI out
+SJTUI_CLIENTS = ("sjtui-input", "PortAudio", "sjtui")  # the jam's input (its C JACK client, or PortAudio's) and MIDI out
 
 
-def bench_environment(seconds: float) -> dict:
-    """The bench's JACK server and C test clients for ``seconds`` with no jam: the machine's own xruns."""
+def bench_environment(seconds: float, load_percent: float = 0.0) -> dict:
+    """The bench's JACK server and C test clients for ``seconds`` with no jam: the machine's own xruns.
+
+    ``load_percent`` > 0: with a process spending that share of one core at normal priority
+    (:func:`child_load`, what the jam reports as ``cpu_percent_of_one_core``): the xruns an
+    ordinary load costs C clients on this machine, with no Python in the graph."""
     if shutil.which("jackd") is None:
         return {"skipped": "jackd not installed"}
     from sjtui.audio.jack_server import PrivateJackServer
@@ -636,11 +685,19 @@ def bench_environment(seconds: float) -> dict:
         feeder = FluidFeeder(seconds, Path(workdir.name))
         load_before = os.getloadavg()
         steal_before = steal_s()
+        load = None
+        if load_percent > 0:
+            load = subprocess.Popen(
+                [sys.executable, __file__, "--child-load", str(load_percent), "--seconds", str(seconds)],
+                stdout=subprocess.PIPE, text=True, preexec_fn=die_with_parent,  # noqa: PLW1509 - prctl only
+            )  # fmt: skip
         wakeups = WakeupLatency(seconds)
         lines = watch_jackd(server, seconds)
         messages = server.messages()
+        load_result = json.loads(load.communicate(timeout=60)[0]) if load is not None else None
         return {
             "cold_start": cold_start_cpu_ms(),
+            "load": load_result,
             "seconds": seconds,
             "xruns": sum("XRun" in m for m in messages),
             "jack_late_clients": _late_clients(messages),
@@ -829,6 +886,11 @@ def main() -> int:
         "--only-environment", action="store_true",
         help="only the JACK server and the C test clients for --seconds, no jam: the machine's own xruns",
     )  # fmt: skip
+    parser.add_argument(
+        "--load-percent", type=float, default=0.0,
+        help="with --only-environment: an ordinary process using this share of one core beside the graph (a jam's own share: its cpu_percent_of_one_core)",
+    )  # fmt: skip
+    parser.add_argument("--child-load", type=float, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--no-peer", action="store_true", help="skip the peer real-time run with Python's default 5 ms switch interval")
     parser.add_argument("--no-wakeup-probe", action="store_true", help="no cyclictest beside the JACK runs")
     args = parser.parse_args()
@@ -838,8 +900,11 @@ def main() -> int:
         print(json.dumps(child_jam(args.library, args.model, args.child_jam, args.capture_port, args.switch_ms,
                                    args.backend, bool(args.midi_process), bool(args.input_process))), flush=True)  # fmt: skip
         return 0
+    if args.child_load is not None:
+        print(json.dumps(child_load(args.child_load, args.seconds)), flush=True)
+        return 0
     if args.only_environment:
-        print(json.dumps({"environment": bench_environment(args.seconds)}, indent=2))
+        print(json.dumps({"environment": bench_environment(args.seconds, args.load_percent)}, indent=2))
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
