@@ -41,6 +41,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np
 
 from sjtui.labels.pairing import DEFAULT_BOUNDARY_QUANTILE, DEFAULT_MIX, PairingMix
+from sjtui.model.runtime import SHIPPED_MODEL_DIR
 
 STRATEGIES: dict[str, dict] = {  # name: keyword arguments of training.evaluate.personalisation_check
     "pairing": {"strategy": "pairing"},  # sjtui label's defaults (DEFAULT_MIX, DEFAULT_BOUNDARY_QUANTILE)
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first-seed", type=int, default=0, help="seeds FIRST .. FIRST + N - 1 (default 0)")
     parser.add_argument("--extra", action="store_true", help="also run the alternative mixes of EXTRA")
     parser.add_argument("--only", nargs="*", default=None, help="run only these strategies (names)")
-    parser.add_argument("--model", type=Path, default=REPO / "models")
+    parser.add_argument("--model", type=Path, default=SHIPPED_MODEL_DIR)
     parser.add_argument(
         "--cache", type=Path, default=None, help="training data cache (default .cache/training)"
     )

@@ -59,6 +59,7 @@ sys.path.insert(0, str(REPO))
 from sjtui.midi.backends import JackMidiBackend, MidiBackend, RtMidiBackend
 from sjtui.midi.events import CLOCK, NOTE_ON, groove_events, sort_events
 from sjtui.midi.scheduler import MidiScheduler
+from sjtui.model.runtime import SHIPPED_MODEL_DIR
 from sjtui.transport.timebase import TempoMap
 
 RATE = 48000
@@ -73,12 +74,11 @@ TARGETS = {
 
 
 def library_grooves():
-    from sjtui.grooves.textgrid import parse_text
+    from sjtui.grooves.textgrid import BUILTIN_GROOVES_DIR, parse_text
 
-    root = Path(__file__).resolve().parent.parent / "grooves"
     grooves = []
     for name in ("rock.groove", "funk.groove", "pop.groove", "latin.groove"):
-        grooves += [g for g in parse_text((root / name).read_text()) if str(g.meter) == "4/4"]
+        grooves += [g for g in parse_text((BUILTIN_GROOVES_DIR / name).read_text()) if str(g.meter) == "4/4"]
     return grooves
 
 
@@ -547,7 +547,7 @@ def main(argv=None) -> int:
         "--jam-seconds", type=float, default=60.0,
         help="seconds of the whole jam on JACK (bench/engine.py --only-realtime) for xruns and input overflows (0: skip)",
     )  # fmt: skip
-    parser.add_argument("--model", type=Path, default=REPO / "models", help="model for selection_ms (default: the shipped one)")
+    parser.add_argument("--model", type=Path, default=SHIPPED_MODEL_DIR, help="model for selection_ms (default: the shipped one)")
     args = parser.parse_args(argv)
     report = {"targets": TARGETS, "simulated": run_simulated(args.minutes)}
     if args.seconds > 0:

@@ -596,6 +596,8 @@ def main() -> int:
     for size in SIZES if "cpu" in only else ():
         result["cpu_terminal"].append(cpu_terminal(size, args.seconds, args.publish_hz))
 
+    from sjtui.model.runtime import SHIPPED_MODEL_DIR
+
     jack = None if args.no_real or shutil.which("jackd") is None else JackServer()
     try:
         with tempfile.TemporaryDirectory(prefix="sjtui-bench-ui-") as tmp:
@@ -614,14 +616,14 @@ def main() -> int:
                     "gmd_grooves": n,
                     "gmd_import_s": round(import_s, 1),
                     "jam_with_gmd_library_device_input": jam_memory(
-                        jack, gmd_dir, 5.0, str(REPO / "models"), device=True
+                        jack, gmd_dir, 5.0, str(SHIPPED_MODEL_DIR), device=True
                     ),
-                    "jam_with_gmd_library_file_input": jam_memory(jack, gmd_dir, 5.0, str(REPO / "models")),
+                    "jam_with_gmd_library_file_input": jam_memory(jack, gmd_dir, 5.0, str(SHIPPED_MODEL_DIR)),
                     "peer_jam_with_builtin_library_no_model": jam_memory(jack, builtin_dir, 5.0),
                 }
             if jack is not None and "engine_timing" in only:
                 seconds = max(args.seconds, 20.0)
-                result["engine_timing"] = engine_timing(jack, gmd_dir, seconds, REPO / "models")
+                result["engine_timing"] = engine_timing(jack, gmd_dir, seconds, SHIPPED_MODEL_DIR)
     finally:
         if jack is not None:
             jack.close()

@@ -1,4 +1,4 @@
-"""The built-in library under grooves/: it parses, has the meters it claims,
+"""The built-in library under sjtui/data/grooves/: it parses, has the meters it claims,
 covers the styles with fills, is musically what its names say, is written in
 canonical form, and plays back (as MIDI) exactly as the grid says."""
 
@@ -368,9 +368,9 @@ def test_midi_export_plays_the_grid(tmp_path, by_name):
 def test_readme_counts_match_the_library(library):
     readme = (BUILTIN_GROOVES_DIR / "README.md").read_text()
     match = re.search(r"(\d+) grooves \((\d+) beats,\s+(\d+) fills\) in (\d+) styles", readme)
-    assert match, "grooves/README.md states the library's size"
+    assert match, "sjtui/data/grooves/README.md states the library's size"
     kinds = Counter(g.kind for g in library)
     assert tuple(map(int, match.groups())) == (
         len(library), kinds["beat"], kinds["fill"], len({g.style for g in library}))
     for path in FILES:
-        assert f"`{path.name}`" in readme, f"{path.name} is listed in grooves/README.md"
+        assert f"`{path.name}`" in readme, f"{path.name} is listed in sjtui/data/grooves/README.md"

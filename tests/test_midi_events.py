@@ -115,7 +115,9 @@ def test_dynamics_scale_velocities_within_limits():
 
 
 def test_library_groove_lands_on_the_grid():
-    groove = parse_text(open("grooves/rock.groove").read())[0]
+    from sjtui.grooves.textgrid import BUILTIN_GROOVES_DIR
+
+    groove = parse_text((BUILTIN_GROOVES_DIR / "rock.groove").read_text())[0]
     tempo_map = TempoMap.constant(RATE, 120.0)
     ons = note_ons(groove_events(groove, tempo_map, 0))
     # straight 16ths at 120 BPM: every onset is a multiple of 6000 samples

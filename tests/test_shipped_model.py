@@ -1,4 +1,4 @@
-"""The shipped model in ``models/``: trained, honest about its data, evaluated, and unchanged.
+"""The shipped model in ``sjtui/data/models/``: trained, honest about its data, evaluated, and unchanged.
 
 ``check_reference`` recomputes the stored reference windows (fingerprints
 and grooves saved with the export) with the running input code and

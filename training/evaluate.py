@@ -1,6 +1,6 @@
 """Evaluation on held-out data: the model against baselines, and a personalisation check.
 
-``python -m training.evaluate --json [--model models/]`` prints one JSON object.
+``python -m training.evaluate --json [--model sjtui/data/models/]`` prints one JSON object.
 
 Held-out data: guitar windows of the ``test`` takes of :mod:`training.data`
 (seeds never trained on; half of them rendered by renderer combinations
@@ -428,8 +428,10 @@ def evaluate_model_dir(
 
 
 def main(argv: list[str] | None = None) -> int:
+    from sjtui.model.runtime import SHIPPED_MODEL_DIR
+
     parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, default=Path(__file__).resolve().parents[1] / "models")
+    parser.add_argument("--model", type=Path, default=SHIPPED_MODEL_DIR)
     parser.add_argument(
         "--checkpoint",
         type=Path,

@@ -3,7 +3,7 @@
 ``python -m training.export --out DIR --checkpoint run/model.pt`` exports a
 trained checkpoint; ``--random-init --seed N`` exports a freshly initialised
 model for development (it is marked "untrained" in its manifest and is
-refused as the shipped model in ``models/``).
+refused as the shipped model in ``sjtui/data/models/``).
 
 Steps (:func:`export_model`):
 

@@ -16,7 +16,7 @@ CPU cores: the guitar takes are generated once into the cache
 4. :mod:`training.evaluate` on the held-out data (GMD test split, test
    guitar takes) including the personalisation check;
 5. export (:func:`training.export.export_model`) into ``--out`` (default
-   ``models/``) with the training summary and the evaluation figures in the
+   ``sjtui/data/models/``) with the training summary and the evaluation figures in the
    manifest; the torch checkpoint is copied beside it
    (``checkpoint-<version>.pt``, listed in the manifest) so ``sjtui train``
    can fine-tune it.
@@ -649,7 +649,7 @@ def finetune_from_labels(
 
     ``labels_db``: the labels SQLite file (or its folder); ``library``: the
     groove library (default: the user's); ``base_dir``: the model to start
-    from (default ``models/``: its checkpoint listed in the manifest);
+    from (default ``sjtui/data/models/``: its checkpoint listed in the manifest);
     ``out_dir``: where to install (default the user's model folder; files
     replaced are kept as ``.bak-<stamp>``). Ratings whose groove is no longer
     in the library, or whose clip has no stored fingerprint, are skipped and
@@ -782,9 +782,11 @@ def finetune_from_labels(
 def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
+    from sjtui.model.runtime import SHIPPED_MODEL_DIR
+
     parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--out", type=Path, default=REPO_ROOT / "models", help="model directory to install into"
+        "--out", type=Path, default=SHIPPED_MODEL_DIR, help="model directory to install into"
     )
     parser.add_argument("--runs", type=Path, default=REPO_ROOT / "runs", help="where run folders go")
     parser.add_argument("--cache", type=Path, default=D.DEFAULT_CACHE_DIR, help="generated-data cache")

@@ -45,7 +45,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--url", default=None, help="with --download: a mirror of the GMD zip")
     p.add_argument("--sha256", default=None, help="with --download: expected sha256 (overrides the built-in)")
     p.add_argument("--channel", type=int, default=10, help="MIDI channel of the drums, 1-16 (default 10)")
-    p.add_argument("--builtin", action="store_true", help="re-read the built-in grooves/ library")
+    p.add_argument("--builtin", action="store_true", help="re-read the built-in library (sjtui/data/grooves/)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=run_import)
 

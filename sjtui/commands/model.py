@@ -1,7 +1,7 @@
 """``sjtui model list|use VERSION``: the model versions, which is active, switching and rollback.
 
 Versions live in your model folder (``<data dir>/model/``, where ``sjtui
-train`` installs them; earlier ones are kept) and ``models/`` (the shipped
+train`` installs them; earlier ones are kept) and ``sjtui/data/models/`` (the shipped
 model). ``use VERSION`` makes one active after checking it; ``use shipped``
 goes back to the shipped model. See :mod:`sjtui.model.versions`.
 """
@@ -18,7 +18,7 @@ def add_parser(subparsers) -> None:
         "--user-dir", type=Path, default=None, help="your model folder (default: <data dir>/model)"
     )
     parser.add_argument(
-        "--shipped-dir", type=Path, default=None, help="the shipped model folder (default: models/)"
+        "--shipped-dir", type=Path, default=None, help="the shipped model folder (default: sjtui/data/models/)"
     )
     parser.set_defaults(run=_run_help, _parser=parser)
     sub = parser.add_subparsers(dest="model_command", metavar="ACTION")

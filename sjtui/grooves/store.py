@@ -22,7 +22,7 @@ Layout (``grooves.sqlite`` in ``platformdirs.user_data_dir("sjtui")``, or in
   that did not change and replaces the grooves of files that did.
 - ``meta``: key/value (the hash of the built-in library last imported).
 
-The built-in library (``grooves/`` at the repository root) is imported
+The built-in library (``sjtui/data/grooves/``, package data) is imported
 automatically when the store opens and the built-in files (or their parser)
 changed since the last time: it is always there, with no download.
 """

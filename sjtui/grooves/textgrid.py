@@ -23,7 +23,7 @@ hit at that velocity level (velocity ``level / 9``), ``g`` a ghost note
 Swing and laid-back feel are explicit header values (``swing``, ``shift``)
 that turn into micro-timing offsets; the grid itself stays exact.
 
-The full reference is ``grooves/README.md``. Public functions:
+The full reference is ``sjtui/data/grooves/README.md``. Public functions:
 :func:`parse_text`, :func:`load_file`, :func:`load_directory`,
 :func:`load_builtin`, :func:`dump_groove`, :func:`dump_grooves`.
 """
@@ -42,8 +42,8 @@ from sjtui.errors import GrooveError, MeterError
 from sjtui.grooves.vho import N_VOICES, Groove
 from sjtui.meter import Meter, parse_meter
 
-#: The library shipped with the project (``grooves/`` at the repository root).
-BUILTIN_GROOVES_DIR = Path(__file__).resolve().parents[2] / "grooves"
+#: The library shipped with the project (``sjtui/data/grooves/``, package data).
+BUILTIN_GROOVES_DIR = Path(__file__).resolve().parents[1] / "data" / "grooves"  # package data: in a wheel too
 GROOVE_FILE_SUFFIX = ".groove"
 
 #: Characters per beat that divide the 12-step beat.
@@ -266,7 +266,7 @@ def _header(block: _Block, key: str, default: str | None, origin: str) -> tuple[
     if default is None:
         raise GrooveError(
             f"{origin}:{block.line}: groove {block.name!r} has no '{key}:' line; add one "
-            f"(see grooves/README.md)"
+            f"(see sjtui/data/grooves/README.md)"
         )
     return default, block.line
 

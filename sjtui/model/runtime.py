@@ -32,8 +32,8 @@ from sjtui.model.manifest import (
     verify_file,
 )
 
-SHIPPED_MODEL_DIR = Path(__file__).resolve().parents[2] / "models"
-"""``models/`` of the source tree: the shipped encoders and their manifest."""
+SHIPPED_MODEL_DIR = Path(__file__).resolve().parents[1] / "data" / "models"  # package data: in a wheel too
+"""``sjtui/data/models/`` (package data, so in a wheel too): the shipped encoders and their manifest."""
 
 GROOVE_BATCH = 256
 """Grooves per onnxruntime call when embedding a library (bounds memory: 256 x 28 x 4 x 60 float32 = 6.9 MB)."""

@@ -2,7 +2,7 @@
 
 Layout (the one ``sjtui train`` writes through ``training/export.py``):
 
-- ``models/`` of the source tree: the **shipped** model (never changed here).
+- ``sjtui/data/models/`` (package data, so in a wheel too): the **shipped** model (never changed here).
 - the user's model folder (:func:`sjtui.model.runtime.user_model_dir`,
   ``<data dir>/model/``): ``manifest.json`` is the **active** user version
   (:func:`sjtui.model.runtime.load_model` uses it when it passes its checks,
@@ -98,7 +98,7 @@ def check_version(manifest_path: Path) -> None:
     from sjtui.model.runtime import EncoderPair
 
     directory = manifest_path.parent
-    staging = Path(tempfile.mkdtemp(prefix="sjtui-model-check-"))  # never inside models/ of the source tree
+    staging = Path(tempfile.mkdtemp(prefix="sjtui-model-check-"))  # never inside the shipped model folder
     try:
         try:
             manifest = json.loads(manifest_path.read_text())
