@@ -5,9 +5,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # rt-tests: cyclictest, which bench/engine.py runs beside its JACK graph (how late this machine wakes
-# a real-time thread)
+# a real-time thread); libjack-jackd2-dev: JACK's headers, for the audio input's C JACK client
+# (sjtui/audio/_jackinput.c, optional: without them the input runs through PortAudio)
 APT_PACKAGES := jackd2 libportaudio2 libsndfile1 fluidsynth timgm6mb-soundfont fluid-soundfont-gm tmux \
-                python3-venv python3-dev build-essential rt-tests
+                python3-venv python3-dev build-essential rt-tests libjack-jackd2-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMPS := .stamps
 

@@ -2,10 +2,12 @@
 
 Threads (ARCHITECTURE.md):
 
-- the audio input (PortAudio callback, or a file/synth source thread) only
-  writes the ring; a device's callback runs by default in a child process
-  with its own GIL, writing a shared-memory ring
-  (:mod:`sjtui.audio.device_process`, ``EngineOptions.input_process``);
+- the audio input (a callback, or a file/synth source thread) only writes
+  the ring; by default a shared-memory ring, written for a JACK device by a
+  C JACK client (:mod:`sjtui.audio.jack_input`: no Python in JACK's thread),
+  for other devices by the PortAudio callback in a child process with its
+  own GIL (:mod:`sjtui.audio.device_process`); ``EngineOptions.input_process``
+  and ``jack_input``;
 - the *engine thread* (this module's :meth:`Engine._run`) is the ring's only
   reader: it analyses every waiting hop (:class:`~sjtui.audio.analysis_thread.AnalysisThread`
   stepped in place), applies commands at batch boundaries, keeps the
@@ -93,6 +95,9 @@ class EngineOptions:
     # live input in a child process (own GIL, shared-memory ring: no overflows while the UI and the
     # analysis run Python); False keeps the PortAudio callback in this process (comparison, fallback)
     input_process: bool = True
+    # with input_process, a JACK device is read by the C JACK client (sjtui.audio.jack_input) when it
+    # was built; False: PortAudio's JACK host API in the child process, as for other devices
+    jack_input: bool = True
 
 
 @dataclass
@@ -1349,8 +1354,8 @@ class Engine:
                 source = FileSource(self.ring, device, sample_rate_hz=self.sample_rate_hz, block_size=self.options.block_size, loop=True)
                 name = f"file {Path(device).name} (looping)"
             else:
-                input_class = _device_input_class(self.ring)
-                source = input_class(int(device) if device.isdigit() else device, 1, self.sample_rate_hz, self.options.block_size, self.ring)
+                device = int(device) if device.isdigit() else device
+                source = _device_input_class(self.ring, device, self.options.jack_input)(device, 1, self.sample_rate_hz, self.options.block_size, self.ring)
                 name = f"{source.device.name} input 1"
             source.start()
         except BaseException:
@@ -1939,13 +1944,22 @@ def _open_process_output(options: EngineOptions, sample_rate_hz: int, clock):
     return output, name, int(output.sample_rate_hz)
 
 
-def _device_input_class(ring):
-    """ProcessDeviceInput (PortAudio callback in a child process) for a shared ring, else DeviceInput."""
+def _device_input_class(ring, device, jack_client: bool = True):
+    """The input class for ``device`` (as the user named it) writing into ``ring``.
+
+    A shared ring (the default, ``EngineOptions.input_process``) keeps Python out of the audio
+    callback's way: for a JACK device, JackDeviceInput (a C JACK client: no Python in JACK's thread
+    at all) when it was built and ``jack_client``, else ProcessDeviceInput (PortAudio's callback in
+    a child process with its own GIL). A plain ring: DeviceInput, the PortAudio callback in this process."""
     from sjtui.audio.ring import SharedRingBuffer
 
     if isinstance(ring, SharedRingBuffer):
+        from sjtui.audio import jack_input
+        from sjtui.audio.device import find_input_device
         from sjtui.audio.device_process import ProcessDeviceInput
 
+        if jack_client and jack_input.available() and jack_input.is_jack_device(find_input_device(device)):
+            return jack_input.JackDeviceInput
         return ProcessDeviceInput
     from sjtui.audio.device import DeviceInput
 
@@ -2021,7 +2035,7 @@ def create_engine(options: EngineOptions) -> Engine:
             device = options.input
             if device is not None and device.isdigit():
                 device = int(device)
-            source = _device_input_class(ring)(device, options.input_channel, rate, options.block_size, ring)
+            source = _device_input_class(ring, device, options.jack_input)(device, options.input_channel, rate, options.block_size, ring)
             input_name = f"{source.device.name} input {options.input_channel}"
         engine = Engine(
             ring=ring, source=source, library=library, output=output, options=options, model=model,

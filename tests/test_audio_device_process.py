@@ -272,14 +272,20 @@ def test_sigkill_of_the_parent_leaves_no_child_and_no_shared_memory(portaudio_ja
 
 @pytest.mark.jack
 def test_the_engine_listens_through_the_child_by_default(portaudio_jack, library_dir):  # noqa: F811
-    """The engine's clock is fitted through the child's anchors; ``input_process=False`` keeps it in process."""
+    """The engine's clock is fitted through the child's anchors; ``input_process=False`` keeps it in process.
+
+    On JACK the default is the C JACK client when it was built (tests/test_jack_input.py);
+    ``jack_input=False`` asks for PortAudio's JACK host API in the child, as other devices get."""
+    from sjtui.audio import jack_input
     from sjtui.engine import EngineOptions, create_engine
 
-    for input_process, expected in ((True, ProcessDeviceInput), (False, DeviceInput)):
+    default = jack_input.JackDeviceInput if jack_input.available() else ProcessDeviceInput
+    cases = ((True, True, default), (True, False, ProcessDeviceInput), (False, True, DeviceInput))
+    for input_process, c_client, expected in cases:
         engine = create_engine(
             EngineOptions(
                 input="system", synth=True, synth_engine="numpy", bpm=120.0, model="none",
-                library=str(library_dir), state_file=False, input_process=input_process,
+                library=str(library_dir), state_file=False, input_process=input_process, jack_input=c_client,
             )
         )  # fmt: skip
         try:
@@ -316,13 +322,19 @@ def _portaudio_clients(client) -> list[str]:
 
 
 @pytest.mark.jack
-def test_the_jam_process_holds_no_portaudio_client_of_its_own(portaudio_jack, library_dir):  # noqa: F811
-    """With the input in its child and the drums on JACK MIDI, the child's PortAudio client is the only one.
+@pytest.mark.parametrize("c_client", [False, True], ids=["portaudio-child", "c-jack-client"])
+def test_the_jam_process_holds_no_portaudio_client_of_its_own(portaudio_jack, library_dir, c_client):  # noqa: F811
+    """With the input in its child and the drums on JACK MIDI, the child's PortAudio client is the only one;
+    with the C JACK input (the default where built) there is none at all.
 
     While PortAudio is initialised its JACK host API keeps an active client
     whose callback jackd runs every cycle, streams or not: the jam's own
     process used to keep one for the whole jam.
     """
+    from sjtui.audio import jack_input
+
+    if c_client and not jack_input.available():
+        pytest.skip("the C JACK input was not built")
     import jack
 
     from sjtui.audio.portaudio import holds
@@ -332,7 +344,7 @@ def test_the_jam_process_holds_no_portaudio_client_of_its_own(portaudio_jack, li
     engine = create_engine(
         EngineOptions(
             input="system", midi_backend="jack", bpm=120.0, model="none",
-            library=str(library_dir), state_file=False,
+            library=str(library_dir), state_file=False, jack_input=c_client,
         )
     )  # fmt: skip
     try:
@@ -341,7 +353,7 @@ def test_the_jam_process_holds_no_portaudio_client_of_its_own(portaudio_jack, li
         assert engine.error is None and engine.source.active and engine.ring.anchor_count > 20
         assert holds() == 0
         clients = _portaudio_clients(probe)
-        assert len(clients) == 1, clients
+        assert len(clients) == (0 if c_client else 1), clients
         owners = {p.name.split(":")[0] for p in probe.get_ports() if p.name.startswith("PortAudio")}
         assert owners == set(clients)  # and it is the one with the input stream's ports
     finally:
@@ -351,14 +363,20 @@ def test_the_jam_process_holds_no_portaudio_client_of_its_own(portaudio_jack, li
 
 
 @pytest.mark.jack
-def test_a_device_chosen_mid_jam_gets_its_own_process(portaudio_jack, library_dir, guitar_audio_dir):  # noqa: F811
+@pytest.mark.parametrize("c_client", [False, True], ids=["portaudio-child", "c-jack-client"])
+def test_a_device_chosen_mid_jam_gets_its_own_process(portaudio_jack, library_dir, guitar_audio_dir, c_client):  # noqa: F811
+    """From a file to a JACK device mid-jam: the PortAudio child, or the C JACK client where built."""
     from sjtui import snapshot as snap
+    from sjtui.audio import jack_input
     from sjtui.engine import EngineOptions, create_engine
 
+    if c_client and not jack_input.available():
+        pytest.skip("the C JACK input was not built")
+    expected = jack_input.JackDeviceInput if c_client else ProcessDeviceInput
     engine = create_engine(
         EngineOptions(
             input=str(guitar_audio_dir / RECORDING), loop=True, synth=True, synth_engine="numpy", bpm=120.0,
-            model="none", library=str(library_dir), state_file=False,
+            model="none", library=str(library_dir), state_file=False, jack_input=c_client,
         )
     )  # fmt: skip
     try:
@@ -367,14 +385,16 @@ def test_a_device_chosen_mid_jam_gets_its_own_process(portaudio_jack, library_di
         time.sleep(0.5)
         engine.send(snap.ChooseInput("system"))
         deadline = time.monotonic() + 20
-        while not isinstance(engine.source, ProcessDeviceInput) and time.monotonic() < deadline:
+        while not isinstance(engine.source, expected) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert isinstance(engine.source, ProcessDeviceInput) and engine.source.active
+        assert isinstance(engine.source, expected) and engine.source.active
         count, index = engine.ring.anchor_count, engine.ring.write_index
         time.sleep(0.5)
         assert engine.ring.anchor_count > count + 20 and engine.ring.write_index > index  # the index goes on
         assert engine.error is None and abs(engine.now_sample() - engine.ring.write_index) < 4096
-        pid = engine.source.pid
+        pid = getattr(engine.source, "pid", None)
     finally:
         engine.close()
-    assert _gone(pid)
+    assert not engine.source.active
+    if pid is not None:
+        assert _gone(pid)

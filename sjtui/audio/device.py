@@ -148,6 +148,15 @@ def check_input_channel(device: InputDeviceInfo, channel: int) -> int:
     return int(channel)
 
 
+def resolve_input(
+    device: int | str | None, channel: int, sample_rate_hz: int, block_size: int
+) -> tuple[InputDeviceInfo, int]:
+    """Check the settings, find the device and check its channel (every input class's first step)."""
+    validate_stream_settings(sample_rate_hz, block_size)
+    info = find_input_device(device)
+    return info, check_input_channel(info, channel)
+
+
 class InputGapDetector:
     """Finds input the driver never delivered, from the stream's clock against the samples counted.
 
@@ -219,9 +228,7 @@ class DeviceInput:
         ring_seconds: float = 4.0,
         latency: str | float = "low",
     ):
-        validate_stream_settings(sample_rate_hz, block_size)
-        self.device = find_input_device(device)
-        self.channel = check_input_channel(self.device, channel)
+        self.device, self.channel = resolve_input(device, channel, sample_rate_hz, block_size)
         self.sample_rate_hz = int(sample_rate_hz)
         self.block_size = int(block_size)
         self.latency = latency

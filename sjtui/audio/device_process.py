@@ -35,12 +35,7 @@ import queue
 import threading
 import time
 
-from sjtui.audio.device import (
-    DeviceInput,
-    check_input_channel,
-    find_input_device,
-    validate_stream_settings,
-)
+from sjtui.audio.device import DeviceInput, find_input_device, resolve_input
 from sjtui.audio.ring import SharedRingBuffer, capacity_for
 from sjtui.errors import AudioError
 
@@ -243,9 +238,7 @@ class ProcessDeviceInput:
         latency: str | float = "low",
         start_timeout_s: float = 30.0,
     ):
-        validate_stream_settings(sample_rate_hz, block_size)
-        self.device = find_input_device(device)
-        self.channel = check_input_channel(self.device, channel)
+        self.device, self.channel = resolve_input(device, channel, sample_rate_hz, block_size)
         self.sample_rate_hz = int(sample_rate_hz)
         self.block_size = int(block_size)
         self.latency = latency

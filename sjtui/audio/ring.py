@@ -370,6 +370,7 @@ class SharedRingBuffer(RingBuffer):
         self._n_anchors = int(n_anchors)
         size = _shared_size_bytes(self.capacity_samples, self._n_anchors)
         self._mmap = mmap.mmap(fd, size)
+        self.writers_in_process = 0  # C writers here holding the block (sjtui.audio.jack_input)
         self.owner = owner
         if owner:  # the descriptor is kept for children (closed with the ring)
             import weakref
@@ -429,6 +430,8 @@ class SharedRingBuffer(RingBuffer):
         """Unmap the block here (the ring is unusable afterwards; other processes keep theirs)."""
         if self._mmap is None:
             return
+        if self.writers_in_process:
+            raise BufferError("a JACK input still writes into this ring: stop the input first, then close the ring")
         self._header.release()
         del self._anchor_sample_index, self._anchor_adc_time_s, self._anchor_monotonic_s, self._buffer
         self._mmap.close()

@@ -52,6 +52,11 @@ def add_parser(subparsers) -> None:
         help="run the audio input in the jam's own process (default: a child process, so the UI and analysis "
         "cannot delay it; use this where starting that process fails)",
     )  # fmt: skip
+    parser.add_argument(
+        "--portaudio-input", action="store_true",
+        help="on JACK, take the input through PortAudio's JACK host API (in a child process) instead of sjtui's "
+        "own C JACK client",
+    )  # fmt: skip
     add_jam_options(parser)
     parser.set_defaults(run=run)
 
@@ -68,6 +73,7 @@ def options_from_args(args, **extra):
         input_channel=getattr(args, "input_channel", 1),
         loop=getattr(args, "loop", False),
         input_process=not getattr(args, "input_in_process", False),
+        jack_input=not getattr(args, "portaudio_input", False),
         synth=args.synth,
         synth_engine=args.synth_engine,
         midi_out=args.midi_out,
