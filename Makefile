@@ -29,7 +29,7 @@ bench: setup
 setup: system venv
 
 system: $(STAMPS)/system
-$(STAMPS)/system:
+$(STAMPS)/system: Makefile
 	@mkdir -p $(STAMPS)
 	@if command -v apt-get >/dev/null 2>&1; then \
 	  missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
@@ -44,7 +44,7 @@ $(STAMPS)/system:
 	@touch $@
 
 venv: $(STAMPS)/venv
-$(STAMPS)/venv: pyproject.toml
+$(STAMPS)/venv: pyproject.toml setup.py sjtui/audio/_jackinput.c
 	@mkdir -p $(STAMPS)
 	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -U pip wheel setuptools
