@@ -10,14 +10,17 @@
 2. ``realtime``: the real engine on a private JACK server for ``--seconds``
    (default 60): the jam in its own process (engine + a UI-like thread
    polling the snapshot at 30 Hz and spending ~3 ms of Python per poll, as
-   the Textual screen would), the guitar fed into PortAudio's input by
+   the Textual screen would), the guitar fed into the jam's input (sjtui's
+   C JACK client, ``sjtui-input``; ``--portaudio-input``: PortAudio in a child
+   process, the path before it) by
    FluidSynth on JACK (a riff's MIDI, clean guitar), drums out through the
    sample-accurate JACK MIDI backend into ``jack_midi_dump``: C test clients
    (``--test-clients python``: JACK-Client feeder and capture in this
    process, as before). Reported: JACK xruns and the clients jackd named
    late at each (``sjtui_late_xruns``: those naming the jam's own clients),
-   input the jam never received (``input_frames_lost``, from the stream's
-   clock: :class:`sjtui.audio.device.InputGapDetector`), PortAudio's
+   input the jam never received (``input_frames_lost``: counted from the
+   frame clock by the C client, estimated from the stream's clock by
+   :class:`sjtui.audio.device.InputGapDetector` on PortAudio), PortAudio's
    overflow flag (on JACK raised for every xrun of the server, whoever was
    late), analysis overruns, events the backend got late,
    the share of clock ticks exactly on their frame, selection_ms in the run,
@@ -530,12 +533,13 @@ def ui_like_load(engine, stop: threading.Event, stats: dict) -> None:
 
 def child_jam(
     library_dir: Path, model_dir: Path, seconds: float, capture_port: str, switch_ms: float | None,
-    backend_kind: str = "jack", midi_process: bool = True, input_process: bool = True,
+    backend_kind: str = "jack", midi_process: bool = True, input_process: bool = True, jack_input: bool = True,
 ) -> dict:  # fmt: skip
     """In the jam's own process: the engine and the UI-like load, nothing else (no test clients).
 
     ``midi_process``: the MIDI scheduler in its own child process (the default) or in this one;
-    ``input_process``: the same for the audio input's PortAudio callback."""
+    ``input_process``: the same for the audio input's PortAudio callback; ``jack_input``: with
+    ``input_process``, the input as sjtui's C JACK client (the default) or PortAudio in a child."""
     from sjtui.config import EngineConfig
     from sjtui.engine import EngineOptions, create_engine
 
@@ -546,7 +550,7 @@ def child_jam(
         EngineOptions(
             input="system", midi_out=capture_port, midi_backend=backend_kind, midi_api="UNIX_JACK", clock_out=True,
             bpm=120.0, model=str(model_dir), library=str(library_dir), config=config, state_file=False,
-            input_process=input_process,
+            input_process=input_process, jack_input=jack_input,
         )
     )  # fmt: skip
     stop = threading.Event()
@@ -717,6 +721,7 @@ def bench_environment(seconds: float, load_percent: float = 0.0) -> dict:
 def bench_realtime(
     library_dir: Path, model_dir: Path, seconds: float, switch_ms: float | None = None,
     backend_kind: str = "jack", midi_process: bool = True, input_process: bool = True, test_clients: str = "c",
+    jack_input: bool = True,
 ) -> dict:  # fmt: skip
     """A private JACK server; the jam (engine + UI-like load) in a child process; feeder and capture outside it.
 
@@ -744,7 +749,7 @@ def bench_realtime(
              str(model_dir), "--capture-port", capture.port_name]
             + ([] if switch_ms is None else ["--switch-ms", str(switch_ms)])
             + ["--backend", backend_kind, "--midi-process", "1" if midi_process else "0"]
-            + ["--input-process", "1" if input_process else "0"],
+            + ["--input-process", "1" if input_process else "0", "--jack-input", "1" if jack_input else "0"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
         )  # fmt: skip
         line = child.stdout.readline()
@@ -818,7 +823,9 @@ def bench_input_isolation(
         order = (False, True) if k % 2 == 0 else (True, False)
         for input_process in order:
             load = os.getloadavg()
-            run = bench_realtime(library_dir, model_dir, seconds, input_process=input_process, test_clients=test_clients)
+            run = bench_realtime(
+                library_dir, model_dir, seconds, input_process=input_process, test_clients=test_clients, jack_input=False
+            )  # PortAudio's callback in the jam's process vs in a child
             run["round"] = k
             run["variant"] = "child_process" if input_process else "in_process"
             run["load_average_1_5_15_before"] = [round(v, 2) for v in load]
@@ -865,6 +872,11 @@ def main() -> int:
     parser.add_argument("--backend", default="jack", choices=("jack", "rtmidi"), help=argparse.SUPPRESS)
     parser.add_argument("--midi-process", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--input-process", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--jack-input", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--portaudio-input", action="store_true",
+        help="with --only-realtime: the jam's input through PortAudio in a child process, not sjtui's C JACK client",
+    )  # fmt: skip
     parser.add_argument(
         "--only-input-isolation", action="store_true",
         help="only the real-time runs: the audio input in the jam's process vs in a child process, alternating",
@@ -898,7 +910,8 @@ def main() -> int:
     WAKEUP_PROBE = not args.no_wakeup_probe
     if args.child_jam is not None:
         print(json.dumps(child_jam(args.library, args.model, args.child_jam, args.capture_port, args.switch_ms,
-                                   args.backend, bool(args.midi_process), bool(args.input_process))), flush=True)  # fmt: skip
+                                   args.backend, bool(args.midi_process), bool(args.input_process),
+                                   bool(args.jack_input))), flush=True)  # fmt: skip
         return 0
     if args.child_load is not None:
         print(json.dumps(child_load(args.child_load, args.seconds)), flush=True)
@@ -915,7 +928,12 @@ def main() -> int:
             print(json.dumps(result, indent=2) if args.json else _input_isolation_text(result["input_isolation"]))
             return 0
         if args.only_realtime:
-            result = {"realtime": bench_realtime(library_dir, model_dir, args.seconds, test_clients=args.test_clients)}
+            result = {
+                "realtime": bench_realtime(
+                    library_dir, model_dir, args.seconds, test_clients=args.test_clients,
+                    jack_input=not args.portaudio_input,
+                )
+            }  # fmt: skip
             print(json.dumps(result, indent=2))
             return 0
         result = {"selection": bench_selection(library_dir, model_dir, args.repeats)}
