@@ -108,6 +108,35 @@ def test_cycles_the_input_missed_are_counted_exactly(portaudio_jack):
     assert found["anchor_jumps"] == found["frames_lost"], found
 
 
+_SERVER_GOES = """
+import json, time
+from sjtui.audio.jack_input import JackDeviceInput
+from sjtui.audio.jack_server import PrivateJackServer
+server = PrivateJackServer("sjtui-test-gone", 48000, 256).start()  # JACK_DEFAULT_SERVER set while it runs
+live = JackDeviceInput(device="system").start()
+time.sleep(0.3)
+before = live.ring.write_index
+server.stop()  # jackd is gone: its shared memory with it
+deadline = time.monotonic() + 10
+while live.active and time.monotonic() < deadline:
+    time.sleep(0.05)
+gone = not live.active
+live.stop()
+print(json.dumps({"before": before, "inactive_after_server_left": gone, "writer_active": live.ring.writer_active}))
+"""
+
+
+def test_the_server_going_away_leaves_the_input_inactive_not_crashed(portaudio_jack):
+    """In a child process: a crash there (a jack_* call on a dead server) shows as its exit code."""
+    run = subprocess.run(
+        [sys.executable, "-c", _SERVER_GOES], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    found = json.loads(run.stdout.strip().splitlines()[-1])
+    assert found == {"before": found["before"], "inactive_after_server_left": True, "writer_active": 0}, found
+    assert found["before"] > 0
+
+
 def test_a_steady_stream_loses_nothing(portaudio_jack):
     def take():
         with XrunCounter() as server, JackDeviceInput(device="system", ring_seconds=4) as live:

@@ -48,6 +48,8 @@ typedef struct {
     volatile jack_nframes_t capture_latency; /* the port's, from the latency callback */
     int have_previous;
     volatile int server_gone;
+    char port_name[320]; /* kept: once the server is gone, no jack_* call is safe but close */
+    jack_nframes_t period;
     Py_buffer memory; /* the ring's block: held (exported) until close, so it cannot be unmapped under us */
 } Input;
 
@@ -231,7 +233,10 @@ static PyObject *py_open(PyObject *Py_UNUSED(self), PyObject *args)
     }
     in->client = client;
     in->sample_rate = (double)jack_get_sample_rate(client);
+    in->period = jack_get_buffer_size(client);
     in->port = jack_port_register(client, "in", JACK_DEFAULT_AUDIO_TYPE, JackPortIsInput | JackPortIsTerminal, 0);
+    if (in->port != NULL)
+        PyOS_snprintf(in->port_name, sizeof in->port_name, "%s", jack_port_name(in->port));
     int failed = in->port == NULL || jack_set_process_callback(client, process, in) != 0
                  || jack_set_xrun_callback(client, xrun, in) != 0
                  || jack_set_latency_callback(client, latency_callback, in) != 0;
@@ -314,9 +319,11 @@ static PyObject *py_info(PyObject *Py_UNUSED(self), PyObject *capsule)
     Input *in = get(capsule);
     if (in == NULL)
         return NULL;
-    return Py_BuildValue("(sIIIIO)", jack_port_name(in->port), jack_get_sample_rate(in->client),
-                         jack_get_buffer_size(in->client), jack_frame_time(in->client), in->capture_latency,
-                         in->server_gone ? Py_False : Py_True);
+    if (in->server_gone)
+        return Py_BuildValue("(sIIIIO)", in->port_name, (unsigned int)in->sample_rate, in->period, 0u,
+                             in->capture_latency, Py_False);
+    return Py_BuildValue("(sIIIIO)", in->port_name, (unsigned int)in->sample_rate, jack_get_buffer_size(in->client),
+                         jack_frame_time(in->client), in->capture_latency, Py_True);
 }
 
 static PyMethodDef methods[] = {
