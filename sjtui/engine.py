@@ -657,7 +657,8 @@ class Engine:
         if self.sample_clock.add_anchors(anchors, "monotonic_s"):
             sc = self.sample_clock
             # the anchor is the first sample of a block that arrived at monotonic_s: its end is now
-            block = self.options.block_size
+            # (the source's block: on JACK the server's period, whatever was asked)
+            block = getattr(self.source, "block_size", self.options.block_size)
             self._clock_params = (sc._offset_time, sc._offset_sample + block, sc._slope)
             set_line = getattr(self.output, "set_clock_line", None)
             if set_line is not None:  # an rtmidi child process follows the same line

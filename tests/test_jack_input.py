@@ -139,13 +139,20 @@ def test_the_server_going_away_leaves_the_input_inactive_not_crashed(portaudio_j
 
 def test_a_steady_stream_loses_nothing(portaudio_jack):
     def take():
-        with XrunCounter() as server, JackDeviceInput(device="system", ring_seconds=4) as live:
+        # 128 asked, the server's 256 delivered: the input says so (the engine's clock counts on it)
+        with (
+            XrunCounter() as server,
+            JackDeviceInput(device="system", block_size=128, ring_seconds=4) as live,
+        ):
             time.sleep(3.0)
         return live, server.xruns
 
     live = without_xruns(take)
     assert (live.ring.frames_lost, live.ring.gap_count, live.ring.overflow_count) == (0, 0, 0)
     assert live.callback_count > 500 and not live.active
+    assert live.block_size == BLOCK and set(
+        np.diff([a.sample_index for a in live.ring.anchors()]).tolist()
+    ) == {BLOCK}
 
 
 def test_the_rings_memory_stays_mapped_while_the_client_runs(portaudio_jack):

@@ -55,8 +55,8 @@ class JackDeviceInput:
 
     Same parameters, attributes and methods as :class:`~sjtui.audio.device.DeviceInput` (the
     engine swaps one for the other); ``ring`` must be a :class:`SharedRingBuffer` (one holding
-    ``ring_seconds`` is made by default). ``block_size`` is checked but the server's period is what
-    arrives; ``latency`` is the server's.
+    ``ring_seconds`` is made by default). ``block_size`` is checked, and set to the server's period
+    once started (the blocks that arrive); ``latency`` is the server's.
     """
 
     def __init__(
@@ -110,7 +110,7 @@ class JackDeviceInput:
                 "still running? Input devices:\n" + describe_input_devices()
             ) from error
         try:
-            rate = _jackinput.info(handle)[1]
+            _, rate, period, *_ = _jackinput.info(handle)
             if rate != self.sample_rate_hz:
                 raise AudioError(
                     f"the JACK server runs at {rate} Hz, not {self.sample_rate_hz} Hz; start sjtui at "
@@ -128,6 +128,7 @@ class JackDeviceInput:
             _jackinput.close(handle)
             raise
         self._handle = handle
+        self.block_size = int(period)  # what arrives: JACK has no block size but the server's period
         ring.writers_in_process += 1
         return self
 
