@@ -658,7 +658,7 @@ class Engine:
             sc = self.sample_clock
             # the anchor is the first sample of a block that arrived at monotonic_s: its end is now
             # (the source's block: on JACK the server's period, whatever was asked)
-            block = getattr(self.source, "block_size", self.options.block_size)
+            block = self.source.block_size
             self._clock_params = (sc._offset_time, sc._offset_sample + block, sc._slope)
             set_line = getattr(self.output, "set_clock_line", None)
             if set_line is not None:  # an rtmidi child process follows the same line
@@ -1356,7 +1356,7 @@ class Engine:
                 name = f"file {Path(device).name} (looping)"
             else:
                 device = int(device) if device.isdigit() else device
-                source = _device_input_class(self.ring, device, self.options.jack_input)(device, 1, self.sample_rate_hz, self.options.block_size, self.ring)
+                source = _device_input(self.ring, device, 1, self.sample_rate_hz, self.options)
                 name = f"{source.device.name} input 1"
             source.start()
         except BaseException:
@@ -1945,26 +1945,26 @@ def _open_process_output(options: EngineOptions, sample_rate_hz: int, clock):
     return output, name, int(output.sample_rate_hz)
 
 
-def _device_input_class(ring, device, jack_client: bool = True):
-    """The input class for ``device`` (as the user named it) writing into ``ring``.
+def _device_input(ring, device, channel: int, rate: int, options: EngineOptions):
+    """The (not yet started) input for ``device`` (as the user named it) writing into ``ring``.
 
     A shared ring (the default, ``EngineOptions.input_process``) keeps Python out of the audio
     callback's way: for a JACK device, JackDeviceInput (a C JACK client: no Python in JACK's thread
-    at all) when it was built and ``jack_client``, else ProcessDeviceInput (PortAudio's callback in
-    a child process with its own GIL). A plain ring: DeviceInput, the PortAudio callback in this process."""
+    at all) when it was built and ``options.jack_input``, else ProcessDeviceInput (PortAudio's
+    callback in a child process with its own GIL). A plain ring: DeviceInput, the PortAudio callback
+    in this process. The device is looked up once (each lookup scans PortAudio's devices)."""
+    from sjtui.audio.device import DeviceInput, find_input_device
     from sjtui.audio.ring import SharedRingBuffer
 
+    input_class = DeviceInput
     if isinstance(ring, SharedRingBuffer):
         from sjtui.audio import jack_input
-        from sjtui.audio.device import find_input_device
         from sjtui.audio.device_process import ProcessDeviceInput
 
-        if jack_client and jack_input.available() and jack_input.is_jack_device(find_input_device(device)):
-            return jack_input.JackDeviceInput
-        return ProcessDeviceInput
-    from sjtui.audio.device import DeviceInput
-
-    return DeviceInput
+        device = find_input_device(device)
+        use_c_client = options.jack_input and jack_input.available() and jack_input.is_jack_device(device)
+        input_class = jack_input.JackDeviceInput if use_c_client else ProcessDeviceInput
+    return input_class(device, channel, rate, options.block_size, ring)
 
 
 def create_engine(options: EngineOptions) -> Engine:
@@ -2036,7 +2036,7 @@ def create_engine(options: EngineOptions) -> Engine:
             device = options.input
             if device is not None and device.isdigit():
                 device = int(device)
-            source = _device_input_class(ring, device, options.jack_input)(device, options.input_channel, rate, options.block_size, ring)
+            source = _device_input(ring, device, options.input_channel, rate, options)
             input_name = f"{source.device.name} input {options.input_channel}"
         engine = Engine(
             ring=ring, source=source, library=library, output=output, options=options, model=model,

@@ -185,12 +185,15 @@ def test_bad_settings_and_devices_say_what_to_do(portaudio_jack):
 
 
 def test_the_engine_takes_the_c_input_for_a_jack_device(portaudio_jack):
-    from sjtui.engine import _device_input_class
+    from sjtui.engine import EngineOptions, _device_input
 
     ring = SharedRingBuffer.create(48000 * 2)
+    options = EngineOptions()
     try:
-        assert _device_input_class(ring, "system") is JackDeviceInput
+        assert type(_device_input(ring, "system", 1, 48000, options)) is JackDeviceInput
         # a plain ring: PortAudio's callback in this process, as asked for with input_process=False
-        assert _device_input_class(RingBuffer(48000 * 2), "system").__name__ == "DeviceInput"
+        assert (
+            type(_device_input(RingBuffer(48000 * 2), "system", 1, 48000, options)).__name__ == "DeviceInput"
+        )
     finally:
         ring.close()

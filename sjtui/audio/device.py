@@ -74,12 +74,16 @@ def describe_input_devices(devices: list[InputDeviceInfo] | None = None) -> str:
     return "\n".join("  " + d.describe() for d in devices)
 
 
-def find_input_device(device: int | str | None) -> InputDeviceInfo:
+def find_input_device(device: int | str | InputDeviceInfo | None) -> InputDeviceInfo:
     """Resolve ``device`` (index, case-insensitive name substring, or None for the default input).
 
     Raises :class:`AudioError` listing the input devices that exist when
-    nothing (or more than one device, for a substring) matches.
+    nothing (or more than one device, for a substring) matches. An
+    :class:`InputDeviceInfo` is already resolved and comes back as it is (the
+    streams check at start that its index still names it).
     """
+    if isinstance(device, InputDeviceInfo):
+        return device
     with held() as sd:
         devices = list_input_devices()
         default_index = sd.default.device[0]

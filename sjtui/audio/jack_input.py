@@ -22,6 +22,7 @@ unmapped while the callback may write.
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 from sjtui.audio.device import describe_input_devices, resolve_input
 from sjtui.audio.ring import _HEADER_SLOTS, SharedRingBuffer, capacity_for
@@ -29,6 +30,17 @@ from sjtui.errors import AudioError
 
 JACK_HOST_API = "JACK Audio Connection Kit"  # PortAudio's name for its JACK host API
 CLIENT_NAME = "sjtui-input"
+
+
+class _ClientInfo(NamedTuple):
+    """What ``_jackinput.info`` answers (one call, one tuple from C)."""
+
+    port_name: str
+    sample_rate_hz: int
+    period_frames: int
+    frame_time: int  # the server's frame clock now (0 once the server is gone)
+    capture_latency_frames: int
+    server_alive: bool
 
 
 def available() -> bool:
@@ -110,7 +122,8 @@ class JackDeviceInput:
                 "still running? Input devices:\n" + describe_input_devices()
             ) from error
         try:
-            _, rate, period, *_ = _jackinput.info(handle)
+            info = _ClientInfo(*_jackinput.info(handle))
+            rate = info.sample_rate_hz
             if rate != self.sample_rate_hz:
                 raise AudioError(
                     f"the JACK server runs at {rate} Hz, not {self.sample_rate_hz} Hz; start sjtui at "
@@ -128,7 +141,7 @@ class JackDeviceInput:
             _jackinput.close(handle)
             raise
         self._handle = handle
-        self.block_size = int(period)  # what arrives: JACK has no block size but the server's period
+        self.block_size = info.period_frames  # what arrives: JACK has no block size but the server's period
         ring.writers_in_process += 1
         return self
 
@@ -141,29 +154,29 @@ class JackDeviceInput:
             _jackinput.close(handle)
             self.ring.writers_in_process -= 1
 
-    def _info(self):
+    def _info(self) -> _ClientInfo:
         from sjtui.audio import _jackinput
 
         if self._handle is None:
             raise AudioError("the audio input is not running; call start() first")
-        return _jackinput.info(self._handle)
+        return _ClientInfo(*_jackinput.info(self._handle))
 
     @property
     def active(self) -> bool:
         """Running, and the JACK server has not gone away."""
-        return self._handle is not None and bool(self._info()[5])
+        return self._handle is not None and self._info().server_alive
 
     def stream_time_s(self) -> float:
         """The server's frame clock now in seconds (the clock of the anchors' ``adc_time_s``)."""
         info = self._info()
-        return info[3] / info[1]
+        return info.frame_time / info.sample_rate_hz
 
     @property
     def input_latency_s(self) -> float:
         if self._handle is None:
             return float("nan")
         info = self._info()
-        return info[4] / info[1]
+        return info.capture_latency_frames / info.sample_rate_hz
 
     def __enter__(self) -> JackDeviceInput:
         return self.start()
