@@ -281,6 +281,27 @@ async def test_quit_closes_player_and_store(stores, loops):
 
 
 @pytest.mark.asyncio
+async def test_note_typed_ahead_in_one_read_is_kept(stores, loops):
+    """A terminal delivers "n", the note and Enter in one read when typed fast or over SSH:
+    every key is queued before the app handles "n", so the note input must have focus when
+    the next key is taken off the queue (Widget.focus() only schedules it)."""
+    from textual import events
+
+    session = _session(stores, loops, FixedPlayer())
+    app = LabelApp(session)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        typed = [("n", "n"), *((c if c != " " else "space", c) for c in "fill in late"), ("enter", "\r")]
+        for key, character in typed:
+            app.post_message(events.Key(key, character))
+        assert await _wait(pilot, lambda: app.pending_note == "fill in late")
+        app.post_message(events.Key("3", "3"))
+        assert await _wait(pilot, lambda: stores[1].count() == 1)
+        assert stores[1].rating_rows()[0]["note"] == "fill in late"
+        await pilot.press("q")
+
+
+@pytest.mark.asyncio
 async def test_factory_error_is_shown_and_quit_returns_2():
     from sjtui.labels.errors import LabelError
 

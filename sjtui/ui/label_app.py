@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 from textual import work
+from textual.actions import SkipAction
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -105,7 +106,9 @@ class LabelApp(App[int]):
         Binding("p", "replay", "Replay"),
         Binding("enter", "replay", "Replay", show=False),
         Binding("s", "skip", "Skip"),
-        Binding("n", "note", "Note"),
+        # priority: handled as the app takes the key off its queue, so the note input has focus
+        # before the keys typed right after n (one terminal read) are passed on
+        Binding("n", "note", "Note", priority=True),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit_label", "Quit"),
         Binding("ctrl+c", "quit_label", "Quit", show=False, priority=True),
@@ -352,9 +355,11 @@ class LabelApp(App[int]):
 
     def action_note(self) -> None:
         note_input = self.query_one("#note-input", Input)
+        if note_input.has_class("-open"):
+            raise SkipAction()  # an n typed into the note
         note_input.value = self.pending_note
         note_input.add_class("-open")
-        note_input.focus()
+        self.set_focus(note_input)  # now: focus() would only schedule it behind the queued keys
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.pending_note = event.value.strip()
