@@ -410,8 +410,10 @@ class JackMidiBackend(MidiBackend):
         return float(self.client.frame_time - self.frame_offset)
 
     def send_now(
-        self, messages: Sequence[Sequence[int]], timeout_s: float = 0.5, silence: bool = False
+        self, messages: Sequence[Sequence[int]], timeout_s: float = 2.0, silence: bool = False
     ) -> bool:
+        # waits for a cycle of the callback: 5 ms normally, but the panic must not give up on a
+        # machine stalled for a moment (a Python callback also waits for the GIL)
         if self.client is None:
             return False
         self._panic_done.clear()

@@ -99,7 +99,7 @@ def cleanup_messages(state: dict, all_sound_off: bool = True) -> list[list[int]]
     return out
 
 
-def _send_jack(destinations: list[str], messages: list[list[int]], timeout_s: float = 1.0) -> list[str]:
+def _send_jack(destinations: list[str], messages: list[list[int]], timeout_s: float = 2.0) -> list[str]:
     from sjtui.midi.backends import JackMidiBackend
 
     backend = JackMidiBackend(client_name="sjtui-cleanup", port_name="cleanup")
