@@ -26,7 +26,7 @@ from sjtui.audio.device import DeviceInput
 from sjtui.audio.device_process import ProcessDeviceInput
 from sjtui.audio.ring import RingBuffer, RingReader, SharedRingBuffer
 from sjtui.errors import AudioError
-from tests.test_audio_device import RECORDING, _aligned, _record
+from tests.test_audio_device import RECORDING, _aligned, _record, assert_arrived_bit_exact
 from tests.test_engine_fast import library_dir  # noqa: F401 - fixture
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,6 +44,16 @@ def _gone(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return True
     return state in ("Z", "X")
+
+
+def _within(condition, timeout_s: float = 10.0) -> bool:
+    """``condition()`` became true within ``timeout_s`` (progress of another process or thread)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def _wait_gone(pid: int, timeout_s: float = 10.0) -> bool:
@@ -140,16 +150,12 @@ def test_the_recording_arrives_bit_exact_through_the_child_as_in_process(portaud
     signal_, _ = sf.read(guitar_audio_dir / RECORDING, dtype="float32")
     other = np.random.default_rng(5).uniform(-0.5, 0.5, signal_.shape[0]).astype(np.float32)
     results = {}
-    for input_class in (ProcessDeviceInput, DeviceInput):
-        live, received, _ = _record([other, signal_], channel=2, input_class=input_class)
-        offset = _aligned(received, signal_)
-        results[input_class.__name__] = received[offset : offset + signal_.shape[0] + 4800]
-        np.testing.assert_array_equal(received[offset : offset + signal_.shape[0]], signal_)
-        assert not received[:offset].any() and not received[offset + signal_.shape[0] :].any()
-        ring = live.ring
-        assert ring.error_count == 0 and live.callback_count > signal_.shape[0] // 256
+
+    def judge(live, received, _):
+        assert_arrived_bit_exact(received, signal_, silence_around=True)
+        assert live.ring.error_count == 0 and live.callback_count > signal_.shape[0] // 256
         # one anchor per callback, a block apart; capture times advance at the sample rate
-        anchors = ring.anchors()
+        anchors = live.ring.anchors()
         assert {b.sample_index - a.sample_index for a, b in itertools.pairwise(anchors)} == {256}
         index = np.array([a.sample_index for a in anchors], dtype=np.float64)
         adc_s = np.array([a.adc_time_s for a in anchors])
@@ -157,6 +163,11 @@ def test_the_recording_arrives_bit_exact_through_the_child_as_in_process(portaud
         # the child's monotonic_s is this process's time.monotonic() (one system-wide clock)
         assert anchors[0].monotonic_s < anchors[-1].monotonic_s < time.monotonic()
         assert time.monotonic() - anchors[-1].monotonic_s < 60.0
+
+    for input_class in (ProcessDeviceInput, DeviceInput):
+        _, received, _ = _record([other, signal_], judge, channel=2, input_class=input_class)
+        offset = _aligned(received, signal_)
+        results[input_class.__name__] = received[offset : offset + signal_.shape[0] + 4800]
     np.testing.assert_array_equal(results["ProcessDeviceInput"], results["DeviceInput"])
 
 
@@ -168,15 +179,17 @@ def test_overflows_and_anchors_in_the_child_are_seen_here(portaudio_jack):
         deadline = time.monotonic() + 10
         while ring.anchor_count < 20 and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert ring.overflow_count == 0 and ring.last_overflow_index == -1
+        # PortAudio flags an overflow after any xrun of the server (a client starting can
+        # cause one), so the stop's overflow is the one counted from here on
+        before, stopped_at = ring.overflow_count, ring.write_index
         os.kill(live.pid, signal.SIGSTOP)
         time.sleep(0.1)
         os.kill(live.pid, signal.SIGCONT)
         deadline = time.monotonic() + 10
-        while ring.overflow_count == 0 and time.monotonic() < deadline:
+        while ring.overflow_count == before and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert ring.overflow_count >= 1
-        assert 0 < ring.last_overflow_index <= ring.write_index
+        assert ring.overflow_count > before
+        assert stopped_at <= ring.last_overflow_index <= ring.write_index
         count = ring.anchor_count
         while ring.anchor_count < count + 10 and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -224,8 +237,7 @@ def test_stop_leaves_no_child_and_no_shared_memory(portaudio_jack):
         assert _ring_names(os.getpid()) == []
         os.kill(pid, signal.SIGINT)  # Ctrl-C reaches the process group: the parent decides, the child goes on
         count = live.callback_count
-        time.sleep(0.3)
-        assert live.active and live.callback_count > count
+        assert _within(lambda: live.callback_count > count + 10) and live.active  # noqa: B023
         live.stop()
         assert _gone(pid) and live.pid is None and not live.active
         live.stop()  # idempotent
@@ -292,13 +304,13 @@ def test_the_engine_listens_through_the_child_by_default(portaudio_jack, library
             assert type(engine.source) is expected
             assert isinstance(engine.ring, SharedRingBuffer) == input_process
             engine.start()
-            time.sleep(1.0)
+            assert _within(lambda: engine.ring.anchor_count > 50)  # noqa: B023 - called here
             assert engine.error is None and engine.source.active
             ring = engine.ring
-            assert ring.anchor_count > 50 and ring.error_count == 0
+            assert ring.error_count == 0
             # the sample clock follows the ring: 'now' is within a few blocks of what arrived
-            assert abs(engine.now_sample() - ring.write_index) < 4096
-            assert engine.analysis.next_index > 0
+            assert _within(lambda: abs(engine.now_sample() - ring.write_index) < 4096, 5)  # noqa: B023
+            assert _within(lambda: engine.analysis.next_index > 0)  # noqa: B023
             pid = getattr(engine.source, "pid", None)
         finally:
             engine.close()
@@ -349,8 +361,8 @@ def test_the_jam_process_holds_no_portaudio_client_of_its_own(portaudio_jack, li
     )  # fmt: skip
     try:
         engine.start()
-        time.sleep(0.5)
-        assert engine.error is None and engine.source.active and engine.ring.anchor_count > 20
+        assert _within(lambda: engine.ring.anchor_count > 20)
+        assert engine.error is None and engine.source.active
         assert holds() == 0
         clients = _portaudio_clients(probe)
         assert len(clients) == (0 if c_client else 1), clients
@@ -389,9 +401,12 @@ def test_a_device_chosen_mid_jam_gets_its_own_process(portaudio_jack, library_di
             time.sleep(0.05)
         assert isinstance(engine.source, expected) and engine.source.active
         count, index = engine.ring.anchor_count, engine.ring.write_index
-        time.sleep(0.5)
-        assert engine.ring.anchor_count > count + 20 and engine.ring.write_index > index  # the index goes on
-        assert engine.error is None and abs(engine.now_sample() - engine.ring.write_index) < 4096
+        assert _within(lambda: engine.ring.anchor_count > count + 20)
+        assert engine.ring.write_index > index  # the index goes on
+        assert engine.error is None
+        # the engine's clock follows the new input (checked a few times: a stall of jackd or the
+        # input for ~85 ms at the moment of one reading is not the clock's fault)
+        assert _within(lambda: abs(engine.now_sample() - engine.ring.write_index) < 4096, 5)
         pid = getattr(engine.source, "pid", None)
     finally:
         engine.close()

@@ -81,20 +81,27 @@ class _StallOnce(DeviceInput):
 @pytest.mark.jack
 def test_a_stalled_callback_loses_cycles_and_says_how_many(portaudio_jack):
     """jackd skips a client's cycles while it is late; the input reports exactly what it missed."""
-    with XrunCounter() as server:
-        live = _StallOnce(device="system", block_size=BLOCK, ring_seconds=4).start()
-        try:
-            time.sleep(2.0)  # a full detector window (256 blocks = 1.4 s) before the stall
-            live.stall_s = 0.030  # 5.6 periods of 5.3 ms
-            live.stall_at = live.callback_count + 10
-            time.sleep(3.5)  # two more windows
-        finally:
-            live.stop()
-    assert server.xruns >= 1  # jackd saw the stall as an xrun, as the other tests' counters rely on
-    ring = live.ring
-    assert ring.gap_count == 1, (ring.gap_count, ring.frames_lost)
-    assert 2 * BLOCK <= ring.frames_lost <= 7 * BLOCK, ring.frames_lost
-    assert ring.overflow_count >= 1  # PortAudio's flag for the xrun we caused
+
+    def take():
+        with XrunCounter() as server:
+            live = _StallOnce(device="system", block_size=BLOCK, ring_seconds=4).start()
+            try:
+                time.sleep(2.0)  # a full detector window (256 blocks = 1.4 s) before the stall
+                live.stall_s = 0.030  # 5.6 periods of 5.3 ms
+                live.stall_at = live.callback_count + 10
+                time.sleep(3.5)  # two more windows
+            finally:
+                live.stop()
+        assert server.xruns >= 1  # jackd saw the stall as an xrun, as the other tests' counters rely on
+        return live.ring, server.xruns
+
+    def judge(ring):
+        assert ring.gap_count == 1, (ring.gap_count, ring.frames_lost)
+        # 30 ms and the time to take the GIL back (a loaded machine adds milliseconds)
+        assert 2 * BLOCK <= ring.frames_lost <= 12 * BLOCK, ring.frames_lost
+        assert ring.overflow_count >= 1  # PortAudio's flag for the xrun we caused
+
+    without_xruns(take, judge, expected_xruns=1)  # another xrun besides ours can add a gap: taken again
 
 
 @pytest.mark.jack
@@ -104,6 +111,9 @@ def test_a_steady_stream_loses_nothing(portaudio_jack):
             time.sleep(3.5)
         return live, server.xruns
 
-    live = without_xruns(take)  # an xrun of the server (any client late) really loses input
-    assert (live.ring.frames_lost, live.ring.gap_count) == (0, 0)
-    assert live.callback_count > 500
+
+    def judge(live):
+        assert (live.ring.frames_lost, live.ring.gap_count) == (0, 0)
+        assert live.callback_count > 500
+
+    without_xruns(take, judge)  # an xrun of the server (any client late) really loses input: taken again

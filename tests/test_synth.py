@@ -103,45 +103,58 @@ def test_synth_backend_plays_through_the_jack_output_sample_exactly(portaudio_ja
 
     from sjtui.synth.backend import SynthBackend
 
-    client = jack.Client("synth-capture", no_start_server=True)
-    port = client.inports.register("in")
-    blocks: list[tuple[int, np.ndarray]] = []
+    from tests.test_audio_device import XrunCounter, without_xruns
 
-    def process(frames):
-        blocks.append((client.last_frame_time, port.get_array().copy()))
+    def take():
+        client = jack.Client("synth-capture", no_start_server=True)
+        port = client.inports.register("in")
+        blocks: list[tuple[int, np.ndarray]] = []
 
-    client.set_process_callback(process)
-    client.activate()
-    backend = SynthBackend(engine="numpy", sample_rate_hz=RATE)
-    try:
-        sources = [
-            p.name for p in client.get_ports(is_audio=True, is_output=True) if p.name.startswith("PortAudio")
-        ]
-        client.connect(sources[0], port)
-        with MidiScheduler(backend, state=False) as scheduler:
-            start = int(scheduler.clock() + 0.2 * RATE)
-            gaps = np.array([0, 28_800, 31_111, 29_999, 40_000])  # > one-shot length: silence between
-            samples = start + np.cumsum(gaps)
-            scheduler.submit(note_events(samples, [36] * len(samples)))
-            deadline = time.monotonic() + 10
-            while backend.now_sample() < samples[-1] + RATE // 2 and time.monotonic() < deadline:
-                time.sleep(0.02)
-        assert backend.late_events == 0
-    finally:
-        backend.close()
-        client.deactivate()
-        client.close()
-    # placed by frame time: on a loaded machine a cycle of this capture can be skipped (an xrun),
-    # which would shorten a plain concatenation
-    first = blocks[0][0]
-    audio = np.zeros(blocks[-1][0] + blocks[-1][1].size - first, dtype=np.float32)
-    for frame, block in blocks:
-        audio[frame - first : frame - first + block.size] = block
-    onsets = []
-    position = 0
-    for _ in range(len(samples)):
-        onset = position + first_nonzero(audio[position:])
-        onsets.append(onset)
-        position = onset + 24_000  # the kick one-shot is 0.5 s: zeros after it
-        assert not audio[onset + 24_000 : onset + 24_000 + 4000].any()
-    assert np.array_equal(np.diff(onsets), np.diff(samples))
+        def process(frames):
+            blocks.append((client.last_frame_time, port.get_array().copy()))
+
+        client.set_process_callback(process)
+        with XrunCounter() as server:
+            client.activate()
+            backend = SynthBackend(engine="numpy", sample_rate_hz=RATE)
+            try:
+                sources = [
+                    p.name
+                    for p in client.get_ports(is_audio=True, is_output=True)
+                    if p.name.startswith("PortAudio")
+                ]
+                client.connect(sources[0], port)
+                with MidiScheduler(backend, state=False) as scheduler:
+                    start = int(scheduler.clock() + 0.2 * RATE)
+                    gaps = np.array([0, 28_800, 31_111, 29_999, 40_000])  # > one-shot length: silence between
+                    samples = start + np.cumsum(gaps)
+                    scheduler.submit(note_events(samples, [36] * len(samples)))
+                    deadline = time.monotonic() + 10
+                    while backend.now_sample() < samples[-1] + RATE // 2 and time.monotonic() < deadline:
+                        time.sleep(0.02)
+            finally:
+                backend.close()
+                client.deactivate()
+                client.close()
+        return (backend.late_events, blocks, samples), server.xruns
+
+    def judge(result):
+        late_events, blocks, samples = result
+        assert late_events == 0
+        # placed by frame time: on a loaded machine a cycle of this capture can be skipped (an xrun),
+        # which would shorten a plain concatenation
+        first = blocks[0][0]
+        audio = np.zeros(blocks[-1][0] + blocks[-1][1].size - first, dtype=np.float32)
+        for frame, block in blocks:
+            audio[frame - first : frame - first + block.size] = block
+        onsets = []
+        position = 0
+        for _ in range(len(samples)):
+            onset = position + first_nonzero(audio[position:])
+            onsets.append(onset)
+            position = onset + 24_000  # the kick one-shot is 0.5 s: zeros after it
+            assert not audio[onset + 24_000 : onset + 24_000 + 4000].any()
+        assert np.array_equal(np.diff(onsets), np.diff(samples))
+
+    # the synth counts the frames it rendered: a cycle its callback missed (an xrun) shifts what follows
+    without_xruns(take, judge)
