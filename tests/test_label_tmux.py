@@ -36,7 +36,7 @@ def test_label_over_tmux_rate_skip_note_quit(jack_server, tmp_path, tmux_session
     term.keys("n")
     term.keys("great fill")
     term.keys("Enter")
-    term.wait_for("great fill")
+    term.wait_for("· note:")  # the status line: the input has closed and handed the focus back
     term.keys("2")
     term.wait_for("rated 2")
     term.keys("q")

@@ -470,10 +470,11 @@ def test_no_note_left_on_when_a_child_stops(capture, mode):
     assert wait_for(lambda: capture.all_notes_off_after_last_note_on(), 2)
     balance = capture.balance()
     detail = (balance, capture.xruns, [(f, d.hex()) for f, d in capture.events if d[0] != CLOCK][-30:])
-    assert max(balance.values()) == 0, detail  # no note left on
-    # every note-off matched a note-on, unless an xrun made the capture miss a cycle's events (starting
-    # and stopping the child's JACK client costs xruns on a loaded machine, so a retake would not help)
-    assert min(balance.values()) == 0 or capture.xruns > 0, detail
+    # silent at any receiver (All Notes Off, above), and each note-on got its own note-off and
+    # each note-off matched a note-on, unless an xrun made the capture miss a cycle's events
+    # (starting and stopping the child's JACK client costs xruns on a loaded machine, so a retake
+    # would not help)
+    assert set(balance.values()) <= {0} or capture.xruns > 0, detail
     assert any(d == bytes([STOP]) for _, d in capture.events)
     if mode == "exception":
         assert "boom" in child.stderr.read()
