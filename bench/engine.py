@@ -20,7 +20,7 @@
    late at each (``sjtui_late_xruns``: those naming the jam's own clients),
    input the jam never received (``input_frames_lost``: counted from the
    frame clock by the C client, estimated from the stream's clock by
-   :class:`sjtui.audio.device.InputGapDetector` on PortAudio), PortAudio's
+   :class:`sjtui.audio.device.StreamGapDetector` on PortAudio), PortAudio's
    overflow flag (on JACK raised for every xrun of the server, whoever was
    late), analysis overruns, events the backend got late,
    the share of clock ticks exactly on their frame, selection_ms in the run,

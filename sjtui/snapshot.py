@@ -75,7 +75,7 @@ class TimingStats:
     note_error_ms_p99: float | None = None
     clock_jitter_ms: float | None = None
     selection_ms_p99: float | None = None
-    input_overflows: int = 0  # the driver's flag; on JACK every xrun on the server (InputGapDetector)
+    input_overflows: int = 0  # the driver's flag; on JACK every xrun on the server (StreamGapDetector)
     input_frames_lost: int = 0  # input the driver never delivered to sjtui
     xruns: int = 0
 

@@ -1,8 +1,8 @@
-"""Input the driver never delivered: InputGapDetector, alone and on a real JACK server.
+"""Input the driver never delivered: StreamGapDetector, alone and on a real JACK server.
 
 PortAudio's JACK host API raises its input-overflow flag for every xrun of the
 server, whoever was late, so the live input also measures what it lost from
-the stream's clock (sjtui.audio.device.InputGapDetector).
+the stream's clock (sjtui.audio.device.StreamGapDetector).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from sjtui.audio.device import DeviceInput, InputGapDetector
+from sjtui.audio.device import DeviceInput, StreamGapDetector
 from sjtui.audio.ring import SharedRingBuffer
 from tests.test_audio_device import XrunCounter, without_xruns
 
@@ -20,7 +20,7 @@ BLOCK = 256
 RATE = 48000
 
 
-def _feed(detector: InputGapDetector, blocks: int, late_frames: np.ndarray, skip_at: set[int]) -> list[int]:
+def _feed(detector: StreamGapDetector, blocks: int, late_frames: np.ndarray, skip_at: set[int]) -> list[int]:
     """Blocks as a driver delivers them: capture time = server frame / rate + how late the callback ran."""
     found, frame, index = [], 0, 0
     for k in range(blocks):
@@ -37,20 +37,20 @@ def _feed(detector: InputGapDetector, blocks: int, late_frames: np.ndarray, skip
 def test_jitter_within_a_cycle_is_no_gap():
     rng = np.random.default_rng(0)
     late = rng.uniform(0, BLOCK, 4000)  # callbacks anywhere within their cycle
-    assert _feed(InputGapDetector(RATE, BLOCK, window=64), 4000, late, set()) == []
+    assert _feed(StreamGapDetector(RATE, BLOCK, window=64), 4000, late, set()) == []
 
 
 def test_a_skipped_cycle_is_one_block_lost_once():
     rng = np.random.default_rng(1)
     late = rng.uniform(0, 0.4 * BLOCK, 4000)
-    found = _feed(InputGapDetector(RATE, BLOCK, window=64), 4000, late, {1000, 3000})
+    found = _feed(StreamGapDetector(RATE, BLOCK, window=64), 4000, late, {1000, 3000})
     assert len(found) == 2, found
     assert all(abs(lost - BLOCK) <= 8 for lost in found), found  # the windows' earliest callbacks differ a little
 
 
 def test_several_cycles_in_a_row_are_one_gap():
     late = np.zeros(2000)
-    found = _feed(InputGapDetector(RATE, BLOCK, window=64), 2000, late, {700, 701, 702})
+    found = _feed(StreamGapDetector(RATE, BLOCK, window=64), 2000, late, {700, 701, 702})
     assert found == [3 * BLOCK]
 
 

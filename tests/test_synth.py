@@ -97,13 +97,24 @@ def test_fluidsynth_engine_places_notes_within_its_chunk():
         assert np.abs(out[onset : onset + 2000]).max() > 0.01
 
 
-@pytest.mark.jack
-def test_synth_backend_plays_through_the_jack_output_sample_exactly(portaudio_jack):
+def _synth_take(gaps, stall_at_s: float | None = None):
+    """A take for :func:`without_xruns`: kicks at ``start + cumsum(gaps)`` through the synth's
+    PortAudio output on JACK, captured by a JACK client at their frames; ``stall_at_s`` after
+    ``start`` the synth's callback is held up 30 ms once, as a descheduled thread would be.
+    Result: (the backend, the captured audio from its first frame, the kicks' samples)."""
     import jack
 
     from sjtui.synth.backend import SynthBackend
+    from tests.test_audio_device import XrunCounter
 
-    from tests.test_audio_device import XrunCounter, without_xruns
+    class StallOnce(SynthBackend):
+        stall = False
+
+        def _callback(self, outdata, frames, time_info, status) -> None:
+            if self.stall:
+                self.stall = False
+                time.sleep(0.030)
+            super()._callback(outdata, frames, time_info, status)
 
     def take():
         client = jack.Client("synth-capture", no_start_server=True)
@@ -116,7 +127,7 @@ def test_synth_backend_plays_through_the_jack_output_sample_exactly(portaudio_ja
         client.set_process_callback(process)
         with XrunCounter() as server:
             client.activate()
-            backend = SynthBackend(engine="numpy", sample_rate_hz=RATE)
+            backend = StallOnce(engine="numpy", sample_rate_hz=RATE)
             try:
                 sources = [
                     p.name
@@ -126,35 +137,71 @@ def test_synth_backend_plays_through_the_jack_output_sample_exactly(portaudio_ja
                 client.connect(sources[0], port)
                 with MidiScheduler(backend, state=False) as scheduler:
                     start = int(scheduler.clock() + 0.2 * RATE)
-                    gaps = np.array([0, 28_800, 31_111, 29_999, 40_000])  # > one-shot length: silence between
                     samples = start + np.cumsum(gaps)
                     scheduler.submit(note_events(samples, [36] * len(samples)))
-                    deadline = time.monotonic() + 10
+                    deadline = time.monotonic() + 20
+                    stall_at = None if stall_at_s is None else start + stall_at_s * RATE
                     while backend.now_sample() < samples[-1] + RATE // 2 and time.monotonic() < deadline:
+                        if stall_at is not None and backend.now_sample() > stall_at:
+                            backend.stall, stall_at = True, None
                         time.sleep(0.02)
             finally:
                 backend.close()
                 client.deactivate()
                 client.close()
-        return (backend.late_events, blocks, samples), server.xruns
-
-    def judge(result):
-        late_events, blocks, samples = result
-        assert late_events == 0
         # placed by frame time: on a loaded machine a cycle of this capture can be skipped (an xrun),
         # which would shorten a plain concatenation
         first = blocks[0][0]
         audio = np.zeros(blocks[-1][0] + blocks[-1][1].size - first, dtype=np.float32)
         for frame, block in blocks:
             audio[frame - first : frame - first + block.size] = block
-        onsets = []
-        position = 0
-        for _ in range(len(samples)):
-            onset = position + first_nonzero(audio[position:])
-            onsets.append(onset)
-            position = onset + 24_000  # the kick one-shot is 0.5 s: zeros after it
-            assert not audio[onset + 24_000 : onset + 24_000 + 4000].any()
-        assert np.array_equal(np.diff(onsets), np.diff(samples))
+        return (backend, audio, samples), server.xruns
 
+    return take
+
+
+def _kick_onsets(audio: np.ndarray, count: int) -> list[int]:
+    onsets = []
+    position = 0
+    for _ in range(count):
+        onset = position + first_nonzero(audio[position:])
+        onsets.append(onset)
+        position = onset + 24_000  # the kick one-shot is 0.5 s: zeros after it
+        assert not audio[onset + 24_000 : onset + 24_000 + 4000].any()
+    return onsets
+
+
+@pytest.mark.jack
+def test_synth_backend_plays_through_the_jack_output_sample_exactly(portaudio_jack):
+    from tests.test_audio_device import without_xruns
+
+    def judge(result):
+        backend, audio, samples = result
+        assert backend.late_events == 0
+        assert np.array_equal(np.diff(_kick_onsets(audio, len(samples))), np.diff(samples))
+
+    gaps = np.array([0, 28_800, 31_111, 29_999, 40_000])  # > one-shot length: silence between
     # the synth counts the frames it rendered: a cycle its callback missed (an xrun) shifts what follows
-    without_xruns(take, judge)
+    without_xruns(_synth_take(gaps), judge)
+
+
+@pytest.mark.jack
+def test_a_stalled_synth_steps_over_the_cycles_it_missed(portaudio_jack):
+    """30 ms in the synth's callback: JACK skips its cycles; within ~3 s (two detector windows) the
+    synth's clock has stepped over them, and the kicks after that sound on their frames again."""
+    from tests.test_audio_device import without_xruns
+
+    def judge(result):
+        backend, audio, samples = result
+        assert backend.gap_count == 1, (backend.gap_count, backend.frames_skipped)
+        # 30 ms and the time to take the GIL back (a loaded machine adds milliseconds)
+        assert 2 * 256 <= backend.frames_skipped <= 12 * 256, backend.frames_skipped
+        onsets = _kick_onsets(audio, len(samples))
+        assert np.diff(onsets)[0] == np.diff(samples)[0]  # before the stall
+        # after it (and after the detector saw it): back on the frames the scheduler meant
+        assert np.diff(onsets)[2:].tolist() == np.diff(samples)[2:].tolist()
+        assert onsets[2] - onsets[0] == samples[2] - samples[0], "still late after the stall"
+
+    gaps = np.array([0, 28_800, 4 * RATE, 30_000])  # kicks at 0 and 0.6 s, stall at 1.5 s, kicks at 4.6 and 5.2 s
+    # the stall itself costs a few xruns of the server (5 here), so a failing take is always taken again
+    without_xruns(_synth_take(gaps, stall_at_s=1.5), judge)

@@ -161,8 +161,9 @@ def resolve_input(
     return info, check_input_channel(info, channel)
 
 
-class InputGapDetector:
-    """Finds input the driver never delivered, from the stream's clock against the samples counted.
+class StreamGapDetector:
+    """Finds cycles a stream missed, from the stream's clock against the samples counted: input the
+    driver never delivered, or output blocks a late callback never rendered (the built-in synth).
 
     PortAudio's ``input_overflow`` flag is not that measure on every host: its JACK
     host API raises it for *every* xrun on the server (pa_jack.c sets
@@ -188,7 +189,8 @@ class InputGapDetector:
         self._n = 0
 
     def update(self, index: int, adc_time_s: float) -> int:
-        """Frames found missing at this block (0 almost always); ``index`` = samples received before it."""
+        """Frames found missing at this block (0 almost always); ``index`` = samples received (or
+        rendered) before it, ``adc_time_s`` its time on the stream's clock (capture or DAC time)."""
         offset = adc_time_s * self.sample_rate_hz - index
         self._min = min(self._min, offset)
         self._n += 1
@@ -218,7 +220,7 @@ class DeviceInput:
 
     Use as a context manager or call :meth:`start` and :meth:`stop`.
     The ring's ``overflow_count`` (the driver's overflow flag), ``frames_lost``
-    and ``gap_count`` (:class:`InputGapDetector`) and ``error_count`` tell what
+    and ``gap_count`` (:class:`StreamGapDetector`) and ``error_count`` tell what
     went wrong in the callback; ``callback_count`` how many blocks arrived.
     """
 
@@ -243,7 +245,7 @@ class DeviceInput:
                 f"({self.block_size}); make a larger ring"
             )
         self.callback_count = 0
-        self._gaps = InputGapDetector(self.sample_rate_hz, self.block_size)
+        self._gaps = StreamGapDetector(self.sample_rate_hz, self.block_size)
         self._column = self.channel - 1
         self._stream = None
 
@@ -271,7 +273,7 @@ class DeviceInput:
         """Open and start the stream; :class:`AudioError` (with the device list) if it cannot."""
         if self._stream is not None:
             return self
-        self._gaps = InputGapDetector(self.sample_rate_hz, self.block_size)  # a new stream, a new clock
+        self._gaps = StreamGapDetector(self.sample_rate_hz, self.block_size)  # a new stream, a new clock
         hold = Hold()  # for the life of the stream; released in stop()
         sd = hold.sd
         try:

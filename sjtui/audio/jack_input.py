@@ -8,7 +8,7 @@ process callback (``sjtui/audio/_jackinput.c``) copies the port's buffer into a
 :class:`~sjtui.audio.device.DeviceInput`'s callback records: an anchor per block (the block's
 capture time on the server's frame clock, its arrival on ``time.monotonic``), the block count,
 and input the server never delivered (frames between one cycle's start and the next beyond the
-previous cycle's length: exact on JACK, where :class:`~sjtui.audio.device.InputGapDetector` has
+previous cycle's length: exact on JACK, where :class:`~sjtui.audio.device.StreamGapDetector` has
 to estimate). Every server xrun counts as an overflow, as PortAudio's JACK host API counts it.
 
 It is the same device as PortAudio's: a device of PortAudio's JACK host API is a JACK client

@@ -130,7 +130,7 @@ class RingBuffer:
         self.last_overflow_index = -1
         self.error_count = 0
         self.last_error_index = -1
-        self.frames_lost = 0  # input the driver never delivered (InputGapDetector), in frames
+        self.frames_lost = 0  # input the driver never delivered (StreamGapDetector), in frames
         self.gap_count = 0
         self.last_gap_index = -1
 

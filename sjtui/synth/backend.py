@@ -9,6 +9,13 @@ the block that contains it. The engine maps its audio-input samples to this
 timeline with ``frame_offset`` (event sample ``s`` plays at output frame
 ``s + frame_offset``), as with the JACK backend.
 
+When the callback misses cycles (the machine stalled it: an xrun on JACK),
+the stream's clock has moved on while the frame counter has not, and every
+later drum would sound that much late against the guitar. A
+:class:`~sjtui.audio.device.StreamGapDetector` on the blocks' DAC times
+finds the missed frames (within about 3 s) and the counter steps over them
+(``frames_skipped``, ``gap_count``); events that fell in them go out late.
+
 The callback only takes due events from a deque and calls the engine's
 ``render`` into the preallocated mono buffer, then copies it to every
 output channel; it cannot raise (a failing engine is replaced by silence
@@ -68,6 +75,7 @@ class SynthBackend(MidiBackend):
         frame_offset: int = 0,
         latency="low",
     ):
+        from sjtui.audio.device import StreamGapDetector
         from sjtui.audio.portaudio import Hold
 
         self._hold = Hold()  # PortAudio for the life of the stream; released in close()
@@ -85,6 +93,9 @@ class SynthBackend(MidiBackend):
         self._reported = False
         self.late_events = 0
         self.underflows = 0
+        self.frames_skipped = 0
+        self.gap_count = 0
+        self._gaps = StreamGapDetector(self.sample_rate_hz, blocksize or DEFAULT_BLOCK)
         try:
             self.stream = sd.OutputStream(
                 samplerate=self.sample_rate_hz,
@@ -109,6 +120,11 @@ class SynthBackend(MidiBackend):
                 self.underflows += 1
             mono = self._mono[:frames]
             mono.fill(0.0)
+            skipped = self._gaps.update(self._frames, time_info.outputBufferDacTime)
+            if skipped > 0:  # cycles this callback missed: their time has passed, so does the counter
+                self._frames += skipped
+                self.frames_skipped += skipped
+                self.gap_count += 1
             start = self._frames
             end = start + frames
             queue = self._queue
