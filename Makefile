@@ -5,8 +5,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # rt-tests: cyclictest, which bench/engine.py runs beside its JACK graph (how late this machine wakes
-# a real-time thread); libjack-jackd2-dev: JACK's headers, for the audio input's C JACK client
-# (sjtui/audio/_jackinput.c, optional: without them the input runs through PortAudio)
+# a real-time thread); libjack-jackd2-dev: JACK's headers, for the C JACK clients of the audio
+# input and the MIDI output (sjtui/audio/_jackinput.c, sjtui/midi/_jackmidi.c; optional: without
+# them the input runs through PortAudio and the MIDI output through JACK-Client's Python callback)
 APT_PACKAGES := jackd2 libportaudio2 libsndfile1 fluidsynth timgm6mb-soundfont fluid-soundfont-gm tmux \
                 python3-venv python3-dev build-essential rt-tests libjack-jackd2-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -44,7 +45,7 @@ $(STAMPS)/system: Makefile
 	@touch $@
 
 venv: $(STAMPS)/venv
-$(STAMPS)/venv: pyproject.toml setup.py sjtui/audio/_jackinput.c
+$(STAMPS)/venv: pyproject.toml setup.py sjtui/_jackclient.h sjtui/audio/_jackinput.c sjtui/midi/_jackmidi.c
 	@mkdir -p $(STAMPS)
 	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -U pip wheel setuptools

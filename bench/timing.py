@@ -58,7 +58,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from sjtui.midi.backends import JackMidiBackend, MidiBackend, RtMidiBackend
+from sjtui.midi.backends import MidiBackend, RtMidiBackend, jack_midi_backend
 from sjtui.midi.events import CLOCK, NOTE_ON, groove_events, sort_events
 from sjtui.midi.scheduler import MidiScheduler
 from sjtui.model.runtime import SHIPPED_MODEL_DIR
@@ -404,7 +404,7 @@ def _play_both(seconds: float, bpm: float, mode: str) -> dict:
             rt_backend = RtMidiBackend("bench-capture:rt", api="jack", client_name="sjtui-bench-rt")
             rt = MidiScheduler(rt_backend, sample_rate_hz=RATE, clock=clock, **options)
             rt.note_errors_ms.data = np.zeros(1 << 18)
-            jk_backend = JackMidiBackend(client_name="sjtui-bench-jack", connect_to="bench-capture:jk")
+            jk_backend = jack_midi_backend(client_name="sjtui-bench-jack", connect_to="bench-capture:jk")
             jk = MidiScheduler(jk_backend, **options)
             rt.start()
             jk.start()

@@ -131,7 +131,7 @@ CAPTURE_PROCESS = textwrap.dedent(
 
     client = jack.Client(sys.argv[1], no_start_server=True)
     port = client.midi_inports.register("in")
-    events, anchors = [], []
+    events, anchors, xruns = [], [], []
 
     def process(frames):
         base = client.last_frame_time
@@ -141,12 +141,13 @@ CAPTURE_PROCESS = textwrap.dedent(
             events.append((base + offset, bytes(data).hex()))
 
     client.set_process_callback(process)
+    client.set_xrun_callback(lambda delay: xruns.append(client.frame_time))
     client.activate()
     print("ready", flush=True)
     for line in sys.stdin:
         command = line.strip()
         if command == "dump":
-            print(json.dumps({"events": events, "anchors": anchors}), flush=True)
+            print(json.dumps({"events": events, "anchors": anchors, "xruns": xruns}), flush=True)
         elif command == "unregister":
             port.unregister()
             print("ok", flush=True)
@@ -175,7 +176,7 @@ class ProcessCapture(Capture):
             text=True,
         )
         assert self.proc.stdout.readline().strip() == "ready"
-        self.events, self.anchors = [], []
+        self.events, self.anchors, self.xrun_frames = [], [], []
 
     @property
     def port_name(self) -> str:
@@ -190,6 +191,7 @@ class ProcessCapture(Capture):
         data = json.loads(self._ask("dump"))
         self.events = [(int(f), bytes.fromhex(h)) for f, h in data["events"]]
         self.anchors = [(int(f), float(t)) for f, t in data["anchors"]]
+        self.xrun_frames = [int(f) for f in data["xruns"]]
         return self
 
     def unregister(self) -> None:
@@ -265,8 +267,25 @@ def judged_despite_xruns(capture, take, judge, tries: int = 3):
     pytest.fail(f"every take failed with xruns among its events ({lossy}): the machine is too busy to judge")
 
 
-def test_jack_backend_is_frame_exact(capture):
-    backend = JackMidiBackend(client_name="sjtui-exact", connect_to=capture.port_name)
+def _c_backend():
+    from sjtui.midi import jack_out
+
+    if not jack_out.available():
+        pytest.skip("the C JACK MIDI output was not built (JACK's headers missing)")
+    return jack_out.CJackMidiBackend
+
+
+@pytest.fixture(params=["python", "c"])
+def jack_backend(request, monkeypatch):
+    """Each JACK MIDI output: JACK-Client's Python callback, and the C client (what
+    ``jack_midi_backend`` picks where it was built); ``SJTUI_JACK_MIDI`` set to match for
+    code (a child process, the clean-up) that picks one itself."""
+    monkeypatch.setenv("SJTUI_JACK_MIDI", request.param)
+    return JackMidiBackend if request.param == "python" else _c_backend()
+
+
+def test_jack_backend_is_frame_exact(capture, jack_backend):
+    backend = jack_backend(client_name="sjtui-exact", connect_to=capture.port_name)
 
     def attempt():
         with MidiScheduler(backend) as scheduler:
@@ -294,11 +313,11 @@ def test_jack_backend_is_frame_exact(capture):
     try:
         judged_despite_xruns(capture, attempt, judge)
     finally:
-        JackMidiBackend.close(backend)
+        jack_backend.close(backend)
 
 
-def test_jack_backend_continue_from_a_song_position_and_tempo_change(capture):
-    backend = JackMidiBackend(client_name="sjtui-spp", connect_to=capture.port_name)
+def test_jack_backend_continue_from_a_song_position_and_tempo_change(capture, jack_backend):
+    backend = jack_backend(client_name="sjtui-spp", connect_to=capture.port_name)
 
     def attempt():
         with MidiScheduler(backend) as scheduler:
@@ -327,7 +346,79 @@ def test_jack_backend_continue_from_a_song_position_and_tempo_change(capture):
     try:
         judged_despite_xruns(capture, attempt, judge)
     finally:
-        JackMidiBackend.close(backend)
+        jack_backend.close(backend)
+
+
+def test_the_c_output_needs_no_gil(process_capture):
+    """Events handed over, then this process holds the GIL for 1.5 s (a busy thread with a long
+    switch interval, as a garbage collection or a long numpy-free loop would): the C callback
+    puts every event out at its exact frame meanwhile; a Python callback could not run at all."""
+    import sys
+    import threading
+
+    backend = _c_backend()(client_name="sjtui-nogil", connect_to=process_capture.port_name)
+    failures = []
+    try:
+        for _ in range(3):
+            start = int(backend.now_sample()) + 4800  # 0.1 s from now
+            frames = start + np.arange(150) * 480  # 1.5 s of 10 ms steps
+            for k, frame in enumerate(frames):
+                backend.schedule(int(frame), bytes([NOTE_ON | 9, 36 + k % 12, 100]))
+            interval = sys.getswitchinterval()
+            sys.setswitchinterval(2.0)  # the busy thread keeps the GIL until it is done
+            try:
+
+                def hog():
+                    deadline = time.monotonic() + 1.8
+                    while time.monotonic() < deadline:
+                        pass
+
+                thread = threading.Thread(target=hog)
+                thread.start()
+                thread.join()
+            finally:
+                sys.setswitchinterval(interval)
+            backend.send_now([bytes([0xB9, 123, 0])])
+            assert wait_for(lambda: len([f for f, _ in process_capture.update().events if f >= start]) >= 150, 5)
+            got = [(f, d) for f, d in process_capture.events if f >= start and d[0] == NOTE_ON | 9]
+            want = [(int(f), bytes([NOTE_ON | 9, 36 + k % 12, 100])) for k, f in enumerate(frames)]
+            xruns = [f for f in process_capture.xrun_frames if start <= f <= frames[-1] + 1024]
+            if got == want and backend.late_events == 0:
+                return
+            # a cycle the capture (a Python callback in its own process) missed loses its events
+            failures.append((len(got), backend.late_events, len(xruns)))
+            if not xruns:
+                break
+    finally:
+        backend.close()
+    pytest.fail(f"events off their frames while the GIL was held (got, late, capture xruns): {failures}")
+
+
+def test_the_c_output_is_the_default_and_refuses_what_it_cannot_send(capture, monkeypatch):
+    from sjtui.midi.backends import jack_midi_backend, open_backend
+
+    c_backend = _c_backend()
+    monkeypatch.delenv("SJTUI_JACK_MIDI", raising=False)
+    backend = open_backend("jack", connect_to=capture.port_name, client_name="sjtui-default")
+    try:
+        assert type(backend) is c_backend and backend.describe()["callback"] == "C"
+        assert backend.destinations() == [capture.port_name]
+        with pytest.raises(ValueError, match="4 bytes"):
+            backend.schedule(0, bytes([0xF0, 1, 2, 0xF7]))  # SysEx: not sent by sjtui
+        assert backend.send_now([bytes([0xB9, 123, 0])]) is True
+        assert wait_for(lambda: bytes([0xB9, 123, 0]) in [d for _, d in capture.events], 2)
+    finally:
+        backend.close()
+    backend.close()  # idempotent
+    assert backend.send_now([bytes([0xB9, 123, 0])]) is False and backend.destinations() == []
+    with pytest.raises(ValueError, match="closed"):
+        backend.schedule(0, bytes([0x99, 36, 100]))
+    monkeypatch.setenv("SJTUI_JACK_MIDI", "python")
+    python = jack_midi_backend(client_name="sjtui-asked-python")
+    try:
+        assert type(python) is JackMidiBackend
+    finally:
+        python.close()
 
 
 def test_rtmidi_backend_is_within_one_period(process_capture):
@@ -399,12 +490,12 @@ def test_virtual_port_named_sjtui_and_api_choice(process_capture):
         backend.close()
 
 
-def test_missing_port_names_the_ports_that_exist(capture):
+def test_missing_port_names_the_ports_that_exist(capture, jack_backend):
     with pytest.raises(MidiError) as info:
         RtMidiBackend("Ardour MIDI in", api="jack")
     assert capture.port_name in str(info.value) and "Ardour MIDI in" in str(info.value)
     with pytest.raises(MidiError) as info:
-        JackMidiBackend(client_name="sjtui-missing", connect_to="Ardour MIDI in")
+        jack_backend(client_name="sjtui-missing", connect_to="Ardour MIDI in")
     assert capture.port_name in str(info.value)
 
 
@@ -412,7 +503,7 @@ CHILD = textwrap.dedent(
     """
     import sys, time
     import numpy as np
-    from sjtui.midi.backends import JackMidiBackend
+    from sjtui.midi.backends import jack_midi_backend
     from sjtui.midi.events import groove_events
     from sjtui.midi.scheduler import MidiScheduler, install_signal_handlers
     from sjtui.transport.timebase import TempoMap
@@ -420,7 +511,8 @@ CHILD = textwrap.dedent(
 
     mode, destination = sys.argv[1], sys.argv[2]
     install_signal_handlers()
-    backend = JackMidiBackend(client_name="sjtui-child", connect_to=destination)
+    backend = jack_midi_backend(client_name="sjtui-child", connect_to=destination)
+    print(backend.describe().get("callback", "Python"), flush=True)
     with MidiScheduler(backend) as scheduler:
         start = int(scheduler.clock() + 0.1 * 48000)
         tempo_map = TempoMap.constant(48000, 160.0, anchor_sample=start)
@@ -452,15 +544,20 @@ def start_child(mode: str, capture: Capture) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
+    callback = child.stdout.readline().strip()
     line = child.stdout.readline()
-    if line.strip() != "playing":
+    from sjtui.midi import jack_out
+
+    c_chosen = jack_out.available() and os.environ.get("SJTUI_JACK_MIDI") != "python"
+    expected = "C" if c_chosen else "Python"
+    if callback != expected or line.strip() != "playing":
         child.kill()
-        raise AssertionError(f"child did not start: {line!r} {child.stderr.read()}")
+        raise AssertionError(f"child did not start ({callback} callback): {line!r} {child.stderr.read()}")
     return child
 
 
 @pytest.mark.parametrize("mode", ["stop", "exception", "sigterm", "sigint"])
-def test_no_note_left_on_when_a_child_stops(capture, mode):
+def test_no_note_left_on_when_a_child_stops(capture, mode, jack_backend):
     child = start_child(mode, capture)
     if mode == "sigterm":
         child.send_signal(signal.SIGTERM)
@@ -482,7 +579,7 @@ def test_no_note_left_on_when_a_child_stops(capture, mode):
 
 
 @pytest.mark.parametrize("who", ["parent", "next start"])
-def test_sigkill_is_cleaned_up_by_the_parent_or_the_next_start(capture, who):
+def test_sigkill_is_cleaned_up_by_the_parent_or_the_next_start(capture, who, jack_backend):
     child = start_child("kill", capture)
     child.send_signal(signal.SIGKILL)
     child.wait(10)
@@ -494,7 +591,7 @@ def test_sigkill_is_cleaned_up_by_the_parent_or_the_next_start(capture, who):
         report = cleanup_after(child.pid)
         assert report["reached"] == [capture.port_name] and report["error"] is None
     else:
-        backend = JackMidiBackend(client_name="sjtui-next")
+        backend = jack_backend(client_name="sjtui-next")
         scheduler = MidiScheduler(backend).start()
         try:
             assert [r["pid"] for r in scheduler.cleanup_reports] == [child.pid]
@@ -509,8 +606,8 @@ def test_sigkill_is_cleaned_up_by_the_parent_or_the_next_start(capture, who):
 
 
 @pytest.mark.parametrize("policy", ["continue", "stop"])
-def test_jack_destination_vanishing_is_reported(capture, policy):
-    backend = JackMidiBackend(client_name="sjtui-vanish", connect_to=capture.port_name)
+def test_jack_destination_vanishing_is_reported(capture, policy, jack_backend):
+    backend = jack_backend(client_name="sjtui-vanish", connect_to=capture.port_name)
     scheduler = MidiScheduler(backend, on_port_lost=policy).start()
     try:
         play(scheduler, bars=8)

@@ -19,6 +19,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "../_jackclient.h"
+
 enum {
     H_WRITE_INDEX = 0,
     H_ANCHOR_COUNT = 1,
@@ -178,13 +180,6 @@ static Input *get(PyObject *capsule)
     return in;
 }
 
-static PyObject *jack_error(const char *what, jack_status_t status)
-{
-    if (status & JackServerFailed)
-        return PyErr_Format(PyExc_OSError, "%s: no JACK server is running (jack_status 0x%x)", what, status);
-    return PyErr_Format(PyExc_OSError, "%s (jack_status 0x%x)", what, status);
-}
-
 /* open(client_name, server_name or None, ring memory (a writable buffer: the shared block's mmap),
  * header_slots, capacity, max_write, n_anchors) -> handle. The client is active when this returns;
  * the memory stays exported (the mmap cannot be closed) until close(). */
@@ -218,14 +213,8 @@ static PyObject *py_open(PyObject *Py_UNUSED(self), PyObject *args)
     in->max_write = max_write;
     in->n_anchors = n_anchors;
 
-    jack_status_t status = 0;
-    jack_client_t *client;
-    Py_BEGIN_ALLOW_THREADS
-    if (server != NULL)
-        client = jack_client_open(name, JackNoStartServer | JackServerName, &status, server);
-    else
-        client = jack_client_open(name, JackNoStartServer, &status);
-    Py_END_ALLOW_THREADS
+    jack_status_t status;
+    jack_client_t *client = open_client(name, server, &status);
     if (client == NULL) {
         release_memory(in);
         PyMem_Free(in);

@@ -9,9 +9,11 @@ backends that need them):
 - :mod:`sjtui.midi.kits`: voice -> note maps (GM default; TD-17/27, Alesis,
   EZdrummer/Superior, Addictive Drums, SSD; user maps in ``kits.json``).
 - :mod:`sjtui.midi.backends`: :class:`~sjtui.midi.backends.JackMidiBackend`
-  (frame-exact, JACK frames are its samples), :class:`~sjtui.midi.backends.RtMidiBackend`
-  (ALSA / CoreMIDI / WinMM, or JACK with one-period rounding), ``open_backend``;
-  :class:`sjtui.synth.backend.SynthBackend` renders to an audio output.
+  (frame-exact, JACK frames are its samples; ``jack_midi_backend`` takes the same
+  client with a C callback, :mod:`sjtui.midi.jack_out`, where it was built),
+  :class:`~sjtui.midi.backends.RtMidiBackend` (ALSA / CoreMIDI / WinMM, or JACK
+  with one-period rounding), ``open_backend``; :class:`sjtui.synth.backend.SynthBackend`
+  renders to an audio output.
 - :mod:`sjtui.midi.scheduler`: :class:`~sjtui.midi.scheduler.MidiScheduler`
   (``submit``, ``cancel_from``, ``set_tempo_map``, ``clock_start``,
   ``clock_stop``, ``panic``, ``stats``; a context manager) and

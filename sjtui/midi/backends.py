@@ -22,6 +22,7 @@ report, e.g. the destination vanished) and :meth:`close`.
 from __future__ import annotations
 
 import collections
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -450,6 +451,17 @@ class JackMidiBackend(MidiBackend):
                 client.close()
 
 
+def jack_midi_backend(**kwargs) -> MidiBackend:
+    """The JACK MIDI output: the C client (:class:`sjtui.midi.jack_out.CJackMidiBackend`, no Python
+    in JACK's thread) where it was built, else :class:`JackMidiBackend`; ``SJTUI_JACK_MIDI=python``
+    asks for the Python one. ``kwargs`` as both take them."""
+    from sjtui.midi import jack_out
+
+    if jack_out.available() and os.environ.get("SJTUI_JACK_MIDI", "c") != "python":
+        return jack_out.CJackMidiBackend(**kwargs)
+    return JackMidiBackend(**kwargs)
+
+
 def open_backend(
     kind: str = "auto",
     *,
@@ -462,7 +474,7 @@ def open_backend(
     if kind == "auto":
         kind = "jack" if choose_api(api) == "UNIX_JACK" else "rtmidi"
     if kind == "jack":
-        return JackMidiBackend(client_name=client_name, connect_to=connect_to if connect_to else port)
+        return jack_midi_backend(client_name=client_name, connect_to=connect_to if connect_to else port)
     if kind == "rtmidi":
         return RtMidiBackend(port, api=api, client_name=client_name)
     raise MidiError(

@@ -31,9 +31,9 @@ _STOP = ("__stop__",)
 def _make_backend(spec: dict):
     kind = spec.get("kind", "jack")
     if kind == "jack":
-        from sjtui.midi.backends import JackMidiBackend
+        from sjtui.midi.backends import jack_midi_backend
 
-        return JackMidiBackend(
+        return jack_midi_backend(
             client_name=spec.get("client_name", "sjtui"),
             port_name=spec.get("port_name", "sjtui"),
             connect_to=spec.get("connect_to"),

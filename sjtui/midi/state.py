@@ -100,9 +100,9 @@ def cleanup_messages(state: dict, all_sound_off: bool = True) -> list[list[int]]
 
 
 def _send_jack(destinations: list[str], messages: list[list[int]], timeout_s: float = 2.0) -> list[str]:
-    from sjtui.midi.backends import JackMidiBackend
+    from sjtui.midi.backends import jack_midi_backend
 
-    backend = JackMidiBackend(client_name="sjtui-cleanup", port_name="cleanup")
+    backend = jack_midi_backend(client_name="sjtui-cleanup", port_name="cleanup")
     reached = []
     try:
         for destination in destinations:
