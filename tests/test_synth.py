@@ -97,10 +97,12 @@ def test_fluidsynth_engine_places_notes_within_its_chunk():
         assert np.abs(out[onset : onset + 2000]).max() > 0.01
 
 
-def _synth_take(gaps, stall_at_s: float | None = None):
+def _synth_take(gaps, stall_at_s: float | None = None, after_the_gap: int = 0):
     """A take for :func:`without_xruns`: kicks at ``start + cumsum(gaps)`` through the synth's
     PortAudio output on JACK, captured by a JACK client at their frames; ``stall_at_s`` after
-    ``start`` the synth's callback is held up 30 ms once, as a descheduled thread would be.
+    ``start`` the synth's callback is held up 30 ms once, as a descheduled thread would be, and
+    the last ``after_the_gap`` kicks are handed over only once the synth has found the gap
+    (within ~3 s), so that an unrelated xrun later on has little time to fall before them.
     Result: (the backend, the captured audio from its first frame, the kicks' samples)."""
     import jack
 
@@ -138,12 +140,17 @@ def _synth_take(gaps, stall_at_s: float | None = None):
                 with MidiScheduler(backend, state=False) as scheduler:
                     start = int(scheduler.clock() + 0.2 * RATE)
                     samples = start + np.cumsum(gaps)
-                    scheduler.submit(note_events(samples, [36] * len(samples)))
+                    events = note_events(samples, [36] * len(samples))
+                    first = len(samples) - after_the_gap
+                    scheduler.submit(events[: 2 * first])  # a note-on and a note-off per kick
                     deadline = time.monotonic() + 20
                     stall_at = None if stall_at_s is None else start + stall_at_s * RATE
                     while backend.now_sample() < samples[-1] + RATE // 2 and time.monotonic() < deadline:
                         if stall_at is not None and backend.now_sample() > stall_at:
                             backend.stall, stall_at = True, None
+                        if first < len(samples) and backend.gap_count:
+                            scheduler.submit(events[2 * first :])
+                            first = len(samples)
                         time.sleep(0.02)
             finally:
                 backend.close()
@@ -193,15 +200,15 @@ def test_a_stalled_synth_steps_over_the_cycles_it_missed(portaudio_jack):
 
     def judge(result):
         backend, audio, samples = result
-        assert backend.gap_count == 1, (backend.gap_count, backend.frames_skipped)
-        # 30 ms and the time to take the GIL back (a loaded machine adds milliseconds)
-        assert 2 * 256 <= backend.frames_skipped <= 12 * 256, backend.frames_skipped
+        # the stall: 30 ms and the time to take the GIL back (other xruns may add gaps of their own)
+        assert backend.gap_count >= 1 and backend.frames_skipped >= 2 * 256, backend.frames_skipped
         onsets = _kick_onsets(audio, len(samples))
-        assert np.diff(onsets)[0] == np.diff(samples)[0]  # before the stall
-        # after it (and after the detector saw it): back on the frames the scheduler meant
-        assert np.diff(onsets)[2:].tolist() == np.diff(samples)[2:].tolist()
-        assert onsets[2] - onsets[0] == samples[2] - samples[0], "still late after the stall"
+        late = (np.array(onsets) - onsets[0]) - (samples - samples[0])  # frames, against the first kick
+        # after the stall, back on the frames the scheduler meant: without the step the kicks are
+        # 5 periods (1280 frames) or more late; the step's estimate is good to the lateness of the
+        # earliest callbacks the detector compared, a few frames, less than half a period
+        assert np.abs(late[1:]).max() < 128, ("still late after the stall", late.tolist(), backend.frames_skipped)
 
-    gaps = np.array([0, 28_800, 4 * RATE, 30_000])  # kicks at 0 and 0.6 s, stall at 1.5 s, kicks at 4.6 and 5.2 s
+    gaps = np.array([0, 28_800, 5 * RATE, 30_000])  # kicks at 0 and 0.6 s, stall at 1.5 s, kicks at 5.6 and 6.2 s
     # the stall itself costs a few xruns of the server (5 here), so a failing take is always taken again
-    without_xruns(_synth_take(gaps, stall_at_s=1.5), judge)
+    without_xruns(_synth_take(gaps, stall_at_s=1.5, after_the_gap=2), judge)
