@@ -45,7 +45,14 @@ def test_play_sends_every_hit_at_its_step_and_leaves_nothing_on(capture, capsys)
     step_frames = RATE * 60 / 150 / 12
 
     def take():
-        assert main(["grooves", "play", str(row["id"]), "--midi-out", capture.port_name, "--bpm", "150", "--clock-out"]) == 0
+        # in its own process, as a player runs it: this one only runs the capture's callback (in
+        # process, the command's threads and the capture's Python callback took turns at the GIL,
+        # and on a loaded machine the capture missed cycles in every take)
+        command = ["grooves", "play", str(row["id"]), "--midi-out", capture.port_name, "--bpm", "150", "--clock-out"]
+        run = subprocess.run(
+            [sys.executable, "-m", "sjtui", *command], capture_output=True, text=True, timeout=120, check=False
+        )
+        assert run.returncode == 0, run.stderr[-2000:]
 
     def judge(_):
         ons = [(f, d) for f, d in capture.notes() if d[0] & 0xF0 == NOTE_ON and d[2] > 0]
@@ -62,7 +69,7 @@ def test_play_sends_every_hit_at_its_step_and_leaves_nothing_on(capture, capsys)
         assert abs(len(ticks) - 2 * groove.bars * 4 * 24) <= 1
         assert b"\xfa" in [d for _, d in capture.events] and b"\xfc" in [d for _, d in capture.events]
 
-    judged_despite_xruns(capture, take, judge)
+    judged_despite_xruns(capture, take, judge, tries=5)
 
 
 def test_sigterm_stops_playback_with_all_notes_off(capture, capsys, tmp_path):
