@@ -241,6 +241,20 @@ def jack_connections(port_name: str, client=None) -> list[str]:
 # --- JACK (sample accurate) ----------------------------------------------------
 
 
+def connect_or_close(backend, connect_to: str | Sequence[str] | None) -> None:
+    """Connect a JACK backend's port to ``connect_to`` (a port name or several; None: leave it to the
+    user or DAW); on a name that matches nothing, close the backend and raise its MidiError."""
+    if connect_to is None:
+        return
+    targets = [connect_to] if isinstance(connect_to, str) else list(connect_to)
+    try:
+        for target in targets:
+            backend.connect(target)
+    except MidiError:
+        backend.close()
+        raise
+
+
 class JackMidiBackend(MidiBackend):
     """A JACK client with one MIDI output port; events written at their exact frame in the process callback.
 
@@ -295,14 +309,7 @@ class JackMidiBackend(MidiBackend):
         self.client.set_port_connect_callback(self._on_connect)
         self.client.set_shutdown_callback(self._on_shutdown)
         self.client.activate()
-        if connect_to is not None:
-            targets = [connect_to] if isinstance(connect_to, str) else list(connect_to)
-            try:
-                for target in targets:
-                    self.connect(target)
-            except MidiError:
-                self.close()
-                raise
+        connect_or_close(self, connect_to)
 
     @property
     def full_port_name(self) -> str:

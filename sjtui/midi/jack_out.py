@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sjtui.midi.backends import DEFAULT_CLIENT_NAME, DEFAULT_PORT_NAME, MidiBackend
+from sjtui.midi.backends import DEFAULT_CLIENT_NAME, DEFAULT_PORT_NAME, MidiBackend, connect_or_close
 from sjtui.midi.events import MidiError
 from sjtui.midi.ports import match_port
 
@@ -64,14 +64,7 @@ class CJackMidiBackend(MidiBackend):
         self.client_name, self.full_port_name, self.sample_rate_hz, _, _ = _jackmidi.info(self._handle)
         self.frame_offset = int(frame_offset)
         self._reason_seen = 0
-        if connect_to is not None:
-            targets = [connect_to] if isinstance(connect_to, str) else list(connect_to)
-            try:
-                for target in targets:
-                    self.connect(target)
-            except MidiError:
-                self.close()
-                raise
+        connect_or_close(self, connect_to)
 
     def connect(self, target: str) -> None:
         names = _jackmidi.ports(self._handle)
