@@ -424,6 +424,11 @@ def test_the_c_output_is_the_default_and_refuses_what_it_cannot_send(capture, mo
 
 
 def test_rtmidi_backend_is_within_one_period(process_capture):
+    """rtmidi's JACK output writes what it was sent at offset 0 of the next cycle: every event
+    arrives between 0 and 1 period after the scheduler sent it. Judged against the scheduler's own
+    record of when it sent each event, so a late send (this thread waiting for the GIL, e.g. for a
+    garbage collection of pytest's heap, which in CI's full run delayed one tick by ~21 ms) is not
+    charged to the backend; the scheduler's send error is measured by bench/timing.py."""
     capture = process_capture
     assert wait_for(lambda: len(capture.update().anchors) > 350)
     spreads = []
@@ -435,7 +440,8 @@ def test_rtmidi_backend_is_within_one_period(process_capture):
         backend = RtMidiBackend(capture.port_name, api="jack", client_name="sjtui-rt")
         assert backend.destinations() == [capture.port_name]
         with MidiScheduler(backend, sample_rate_hz=RATE, clock=capture.frame_clock()) as scheduler:
-            tempo_map, events = play(scheduler, bars=4)
+            # 0.5 s lead: a JACK client starting can cost the graph a cycle on a loaded machine
+            tempo_map, events = play(scheduler, bars=4, lead_s=0.5)
             end = int(events["sample"].max()) + 2000
             assert wait_for(lambda: scheduler.clock() > end + 4 * PERIOD)
             want = expected_pairs(events)
@@ -460,17 +466,23 @@ def test_rtmidi_backend_is_within_one_period(process_capture):
         last_on = max(i for i, (_, d) in enumerate(received) if d[0] == NOTE_ON | 9)
         assert set(balance.values()) == {0}
         assert any(d == bytes([0xB9, 123, 0]) for _, d in received[last_on + 1 :])
-        late = np.array([f for f, _ in notes]) - np.array([f for f, _ in want])
-        ticks = np.array([f for f, d in received if d == bytes([CLOCK])])
-        tick_late = ticks - np.rint(tempo_map.tick_to_sample(np.arange(ticks.size)))
-        spreads.append((int(np.ptp(late)), int(np.ptp(tick_late)), stats["note_error_ms_max"]))
-        # rtmidi writes each event at offset 0 of the cycle after it was sent: late by 0 .. 1 period,
-        # plus the clock fit's offset (a constant), its slope error and send jitter: 2 ms of slack
-        if spreads[-1][0] <= PERIOD + 96 and spreads[-1][1] <= PERIOD + 96:
+        ticks = np.array([f for f, d in received if d == bytes([CLOCK])], dtype=np.float64)
+        ticks_sent = scheduler.tick_times.values()
+        xruns = capture.xruns_among_events()
+        if ticks.size != ticks_sent.size:  # a cycle the capture missed loses what was in it
+            assert xruns > 0, f"{ticks_sent.size} ticks sent, {ticks.size} arrived, no xrun"
+            spreads.append(("lost ticks", ticks_sent.size - ticks.size, f"{xruns} xruns"))
+            continue
+        ons = [(f, d) for f, d in notes if d[0] & 0xF0 == NOTE_ON]
+        on_want = np.array([f for f, d in want if d[0] & 0xF0 == NOTE_ON], dtype=np.float64)
+        on_sent = on_want + scheduler.note_errors_ms.values() * RATE / 1e3
+        # arrival minus send: one constant (the clock fit's offset) plus 0 .. 1 period
+        delay = np.concatenate((np.array([f for f, _ in ons]) - on_sent, ticks - ticks_sent))
+        spreads.append((int(np.ptp(delay)), stats["note_error_ms_max"], f"{xruns} xruns"))
+        # 96 frames (2 ms) of slack for the fit's slope error and the capture's timestamps
+        if spreads[-1][0] <= PERIOD + 96:
             return
-    pytest.fail(
-        f"arrival spread (notes, ticks in frames; send error ms) above {PERIOD + 96} in every run: {spreads}"
-    )
+    pytest.fail(f"arrival minus send spread (frames; send error ms) above {PERIOD + 96} in every run: {spreads}")
 
 
 def test_virtual_port_named_sjtui_and_api_choice(process_capture):
