@@ -49,12 +49,13 @@ from pathlib import Path
 
 import numpy as np
 
+from sjtui import snapshot as snap
 from sjtui.config import EngineConfig
 from sjtui.constants import BARS_PER_WINDOW, DRUM_VOICES, HOP_SIZE
 from sjtui.errors import SjtuiError
 from sjtui.meter import parse_meter
 from sjtui.select import NO_MODEL_MESSAGE, GrooveRanker, Ranking, SwitchPolicy
-from sjtui import snapshot as snap
+from sjtui.signals import start_thread
 
 CLOCK_SOURCES = ("internal", "tap", "midi", "auto")
 _TRANSPORT_SOURCE = {"internal": "internal", "tap": "internal", "midi": "midi_clock", "auto": "auto"}
@@ -239,8 +240,7 @@ class ProcessOutput:
         if not self._begun:  # not tied by the engine (no clock yet): the child's own timeline
             self.tie((time.monotonic(), 0.0, self.sample_rate_hz))
         if self._poller is None:
-            self._poller = threading.Thread(target=self._poll, name="sjtui-midi-stats", daemon=True)
-            self._poller.start()
+            self._poller = start_thread(self._poll, "sjtui-midi-stats")
         return self
 
     def submit(self, events) -> None:
@@ -607,8 +607,7 @@ class Engine:
         for report in getattr(self.output, "cleanup_reports", []) or []:
             reached = ", ".join(report.get("reached") or []) or "no port of it is left"
             self._log("info", f"cleaned up after an earlier run (pid {report.get('pid')}): all notes off to {reached}")
-        self._thread = threading.Thread(target=self._run, name="sjtui-engine", daemon=True)
-        self._thread.start()
+        self._thread = start_thread(self._run, "sjtui-engine")
         return self
 
     def close(self, timeout_s: float = 3.0) -> None:
@@ -903,8 +902,7 @@ class Engine:
         if signature == self._model_signature:
             return
         self._model_signature = signature
-        self._model_loader = threading.Thread(target=self._load_new_model, name="sjtui-model-reload", daemon=True)
-        self._model_loader.start()
+        self._model_loader = start_thread(self._load_new_model, "sjtui-model-reload")
 
     def _load_new_model(self) -> None:
         """Worker: load what load_model() would now return; if it is another model, embed the library."""
@@ -1439,7 +1437,7 @@ class Engine:
             except Exception as error:  # noqa: BLE001 - reported, the jam goes on
                 self._log("error", f"could not save the rating: {error}")
 
-        threading.Thread(target=save, name="sjtui-rate", daemon=True).start()
+        start_thread(save, "sjtui-rate")
 
     def _start_recording(self, now: float) -> None:
         from sjtui.grooves.store import default_data_dir

@@ -62,13 +62,22 @@ def jack_server():
     """
     from sjtui.audio.jack_server import JackServerError, PrivateJackServer
 
+    import jack
+
     try:
         server = PrivateJackServer("sjtui-test", 48000, 256).start()
     except JackServerError as error:
         pytest.fail(str(error))
+    # libjack saves the signal mask of the thread that opens a process's first client and blocks it
+    # in the thread that closes the last one. sjtui opens its clients with every signal blocked
+    # (sjtui/signals.py) and keeps its own mask when it closes them; a test's own client closing
+    # last would block them in pytest's main thread, and every child it starts after would inherit
+    # that. This client, opened first with pytest's mask and closed last, keeps the saved one harmless.
+    keeper = jack.Client("pytest-keeper", no_start_server=True, servername=server.name)
     try:
         yield server.name
     finally:
+        keeper.close()
         server.stop()
 
 

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import numpy as np
@@ -482,7 +483,7 @@ def test_rtmidi_backend_is_within_one_period(process_capture):
         # 96 frames (2 ms) of slack for the fit's slope error and the capture's timestamps
         if spreads[-1][0] <= PERIOD + 96:
             return
-    pytest.fail(f"arrival minus send spread (frames; send error ms) above {PERIOD + 96} in every run: {spreads}")
+    pytest.fail(f"arrival minus send spread (frames; send error ms) above {PERIOD + 96} in all runs: {spreads}")
 
 
 def test_virtual_port_named_sjtui_and_api_choice(process_capture):
@@ -542,8 +543,9 @@ CHILD = textwrap.dedent(
             print("stopped", flush=True)
         elif mode == "exception":
             raise RuntimeError("boom")
-        else:
-            time.sleep(60)
+        else:  # waits as sjtui's processes wait, in short steps (sjtui/signals.py)
+            for _ in range(600):
+                time.sleep(0.1)
     """
 )
 
@@ -590,6 +592,82 @@ def test_no_note_left_on_when_a_child_stops(capture, mode, jack_backend):
     if mode == "exception":
         assert "boom" in child.stderr.read()
     assert not state_path(child.pid).exists()  # a clean exit removes the state file
+
+
+def _threads(pid: int) -> list[int]:
+    return sorted(int(tid) for tid in os.listdir(f"/proc/{pid}/task"))
+
+
+def _blocked(pid: int, tid: int) -> set[int]:
+    with open(f"/proc/{pid}/task/{tid}/status") as fh:
+        mask = next(int(line.split()[1], 16) for line in fh if line.startswith("SigBlk:"))
+    return {n for n in range(1, 65) if mask >> (n - 1) & 1}
+
+
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGWINCH}
+
+
+FIRST_CLIENT = textwrap.dedent(
+    """
+    import os, sys, threading
+    from sjtui.midi.backends import jack_midi_backend
+    backend = jack_midi_backend(client_name="sjtui-first", connect_to=sys.argv[1])
+    backend.close()
+    with open(f"/proc/self/task/{threading.get_native_id()}/status") as fh:
+        print(next(line.split()[1] for line in fh if line.startswith("SigBlk:")))
+    """
+)
+
+
+def test_threads_started_for_midi_leave_signals_to_the_main_thread(capture, jack_backend):
+    """libjack's threads (each output's, and rtmidi's) and the scheduler's block the asynchronous
+    signals: the kernel may hand a process signal to any thread that does not, and an interrupted
+    read of libjack's server socket shuts the client down (sjtui/signals.py). The main thread's own
+    mask is as it was after all of them closed."""
+    pid, main = os.getpid(), threading.get_native_id()
+    before, main_before = set(_threads(pid)), _blocked(pid, main)
+    backend = jack_backend(client_name="sjtui-masks", connect_to=capture.port_name)
+    rtmidi_backend = RtMidiBackend(None, api="jack", client_name="sjtui-masks-rt")
+    try:
+        with MidiScheduler(backend):
+            new = set(_threads(pid)) - before
+            assert len(new) >= 4, new  # at least libjack's notification and process threads, the scheduler's two
+            open_to = {tid: sorted(STOP_SIGNALS - _blocked(pid, tid)) for tid in new}
+            assert not any(open_to.values()), open_to
+    finally:
+        rtmidi_backend.close()  # python-rtmidi's own libjack: its last client in this process
+    assert _blocked(pid, main) == main_before
+    # a process whose first and last JACK client is sjtui's: libjack's saved mask is set again on
+    # closing the last one, and it was saved inside the block
+    env = dict(os.environ, PYTHONPATH=REPO)
+    done = subprocess.run(
+        [sys.executable, "-c", FIRST_CLIENT, capture.port_name], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    mask = int(done.stdout.split()[-1], 16)
+    assert not any(mask >> (s - 1) & 1 for s in STOP_SIGNALS), (done.stdout, done.stderr)
+
+
+def test_a_signal_sent_to_any_thread_of_a_child_stops_it_cleanly(capture):
+    """kill(2) with a thread's id hands the process signal to that thread unless it blocks it: each
+    thread of the child in turn. Before sjtui/signals.py, the one reading libjack's server socket
+    failed with EINTR, libjack shut the client down ("JackSocketClientChannel read fail") and All
+    Notes Off was never sent; a Python thread taking it left the main thread asleep."""
+    tried = []
+    for k in range(1, 16):
+        child = start_child("sigterm", capture)
+        threads = _threads(child.pid)
+        if k >= len(threads):
+            child.kill()
+            child.wait()
+            break
+        os.kill(threads[k], signal.SIGTERM)
+        child.wait(15)
+        errors = child.stderr.read()
+        assert "read fail" not in errors and "Interrupted system call" not in errors, (k, errors)
+        assert wait_for(lambda: capture.all_notes_off_after_last_note_on(), 2), (k, errors)
+        tried.append(k)
+    assert len(tried) >= 4, tried
 
 
 @pytest.mark.parametrize("who", ["parent", "next start"])

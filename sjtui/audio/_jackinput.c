@@ -149,7 +149,7 @@ static void close_input(Input *in)
             jack_deactivate(client); /* returns after the last process() call */
             publish(&in->header[H_WRITER_ACTIVE], 0);
         }
-        jack_client_close(client);
+        close_client(client);
     }
 }
 
@@ -232,13 +232,10 @@ static PyObject *py_open(PyObject *Py_UNUSED(self), PyObject *args)
     if (!failed)
         jack_on_shutdown(client, shutdown_callback, in);
     publish(&in->header[H_WRITER_ACTIVE], 1);
-    int activated;
-    Py_BEGIN_ALLOW_THREADS
-    activated = failed ? -1 : jack_activate(client);
-    Py_END_ALLOW_THREADS
+    int activated = failed ? -1 : activate_client(client);
     if (activated != 0) {
         publish(&in->header[H_WRITER_ACTIVE], 0);
-        jack_client_close(client);
+        close_client(client);
         release_memory(in);
         PyMem_Free(in);
         PyErr_SetString(PyExc_OSError, "could not register and activate the JACK input port");

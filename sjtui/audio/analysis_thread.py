@@ -32,6 +32,7 @@ from typing import Any, Callable
 
 from sjtui.audio.ring import RingBuffer, RingReader
 from sjtui.constants import HOP_SIZE
+from sjtui.signals import start_thread
 
 
 @dataclass(frozen=True)
@@ -110,8 +111,7 @@ class AnalysisThread:
     def start(self) -> AnalysisThread:
         if self._thread is None:
             self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="sjtui-analysis", daemon=True)
-            self._thread.start()
+            self._thread = start_thread(self._run, "sjtui-analysis")
         return self
 
     def stop(self, timeout_s: float = 2.0) -> None:

@@ -38,6 +38,7 @@ import time
 from sjtui.audio.device import DeviceInput, find_input_device, resolve_input
 from sjtui.audio.ring import SharedRingBuffer, capacity_for
 from sjtui.errors import AudioError
+from sjtui.signals import start_thread, unblocked
 
 CHILD_POLL_S = 0.1  # the children's pipe poll: how soon they notice a stop or a dead parent
 
@@ -164,14 +165,14 @@ class _Spawner:
 
     def __init__(self):
         self._requests: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._serve, name="sjtui-audio-spawner", daemon=True)
-        self._thread.start()
+        self._thread = start_thread(self._serve, "sjtui-audio-spawner")
 
     def _serve(self) -> None:
         while True:
             process, done = self._requests.get()
             try:
-                process.start()
+                with unblocked():  # the child starts with this thread's mask: it must see SIGTERM
+                    process.start()
                 done.put(None)
             except BaseException as error:  # noqa: BLE001 - handed to the caller
                 done.put(error)

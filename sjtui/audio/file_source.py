@@ -40,6 +40,7 @@ import numpy as np
 from sjtui.audio.ring import RingBuffer
 from sjtui.constants import SUPPORTED_SAMPLE_RATES_HZ
 from sjtui.errors import AudioError
+from sjtui.signals import start_thread
 
 
 @dataclass
@@ -206,8 +207,7 @@ class ArraySource:
             return self
         self._stop.clear()
         self.finished.clear()
-        self._thread = threading.Thread(target=self._run, name=f"sjtui-{type(self).__name__}", daemon=True)
-        self._thread.start()
+        self._thread = start_thread(self._run, f"sjtui-{type(self).__name__}")
         return self
 
     def stop(self, timeout_s: float = 2.0) -> None:

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from sjtui.errors import SjtuiError
+from sjtui.signals import unblocked
 
 POOL_SIZE = 4
 
@@ -111,12 +112,15 @@ class PrivateJackServer:
             # jackd's messages go to an unnamed file, not a pipe: nobody read the pipe while the server
             # ran, and once 64 KiB of xrun lines filled it jackd's message thread blocked and the rest was lost
             log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop() or below
-            proc = subprocess.Popen(
-                [jackd, "-n", name, "-d", "dummy", "-r", str(self.rate_hz), "-p", str(self.period_frames)],
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-                preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
-            )
+            command = [jackd, "-n", name, "-d", "dummy"]
+            command += ["-r", str(self.rate_hz), "-p", str(self.period_frames)]
+            with unblocked():  # jackd starts with the mask of the thread starting it
+                proc = subprocess.Popen(
+                    command,
+                    stdout=subprocess.DEVNULL,
+                    stderr=log,
+                    preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
+                )
             waited = subprocess.run(
                 ["jack_wait", "-s", name, "-w", "-t", str(int(max(1, self.timeout_s)))],
                 capture_output=True,

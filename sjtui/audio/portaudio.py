@@ -20,6 +20,7 @@ import contextlib
 import threading
 
 from sjtui.errors import AudioError
+from sjtui.signals import blocked, kept
 
 _lock = threading.Lock()
 _module = None
@@ -31,13 +32,15 @@ def sounddevice():
     with _lock:
         if _module is None:
             try:
-                import sounddevice as sd
+                with blocked():  # Pa_Initialize: PortAudio's JACK client starts its threads
+                    import sounddevice as sd
             except OSError as error:  # libportaudio missing
                 raise AudioError(
                     f"PortAudio could not be loaded ({error}); install it (Debian: `apt-get install libportaudio2`)"
                 ) from error
             if sd._initialized > 0:  # the import's own Pa_Initialize
-                sd._terminate()
+                with kept():  # Pa_Terminate closes its JACK client (sjtui/signals.py)
+                    sd._terminate()
             _module = sd
     return _module
 
@@ -47,14 +50,16 @@ class Hold:
 
     def __init__(self):
         self.sd = sounddevice()
-        self.sd._initialize()
+        with blocked():  # PortAudio's JACK host API opens and activates its client here
+            self.sd._initialize()
         self._held = True
 
     def release(self) -> None:
         with _lock:
             held, self._held = self._held, False
         if held:
-            self.sd._terminate()
+            with kept():  # Pa_Terminate closes its JACK client (sjtui/signals.py)
+                self.sd._terminate()
 
 
 @contextlib.contextmanager

@@ -198,6 +198,8 @@ def run_tui(engine) -> int | None:
     import os
     import threading
 
+    from sjtui.signals import start_thread
+
     factory = None if hasattr(engine, "snapshot") or not callable(engine) else engine
     app = make_app(engine)
     got = {"signal": None}
@@ -221,12 +223,12 @@ def run_tui(engine) -> int | None:
             except Exception:  # noqa: BLE001 - the app is not running (yet or any more)
                 pass
 
-        threading.Thread(target=ask_app, name="sjtui-exit-app", daemon=True).start()
+        start_thread(ask_app, "sjtui-exit-app")
         time.sleep(3.0)
         app.close_engine()  # the engine the app has (the built one with a factory)
         os._exit(128 + got["signal"])
 
-    threading.Thread(target=watch, name="sjtui-signal-watch", daemon=True).start()
+    start_thread(watch, "sjtui-signal-watch")
     if factory is None:
         engine.start()  # the app polls and commands
     try:

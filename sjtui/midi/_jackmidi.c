@@ -222,7 +222,7 @@ static void close_out(Out *o)
         o->client = NULL;
         if (!__atomic_load_n(&o->server_gone, __ATOMIC_ACQUIRE))
             jack_deactivate(client); /* returns after the last process() call */
-        jack_client_close(client);
+        close_client(client);
     }
 }
 
@@ -287,12 +287,9 @@ static PyObject *py_open(PyObject *Py_UNUSED(self), PyObject *args)
                  || jack_set_port_connect_callback(client, port_connect, o) != 0;
     if (!failed)
         jack_on_info_shutdown(client, shutdown_callback, o);
-    int activated;
-    Py_BEGIN_ALLOW_THREADS
-    activated = failed ? -1 : jack_activate(client);
-    Py_END_ALLOW_THREADS
+    int activated = failed ? -1 : activate_client(client);
     if (activated != 0) {
-        jack_client_close(client);
+        close_client(client);
         pthread_mutex_destroy(&o->reason_lock);
         PyMem_Free(queue);
         PyMem_Free(o);

@@ -28,7 +28,8 @@ import time
 from collections.abc import Sequence
 
 from sjtui.midi.events import MidiError
-from sjtui.midi.ports import choose_api, list_ports, match_port, rtmidi_api_id
+from sjtui.midi.ports import choose_api, jack_client, list_ports, match_port, rtmidi_api_id
+from sjtui.signals import blocked, kept
 
 DEFAULT_CLIENT_NAME = "sjtui"
 DEFAULT_PORT_NAME = "sjtui"
@@ -117,20 +118,24 @@ class RtMidiBackend(MidiBackend):
             names = list_ports(self.api)["outputs"]
             self.port_name = names[match_port(port, names)]
         try:
-            self.midi_out = rtmidi.MidiOut(rtmidi_api_id(self.api), name=client_name)
+            with blocked():  # rtmidi's JACK client starts its threads here
+                self.midi_out = rtmidi.MidiOut(rtmidi_api_id(self.api), name=client_name)
         except rtmidi.SystemError as error:
             raise MidiError(f"cannot open MIDI output on {self.api}: {error}") from None
         try:
             if port is None or self.api == "UNIX_JACK":
-                self.midi_out.open_virtual_port(virtual_name)
+                with blocked():
+                    self.midi_out.open_virtual_port(virtual_name)
                 self.virtual_name = virtual_name
                 if port is not None:
                     jack_connect(self.own_port_name(), self.port_name)
             else:
                 names = self.midi_out.get_ports()
-                self.midi_out.open_port(match_port(self.port_name, names))
+                with blocked():
+                    self.midi_out.open_port(match_port(self.port_name, names))
         except (rtmidi.SystemError, rtmidi.InvalidUseError, MidiError) as error:
-            self.midi_out.delete()
+            with kept():
+                self.midi_out.delete()
             raise MidiError(f"cannot open MIDI output port {port!r} on {self.api}: {error}") from None
         self._send = self.midi_out.send_message
         self._jack_client = None
@@ -138,7 +143,7 @@ class RtMidiBackend(MidiBackend):
             import jack
 
             try:
-                self._jack_client = jack.Client(f"{client_name}-watch", no_start_server=True)
+                self._jack_client = jack_client(f"{client_name}-watch")
             except jack.JackError:
                 self._jack_client = None
 
@@ -195,28 +200,30 @@ class RtMidiBackend(MidiBackend):
         return None
 
     def close(self) -> None:
-        client, self._jack_client = getattr(self, "_jack_client", None), None
-        if client is not None:
-            client.close()
-        midi_out, self.midi_out = getattr(self, "midi_out", None), None
-        if midi_out is not None:
-            try:
-                midi_out.close_port()
-            finally:
-                midi_out.delete()
+        with kept():  # libjack may set another signal mask on closing (sjtui/signals.py)
+            client, self._jack_client = getattr(self, "_jack_client", None), None
+            if client is not None:
+                client.close()
+            midi_out, self.midi_out = getattr(self, "midi_out", None), None
+            if midi_out is not None:
+                try:
+                    midi_out.close_port()
+                finally:
+                    midi_out.delete()
 
 
 def jack_connect(source: str, destination: str) -> None:
     """Connect two JACK ports with JACK-Client (which releases the GIL while it waits)."""
     import jack
 
-    client = jack.Client("sjtui-conn", no_start_server=True)
+    client = jack_client("sjtui-conn")
     try:
         client.connect(source, destination)
     except jack.JackError as error:
         raise MidiError(f"cannot connect {source} to {destination}: {error}") from None
     finally:
-        client.close()
+        with kept():
+            client.close()
 
 
 def jack_connections(port_name: str, client=None) -> list[str]:
@@ -226,7 +233,7 @@ def jack_connections(port_name: str, client=None) -> list[str]:
     own = client is None
     if own:
         try:
-            client = jack.Client("sjtui-conn", no_start_server=True)
+            client = jack_client("sjtui-conn")
         except jack.JackError:
             return []
     try:
@@ -235,7 +242,8 @@ def jack_connections(port_name: str, client=None) -> list[str]:
         return []
     finally:
         if own:
-            client.close()
+            with kept():
+                client.close()
 
 
 # --- JACK (sample accurate) ----------------------------------------------------
@@ -286,7 +294,7 @@ class JackMidiBackend(MidiBackend):
             raise MidiError(f"the JACK backend needs the JACK-Client package and libjack: {error}") from None
         self._jack = jack
         try:
-            self.client = jack.Client(client_name, no_start_server=True)
+            self.client = jack_client(client_name)
         except jack.JackError as error:
             raise MidiError(
                 f"no JACK server to connect to ({error}); start jackd or choose another backend"
@@ -308,7 +316,8 @@ class JackMidiBackend(MidiBackend):
         self.client.set_process_callback(self._process)
         self.client.set_port_connect_callback(self._on_connect)
         self.client.set_shutdown_callback(self._on_shutdown)
-        self.client.activate()
+        with blocked():  # libjack starts the process thread here
+            self.client.activate()
         connect_or_close(self, connect_to)
 
     @property
@@ -455,7 +464,8 @@ class JackMidiBackend(MidiBackend):
             try:
                 client.deactivate()
             finally:
-                client.close()
+                with kept():  # libjack may set another signal mask on closing (sjtui/signals.py)
+                    client.close()
 
 
 def jack_midi_backend(**kwargs) -> MidiBackend:

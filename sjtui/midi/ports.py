@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from sjtui.midi.events import MidiError
+from sjtui.signals import blocked, kept
 
 API_NAMES = ("LINUX_ALSA", "UNIX_JACK", "MACOSX_CORE", "WINDOWS_MM")
 _ALIASES = {
@@ -46,6 +47,15 @@ def compiled_apis() -> list[str]:
     return [by_id[i] for i in rtmidi.get_compiled_api() if i in by_id]
 
 
+def jack_client(name: str):
+    """A JACK-Client client on the running server (never starting one). libjack starts its
+    notification thread here: it is started blind to signals (sjtui/signals.py)."""
+    import jack
+
+    with blocked():
+        return jack.Client(name, no_start_server=True)
+
+
 def jack_server_running() -> bool:
     """True when a JACK server (``$JACK_DEFAULT_SERVER`` or the default) accepts a client."""
     try:
@@ -54,12 +64,13 @@ def jack_server_running() -> bool:
         return False
     jack.set_error_function(_quiet)  # libjack prints "cannot connect to server" when there is none
     try:
-        client = jack.Client("sjtui-probe", no_start_server=True)
+        client = jack_client("sjtui-probe")
     except jack.JackError:
         return False
     finally:
         jack.set_error_function(None)
-    client.close()
+    with kept():
+        client.close()
     return True
 
 
@@ -125,7 +136,8 @@ def list_ports(api: str) -> dict[str, list[str]]:
         try:
             out[key] = list(handle.get_ports())
         finally:
-            handle.delete()
+            with kept():
+                handle.delete()
     return out
 
 
@@ -140,7 +152,7 @@ def jack_midi_ports() -> dict[str, list[str]]:
     import jack
 
     try:
-        client = jack.Client("sjtui-list", no_start_server=True)
+        client = jack_client("sjtui-list")
     except jack.JackError:
         return {"outputs": [], "inputs": []}
     try:
@@ -149,7 +161,8 @@ def jack_midi_ports() -> dict[str, list[str]]:
             "inputs": [p.name for p in client.get_ports(is_midi=True, is_output=True)],
         }
     finally:
-        client.close()
+        with kept():
+            client.close()
 
 
 def list_all_ports() -> dict[str, dict[str, list[str]]]:

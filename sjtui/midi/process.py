@@ -25,6 +25,8 @@ import threading
 import time
 from typing import Any
 
+from sjtui.signals import start_thread, unblocked
+
 _STOP = ("__stop__",)
 
 
@@ -108,6 +110,10 @@ def _child(conn, spec: dict, options: dict, clock_line) -> None:
     try:
         while True:
             try:
+                # short waits: a SIGTERM taken by a thread that does not block it (OpenBLAS's) only
+                # runs its handler here once this thread runs Python again (sjtui/signals.py)
+                while not conn.poll(0.25):
+                    pass
                 message = conn.recv()
             except (EOFError, OSError):  # the parent is gone
                 break
@@ -215,7 +221,8 @@ class MidiProcess:
             name="sjtui-midi",
             daemon=True,
         )
-        self.process.start()
+        with unblocked():  # a child starts with its starter's mask, whatever thread that is
+            self.process.start()
         child_conn.close()
         if not self._conn.poll(start_timeout_s):
             self.process.kill()
@@ -230,8 +237,7 @@ class MidiProcess:
             raise MidiError(payload)
         self.description = payload
         self._lock = threading.Lock()
-        self._feeder = threading.Thread(target=self._feed, name="sjtui-midi-feeder", daemon=True)
-        self._feeder.start()
+        self._feeder = start_thread(self._feed, "sjtui-midi-feeder")
 
     def _feed(self) -> None:
         while True:

@@ -67,6 +67,7 @@ from sjtui.midi.events import (
     panic_messages,
 )
 from sjtui.midi.kits import GM_KIT
+from sjtui.signals import start_thread
 from sjtui.transport.timebase import TempoMap
 
 DEFAULT_INTERVAL_MS = 5.0
@@ -265,11 +266,9 @@ class MidiScheduler:
             sys.setswitchinterval(self.switch_interval_s)
         self._stop_flag = False
         self.running = True
-        self._thread = threading.Thread(target=self._run, name="sjtui-midi-scheduler", daemon=True)
-        self._thread.start()
+        self._thread = start_thread(self._run, "sjtui-midi-scheduler")
         self._watch_stop.clear()
-        self._watcher = threading.Thread(target=self._watch, name="sjtui-midi-watch", daemon=True)
-        self._watcher.start()
+        self._watcher = start_thread(self._watch, "sjtui-midi-watch")
         atexit.register(self.close)
         return self
 

@@ -72,6 +72,7 @@ import numpy as np
 
 from sjtui.constants import MIDI_CLOCK_PPQN
 from sjtui.meter import FOUR_FOUR, Meter, parse_meter
+from sjtui.signals import blocked, kept
 from sjtui.transport.timebase import MAX_BPM, MIN_BPM, SampleClock, TempoMap, TransportError
 
 CLOCK = 0xF8
@@ -420,21 +421,25 @@ class RtMidiClockInput:
         self._t_acc: float | None = None
         self._offset: float | None = None
         self._last_poll: float | None = None
-        self.midi_in = rtmidi.MidiIn(api_id, name=client_name, queue_size_limit=4096)
+        with blocked():  # rtmidi's JACK client starts its threads here (sjtui/signals.py)
+            self.midi_in = rtmidi.MidiIn(api_id, name=client_name, queue_size_limit=4096)
         self.midi_in.ignore_types(sysex=True, timing=False, active_sense=True)
         if virtual:
-            self.midi_in.open_virtual_port("clock_in")
+            with blocked():
+                self.midi_in.open_virtual_port("clock_in")
             self.port_name = "clock_in"
         else:
             names = self.midi_in.get_ports()
             matches = [i for i, n in enumerate(names) if port is None or port.lower() in n.lower()]
             if not matches:
-                self.midi_in.delete()
+                with kept():
+                    self.midi_in.delete()
                 raise TransportError(
                     f"no MIDI input port matches {port!r}; ports are: {', '.join(names) or 'none'}. "
                     "Give part of a port name, or start the clock sender first"
                 )
-            self.midi_in.open_port(matches[0])
+            with blocked():
+                self.midi_in.open_port(matches[0])
             self.port_name = names[matches[0]]
 
     def drain(self, follower: MidiClockFollower, sample_clock: SampleClock) -> int:
@@ -461,8 +466,9 @@ class RtMidiClockInput:
         return len(batch)
 
     def close(self) -> None:
-        self.midi_in.close_port()
-        self.midi_in.delete()
+        with kept():  # libjack may set another signal mask on closing (sjtui/signals.py)
+            self.midi_in.close_port()
+            self.midi_in.delete()
 
 
 class JackMidiClockInput:
@@ -484,11 +490,10 @@ class JackMidiClockInput:
         connect_from: str | None = None,
         time_fn: Callable[[], float] = time.monotonic,
     ):
-        import jack
-
+        from sjtui.midi.ports import jack_client
         self._time_fn = time_fn
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self.client = jack.Client(client_name, no_start_server=True)
+        self.client = jack_client(client_name)
         self.port = self.client.midi_inports.register(port_name)
         port, q, client = self.port, self._queue, self.client
 
@@ -498,7 +503,8 @@ class JackMidiClockInput:
             for offset, data in port.incoming_midi_events():
                 q.put((bytes(data), base + offset))
 
-        self.client.activate()
+        with blocked():  # libjack starts the process thread here
+            self.client.activate()
         self.port_name = self.port.name
         if connect_from is not None:
             sources = [p.name for p in self.client.get_ports(connect_from, is_midi=True, is_output=True)]
@@ -543,4 +549,5 @@ class JackMidiClockInput:
 
     def close(self) -> None:
         self.client.deactivate()
-        self.client.close()
+        with kept():  # libjack may set another signal mask on closing (sjtui/signals.py)
+            self.client.close()

@@ -25,6 +25,7 @@ from collections.abc import Callable
 import numpy as np
 
 from sjtui.constants import BAND_NAMES, BARS_PER_WINDOW, DRUM_VOICES, STEPS_PER_BEAT
+from sjtui.signals import start_thread
 from sjtui.snapshot import (
     ChooseInput,
     ChooseMidiClockInput,
@@ -197,10 +198,7 @@ class FakeEngine:
         self.published = 0
         if publish_hz > 0:
             self._latest = self._build()
-            self._publisher = threading.Thread(
-                target=self._publish, args=(publish_hz,), name="fake-engine-publisher", daemon=True
-            )
-            self._publisher.start()
+            self._publisher = start_thread(self._publish, "fake-engine-publisher", args=(publish_hz,))
 
     # --- EngineLike ------------------------------------------------------------------------
 
