@@ -71,24 +71,14 @@ def build_schedule(start_frame: int, rng) -> tuple[list[tuple[int, tuple]], dict
     return events, truth
 
 
-@pytest.mark.parametrize(
-    "receiver, max_phase_error_ticks",
-    [
-        # rtmidi's JACK backend stamps each event with the time its process callback ran:
-        # up to a period (5.3 ms = 0.29 tick) early; measured 0.1 to 0.2 tick
-        ("rtmidi", 1 / 3),
-        # a JACK-Client port gives the exact frame: only the sender's jitter remains
-        # (measured under 0.04 tick = 0.7 ms)
-        ("jack", 0.1),
-    ],
-)
-def test_transport_follows_real_midi_clock(jack_server, receiver, max_phase_error_ticks):
+def _follow_once(receiver, rng):
+    """One take: a Python JACK client sends the schedule, the receiver feeds a transport.
+    Returns (snapshots, truth, transport, events the sender wrote after their frame)."""
     import jack
 
-    rng = np.random.default_rng(7)
     sender = jack.Client("clock-sender", no_start_server=True)
     out = sender.midi_outports.register("clock")
-    state = {"events": [], "next": 0}
+    state = {"events": [], "next": 0, "late": 0}
     cycles: collections.deque = collections.deque(maxlen=4096)  # (frame, monotonic) per cycle
 
     @sender.set_process_callback
@@ -100,6 +90,7 @@ def test_transport_follows_real_midi_clock(jack_server, receiver, max_phase_erro
         i = state["next"]
         while i < len(events) and events[i][0] < first + frames:
             frame, data = events[i]
+            state["late"] += frame < first  # this callback ran late (pytest's process: the GIL)
             out.write_midi_event(max(frame - first, 0), bytes(data))
             i += 1
         state["next"] = i
@@ -142,7 +133,38 @@ def test_transport_follows_real_midi_clock(jack_server, receiver, max_phase_erro
                 time.sleep(0.005)
     finally:
         clock_in.close()
+    return snapshots, truth, transport, state["late"]
 
+
+@pytest.mark.parametrize(
+    "receiver, max_phase_error_ticks",
+    [
+        # rtmidi's JACK backend stamps each event with the time its process callback ran:
+        # up to a period (5.3 ms = 0.29 tick) early; measured 0.1 to 0.2 tick
+        ("rtmidi", 1 / 3),
+        # a JACK-Client port gives the exact frame: only the sender's jitter remains
+        # (measured under 0.04 tick = 0.7 ms)
+        ("jack", 0.1),
+    ],
+)
+def test_transport_follows_real_midi_clock(jack_server, receiver, max_phase_error_ticks):
+    rng = np.random.default_rng(7)
+    # The sender is a Python callback in this process: a take in which it ran late (a collection
+    # of pytest's heap holds the GIL) sent ticks off their schedule, and is taken again (up to 3)
+    failures = []
+    for _ in range(3):
+        snapshots, truth, transport, late = _follow_once(receiver, rng)
+        try:
+            _judge_follow(snapshots, truth, transport, receiver, max_phase_error_ticks)
+            return
+        except AssertionError as error:
+            if late == 0:
+                raise
+            failures.append((late, str(error).splitlines()[0][:200]))
+    pytest.fail(f"the sender ran late in every take: {failures}")
+
+
+def _judge_follow(snapshots, truth, transport, receiver, max_phase_error_ticks):
     for run, rows in truth.items():
         snap, tempo_map, fitted = snapshots[run]
         assert fitted == pytest.approx(BPM, abs=0.5), (run, snap.state, snap.message)
