@@ -80,9 +80,9 @@ def jack_server():
     (``sjtui-test-0..3``, see :mod:`sjtui.audio.jack_server`), so a killed run's
     JACK registry slot is reclaimed by the next run.
     """
-    from sjtui.audio.jack_server import JackServerError, PrivateJackServer
-
     import jack
+
+    from sjtui.audio.jack_server import JackServerError, PrivateJackServer
 
     try:
         server = PrivateJackServer("sjtui-test", 48000, 256).start()

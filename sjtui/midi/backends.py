@@ -28,7 +28,7 @@ import time
 from collections.abc import Sequence
 
 from sjtui.midi.events import MidiError
-from sjtui.midi.ports import choose_api, jack_client, list_ports, match_port, rtmidi_api_id
+from sjtui.midi.ports import choose_api, close_jack_client, jack_client, list_ports, match_port, rtmidi_api_id
 from sjtui.signals import blocked, kept
 
 DEFAULT_CLIENT_NAME = "sjtui"
@@ -222,8 +222,7 @@ def jack_connect(source: str, destination: str) -> None:
     except jack.JackError as error:
         raise MidiError(f"cannot connect {source} to {destination}: {error}") from None
     finally:
-        with kept():
-            client.close()
+        close_jack_client(client)
 
 
 def jack_connections(port_name: str, client=None) -> list[str]:
@@ -242,8 +241,7 @@ def jack_connections(port_name: str, client=None) -> list[str]:
         return []
     finally:
         if own:
-            with kept():
-                client.close()
+            close_jack_client(client)
 
 
 # --- JACK (sample accurate) ----------------------------------------------------
@@ -464,8 +462,7 @@ class JackMidiBackend(MidiBackend):
             try:
                 client.deactivate()
             finally:
-                with kept():  # libjack may set another signal mask on closing (sjtui/signals.py)
-                    client.close()
+                close_jack_client(client)
 
 
 def jack_midi_backend(**kwargs) -> MidiBackend:

@@ -56,6 +56,13 @@ def jack_client(name: str):
         return jack.Client(name, no_start_server=True)
 
 
+def close_jack_client(client) -> None:
+    """Close a client from :func:`jack_client`, keeping this thread's signal mask (libjack sets the
+    one it saved at the process's first open when its last client closes: sjtui/signals.py)."""
+    with kept():
+        client.close()
+
+
 def jack_server_running() -> bool:
     """True when a JACK server (``$JACK_DEFAULT_SERVER`` or the default) accepts a client."""
     try:
@@ -69,8 +76,7 @@ def jack_server_running() -> bool:
         return False
     finally:
         jack.set_error_function(None)
-    with kept():
-        client.close()
+    close_jack_client(client)
     return True
 
 
@@ -161,8 +167,7 @@ def jack_midi_ports() -> dict[str, list[str]]:
             "inputs": [p.name for p in client.get_ports(is_midi=True, is_output=True)],
         }
     finally:
-        with kept():
-            client.close()
+        close_jack_client(client)
 
 
 def list_all_ports() -> dict[str, dict[str, list[str]]]:

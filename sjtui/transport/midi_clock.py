@@ -491,6 +491,7 @@ class JackMidiClockInput:
         time_fn: Callable[[], float] = time.monotonic,
     ):
         from sjtui.midi.ports import jack_client
+
         self._time_fn = time_fn
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self.client = jack_client(client_name)
@@ -548,6 +549,7 @@ class JackMidiClockInput:
             count += 1
 
     def close(self) -> None:
+        from sjtui.midi.ports import close_jack_client
+
         self.client.deactivate()
-        with kept():  # libjack may set another signal mask on closing (sjtui/signals.py)
-            self.client.close()
+        close_jack_client(self.client)
