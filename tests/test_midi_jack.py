@@ -619,16 +619,20 @@ FIRST_CLIENT = textwrap.dedent(
 )
 
 
-def test_threads_started_for_midi_leave_signals_to_the_main_thread(capture, jack_backend):
+def test_threads_started_for_midi_leave_signals_to_the_main_thread(process_capture, jack_backend):
     """libjack's threads (each output's, and rtmidi's) and the scheduler's block the asynchronous
     signals: the kernel may hand a process signal to any thread that does not, and an interrupted
     read of libjack's server socket shuts the client down (sjtui/signals.py). The main thread's own
     mask is as it was after all of them closed."""
+    capture = process_capture
     pid, main = os.getpid(), threading.get_native_id()
     before, main_before = set(_threads(pid)), _blocked(pid, main)
-    backend = jack_backend(client_name="sjtui-masks", connect_to=capture.port_name)
+    # python-rtmidi holds the GIL while it opens or closes its JACK client, which waits for every
+    # client's cycle: no Python JACK callback may run in this process then (the capture is a child;
+    # the Python output is opened after rtmidi and closed before it). CI deadlocked otherwise.
     rtmidi_backend = RtMidiBackend(None, api="jack", client_name="sjtui-masks-rt")
     try:
+        backend = jack_backend(client_name="sjtui-masks", connect_to=capture.port_name)
         with MidiScheduler(backend):
             new = set(_threads(pid)) - before
             assert len(new) >= 4, new  # at least libjack's notification and process threads, the scheduler's two
