@@ -195,6 +195,48 @@ def test_clock_lost_holds_tempo_and_resumes_counting():
     assert transport.tempo_map.sample_to_tick(first) == pytest.approx(first / tick, abs=0.5)
 
 
+def _follow_period_stamped_clock(bpm, seed, extra_jitter_ms):
+    """A transport following ticks stamped as rtmidi's JACK backend stamps them: at the start of the
+    256-frame period they arrived in (up to 5.3 ms early), plus +-extra_jitter_ms.
+    Returns (transport, true tick samples, the reported BPM after the first two beats)."""
+    rng = np.random.default_rng(seed)
+    tick = 60.0 * RATE / (bpm * 24)
+    n = 24 * 8 + int(rng.integers(0, 24))
+    true = 1000 + tick * np.arange(n)
+    stamps = np.floor(true / 256) * 256 + rng.uniform(-extra_jitter_ms, extra_jitter_ms, n) * RATE / 1000
+    transport = Transport(RATE, bpm=100, source="midi_clock")
+    transport.submit(MidiMessage((START,), 0))
+    reported = []
+    for k, stamp in enumerate(stamps):
+        transport.submit(MidiMessage((CLOCK,), stamp))
+        bpm_now = transport.apply_pending(stamp).bpm
+        if k >= 48:
+            reported.append(bpm_now)
+    return transport, true, np.array(reported)
+
+
+def test_clock_tempo_shown_is_the_fitted_tempo_not_the_phase_steer():
+    # the map steers onto the fitted line by running briefly faster or slower; the tempo the
+    # transport reports (the UI's BPM) is the sender's, steady within 0.25 BPM of it
+    for seed in range(12):
+        _, _, reported = _follow_period_stamped_clock(137.0, seed, extra_jitter_ms=2.0)
+        assert np.abs(reported - 137.0).max() < 0.25, seed
+
+
+def test_lost_clock_freewheels_on_the_fitted_line():
+    # after the last tick the map runs at the fitted tempo: 10 s later it has drifted less than
+    # 4 ms from where the sender's ticks would be (a steer left running drifted 5-9 ms)
+    tick = 60.0 * RATE / (137.0 * 24)
+    for seed in range(12):
+        transport, true, _ = _follow_period_stamped_clock(137.0, seed, extra_jitter_ms=0.0)
+        at_last = transport.tempo_map.sample_to_tick(true[-1]) - (len(true) - 1)
+        transport.apply_pending(true[-1] + RATE)
+        end = true[-1] + 10 * RATE
+        assert transport.apply_pending(end).state == "clock lost"
+        drift_ticks = transport.tempo_map.sample_to_tick(end) - (end - 1000) / tick - at_last
+        assert abs(drift_ticks * tick / RATE * 1000) < 4.0, seed
+
+
 def test_clock_tempo_jump_is_followed_without_a_locate():
     follower = MidiClockFollower(RATE)
     follower.feed([START], 0)

@@ -369,7 +369,11 @@ class MidiClockFollower:
         else:
             steer = 1.0 + error_ticks / _STEER_TICKS
             map_bpm = float(np.clip(bpm * steer, MIN_BPM, MAX_BPM))
-            self.tempo_map = self.tempo_map.with_tempo(sample, map_bpm)
+            # the steer lasts the _STEER_TICKS that close the error, then the map runs at the fitted
+            # tempo: a clock that stops or is lost leaves the map freewheeling on the fitted line,
+            # not at a steered tempo that drifts off it (the next update replaces the tail)
+            steer_end = sample + _STEER_TICKS * self._fit_slope
+            self.tempo_map = self.tempo_map.with_tempo(sample, map_bpm).with_tempo(steer_end, bpm)
         self.held_bpm = bpm
 
 

@@ -179,6 +179,9 @@ class Transport:
 
     @property
     def bpm(self) -> float:
+        if self.source == "midi_clock" and self.midi_clock.tempo_map is not None:
+            # the sender's tempo as fitted, not the map's momentary steer onto the fitted line
+            return self.midi_clock.held_bpm
         return self.tempo_map.bpm_at(self._now)
 
     @property
