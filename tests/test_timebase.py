@@ -211,6 +211,31 @@ def test_sample_clock_maps_times_with_jitter():
     assert float(clock.sample_to_time(clock.time_to_sample(t))) == pytest.approx(t)
 
 
+def test_sample_clock_relearns_a_stalled_stream_at_once_and_ignores_one_late_callback():
+    # measured on the JACK dummy server: SIGSTOP jackd for 30 ms and its frames fall 23.6 ms behind
+    # the wall clock for good; the first cycle after runs 28.8 ms late (it was due in the stall)
+    rng = np.random.default_rng(3)
+    rate = 48000
+    clock = SampleClock(rate)
+    step_s = 0.0236
+    for block in range(100):
+        clock.add_anchor(block * 256, 10.0 + block * 256 / rate + rng.uniform(-1e-4, 1e-4))
+    late_one = 100 * 256
+    before = float(clock.time_to_sample(12.0))
+    clock.add_anchor(late_one, 10.0 + late_one / rate + 0.010)  # one callback 10 ms late
+    assert abs(float(clock.time_to_sample(12.0)) - before) < 0.5  # not a sample moved
+    clock.add_anchor(101 * 256, 10.0 + 101 * 256 / rate)
+    clock.add_anchor(102 * 256, 10.0 + 102 * 256 / rate + step_s + 0.0052)  # the catch-up cycle
+    for block in (103, 104):
+        clock.add_anchor(block * 256, 10.0 + block * 256 / rate + step_s + rng.uniform(-1e-4, 1e-4))
+    assert clock.steps == 1
+    # two cycles after the stall, a time maps to the stream's sample within 0.5 ms (a line through
+    # both sides of the step was 16.9 ms off here, and took a window of anchors to come back)
+    t = 10.0 + 110 * 256 / rate + step_s
+    assert abs(float(clock.time_to_sample(t)) - 110 * 256) < 0.0005 * rate
+    assert clock._slope == pytest.approx(rate, rel=1e-3)  # the slope is kept through the restart
+
+
 def test_max_segments_drops_the_oldest_and_stays_consistent():
     tempo_map = TempoMap.constant(48000, 120, max_segments=8)
     full = TempoMap.constant(48000, 120, max_segments=10_000)

@@ -453,6 +453,8 @@ def onsets_to_grid(onset_samples: ArrayLike, tempo_map: TempoMap, latency_ms: fl
 
 # --- the audio clock ---------------------------------------------------------------
 
+_SLOPE_MIN_ANCHORS = 8  # fewer, close together, and callback jitter tilts the line by percent
+
 
 class SampleClock:
     """Maps a wall/stream clock (seconds) to the audio sample index and back.
@@ -462,26 +464,34 @@ class SampleClock:
     and its ``frames_to_time``); events timed on the same clock (MIDI clock
     ticks, key taps) are mapped to samples with a least-squares line through
     the last ``max_anchors`` anchors, which averages away callback jitter.
-    With one anchor the nominal sample rate is used. Pure: no clock is read
-    here; anchors and times are given by the caller (injectable in tests).
+    With one anchor the nominal sample rate is used, and the slope is fitted
+    once ``_SLOPE_MIN_ANCHORS`` anchors are in. Pure: no clock is read here;
+    anchors and times are given by the caller (injectable in tests).
+
+    An anchor more than ``step_s`` off the line is held out of the fit: one
+    alone is a late callback and is dropped. Two in a row that agree mean the
+    stream's clock stepped against the time clock (the stream stalled, as a
+    starved JACK dummy server does, or lost blocks it did not count): the fit
+    starts again from them at once, and ``steps`` counts it. A least-squares
+    line through both sides of a step would be off by part of it for a whole
+    window of anchors.
     """
 
-    def __init__(self, sample_rate_hz: float, max_anchors: int = 64):
+    def __init__(self, sample_rate_hz: float, max_anchors: int = 64, step_s: float = 0.004):
         self.sample_rate_hz = check_sample_rate(sample_rate_hz)
         self._samples = np.zeros(max_anchors, dtype=np.float64)
         self._times = np.zeros(max_anchors, dtype=np.float64)
-        self._count = 0
-        self._slope = self.sample_rate_hz  # samples per second
-        self._offset_sample = 0.0
-        self._offset_time = 0.0
-        self._last_anchor_sample = None
+        self._step_samples = float(step_s) * self.sample_rate_hz
+        self.steps = 0
+        self.reset()
 
     def reset(self) -> None:
         self._count = 0
         self._last_anchor_sample = None
-        self._slope = self.sample_rate_hz
+        self._slope = self.sample_rate_hz  # samples per second
         self._offset_sample = 0.0
         self._offset_time = 0.0
+        self._off_line: list[tuple[float, float, float]] = []  # (sample, time, residual) held out
 
     @property
     def n_anchors(self) -> int:
@@ -489,18 +499,40 @@ class SampleClock:
 
     def add_anchor(self, sample_index: float, time_s: float) -> None:
         """Record that ``sample_index`` was captured at ``time_s``; refits the line."""
-        size = self._samples.shape[0]
-        slot = self._count % size
+        if self._count >= 2:
+            residual = float(sample_index) - float(self.time_to_sample(time_s))
+            if abs(residual) > self._step_samples:
+                held = self._off_line
+                if held and abs(residual - held[-1][2]) > 0.5 * self._step_samples:
+                    held.clear()  # off the line differently: only the newest can start a step
+                held.append((float(sample_index), float(time_s), residual))
+                if len(held) < 2:
+                    return
+                self.steps += 1
+                self._count = 0
+                for sample, time_held, _ in held:
+                    self._store(sample, time_held)
+                held.clear()
+                self._refit()
+                return
+            self._off_line.clear()
+        self._store(sample_index, time_s)
+        self._refit()
+
+    def _store(self, sample_index: float, time_s: float) -> None:
+        slot = self._count % self._samples.shape[0]
         self._samples[slot] = sample_index
         self._times[slot] = time_s
         self._count += 1
+
+    def _refit(self) -> None:
         n = self.n_anchors
         s = self._samples[:n]
         t = self._times[:n]
         t_mean = float(t.mean())
         s_mean = float(s.mean())
         self._offset_time, self._offset_sample = t_mean, s_mean
-        if n >= 2:
+        if n >= _SLOPE_MIN_ANCHORS:
             dt = t - t_mean
             denom = float(dt @ dt)
             if denom > 0:
