@@ -71,9 +71,22 @@ def build_schedule(start_frame: int, rng) -> tuple[list[tuple[int, tuple]], dict
     return events, truth
 
 
+class _CountingFollower:
+    """Passes messages on to the follower and counts the clock ticks that arrived."""
+
+    def __init__(self, follower):
+        self.follower = follower
+        self.ticks = 0
+
+    def feed(self, message, sample):
+        self.ticks += message[0] == CLOCK
+        self.follower.feed(message, sample)
+
+
 def _follow_once(receiver, rng):
     """One take: a Python JACK client sends the schedule, the receiver feeds a transport.
-    Returns (snapshots, truth, transport, events the sender wrote after their frame)."""
+    Returns (snapshots, truth, transport, what disturbed the take: events the sender wrote after
+    their frame and ticks the JACK graph lost on the way)."""
     import jack
 
     sender = jack.Client("clock-sender", no_start_server=True)
@@ -96,6 +109,7 @@ def _follow_once(receiver, rng):
         state["next"] = i
 
     transport = Transport(RATE, bpm=100, meter="4/4", source="midi_clock")
+    counting = _CountingFollower(transport.midi_clock)
     sample_clock = SampleClock(RATE, max_anchors=32)
     # rtmidi holds the GIL while it opens or closes its JACK client, and JACK waits then for every
     # client's callback, this sender's Python one included: open and close it while the sender is inactive
@@ -120,9 +134,9 @@ def _follow_once(receiver, rng):
                     sample_clock.add_anchor(frame, t)
                 if receiver == "rtmidi":
                     if sample_clock.n_anchors:
-                        clock_in.drain(transport.midi_clock, sample_clock)
+                        clock_in.drain(counting, sample_clock)
                 else:
-                    clock_in.drain(transport.midi_clock)  # frames are samples
+                    clock_in.drain(counting)  # frames are samples
                 now_frame = sender.frame_time
                 snap = transport.apply_pending(now_frame)
                 for run, rows in truth.items():
@@ -133,7 +147,8 @@ def _follow_once(receiver, rng):
                 time.sleep(0.005)
     finally:
         clock_in.close()
-    return snapshots, truth, transport, state["late"]
+    lost = sum(len(rows) for rows in truth.values()) - counting.ticks
+    return snapshots, truth, transport, {"late events": state["late"], "lost ticks": lost}
 
 
 @pytest.mark.parametrize(
@@ -149,19 +164,24 @@ def _follow_once(receiver, rng):
 )
 def test_transport_follows_real_midi_clock(jack_server, receiver, max_phase_error_ticks):
     rng = np.random.default_rng(7)
-    # The sender is a Python callback in this process: a take in which it ran late (a collection
-    # of pytest's heap holds the GIL) sent ticks off their schedule, and is taken again (up to 3)
+    # A take is taken again (up to 3) when something outside the follower broke it:
+    # - the sender is a Python callback in this process and ran late (a collection of pytest's
+    #   heap holds the GIL): it sent ticks off their schedule;
+    # - the machine stalled the dummy server and JACK dropped a late client's MIDI in the xrun:
+    #   a tick lost on the way puts any follower a tick behind (measured: a 30 ms SIGSTOP of
+    #   jackd lost 1 of 366 ticks in 1 of 4 takes, and that run's phase error was -0.88 tick;
+    #   a clean-clone CI run at f501505 failed with -0.86)
     failures = []
     for _ in range(3):
-        snapshots, truth, transport, late = _follow_once(receiver, rng)
+        snapshots, truth, transport, disturbed = _follow_once(receiver, rng)
         try:
             _judge_follow(snapshots, truth, transport, receiver, max_phase_error_ticks)
             return
         except AssertionError as error:
-            if late == 0:
+            if not any(disturbed.values()):
                 raise
-            failures.append((late, str(error).splitlines()[0][:200]))
-    pytest.fail(f"the sender ran late in every take: {failures}")
+            failures.append((disturbed, str(error).splitlines()[0][:200]))
+    pytest.fail(f"every take was disturbed: {failures}")
 
 
 def _judge_follow(snapshots, truth, transport, receiver, max_phase_error_ticks):
