@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import threading
 
 import pytest
 
@@ -242,6 +243,41 @@ async def test_midi_picker_offers_ports_virtual_port_and_synth():
     ]
 
 
+class _SlowScan:
+    """A port scan that takes until the test lets it finish (a slow device scan on a real rig)."""
+
+    def __init__(self, scan):
+        self.scan = scan
+        self.release = threading.Event()
+
+    def __call__(self):
+        self.release.wait(10)
+        return self.scan()
+
+
+async def test_picker_keys_pressed_before_the_list_is_found_are_kept():
+    engine = frozen("jamming")
+    engine.list_midi_outputs = _SlowScan(engine.list_midi_outputs)
+    app = make_app(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("m", "down", "down", "enter")  # ports, ports, then the virtual port
+        await pilot.pause()
+        assert isinstance(app.screen, PickerScreen) and not app.screen.loaded
+        engine.list_midi_outputs.release.set()
+        await wait_for(pilot, lambda: not isinstance(app.screen, PickerScreen))
+        # the player went on to type a path meanwhile: the list does not take the focus from them
+        engine.list_inputs = _SlowScan(engine.list_inputs)
+        await pilot.press("d", "tab", "down")
+        await pilot.pause()
+        engine.list_inputs.release.set()
+        await wait_for(pilot, lambda: app.screen.loaded)
+        assert app.screen.focused is app.screen.query_one("Input")
+        assert app.screen.query_one("OptionList").highlighted == 0  # the typed-ahead "down" went to the path
+        await pilot.press("escape")
+        await pilot.pause()
+    assert engine.commands == [ChooseMidiOutput(port="sjtui")]
+
+
 async def test_midi_picker_explains_when_no_port_exists():
     engine = frozen("no-midi")
     app = make_app(engine)
@@ -447,7 +483,6 @@ async def test_no_color_draws_in_greys_only(monkeypatch):
 
 
 async def test_a_factory_engine_starts_behind_a_drawn_screen():
-    import threading
 
     release = threading.Event()
     built: list[FakeEngine] = []
@@ -493,7 +528,6 @@ async def test_a_factory_that_fails_shows_why_and_quits_with_2():
 
 
 async def test_quitting_while_the_factory_runs_still_closes_the_engine():
-    import threading
 
     release = threading.Event()
     built: list[FakeEngine] = []

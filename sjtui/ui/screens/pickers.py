@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -33,9 +33,25 @@ class Choice:
     value: Any
 
 
+# keys a player who knows the list presses at once ("m, down, down, enter"): while it is being
+# found they are kept, and replayed on the list when it is filled
+_TYPE_AHEAD = {
+    "up": "cursor_up",
+    "down": "cursor_down",
+    "home": "first",
+    "end": "last",
+    "pageup": "page_up",
+    "pagedown": "page_down",
+    "enter": "select",
+}
+
+
 class PickerScreen(ModalScreen[Picked | None]):
     """A list of choices found by ``find`` (run in a thread), an explanation, and escape to go back."""
 
+    # the list takes the focus when it is filled; until then the screen keeps the keys, and tab goes
+    # to the file path (the input picker)
+    AUTO_FOCUS = ""
     BINDINGS = [
         Binding("escape", "back", "Back"),
         Binding("q", "back", "Back", show=False),
@@ -57,19 +73,25 @@ class PickerScreen(ModalScreen[Picked | None]):
         self._path_prompt = path_prompt
         self.choices: list[Choice] = []
         self.loaded = False
+        self._typed_ahead: list[str] = []
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="picker"):
             yield Static(self.title_text, classes="picker-title")
             yield Static("looking…", classes="picker-note")
-            yield OptionList(classes="picker-options")
+            yield OptionList(classes="picker-options", disabled=True)  # not focusable until filled
             if self._path_prompt is not None:
                 yield Input(placeholder=self._path_prompt, classes="picker-path")
             yield Static("↑↓ choose · enter select · esc back", classes="picker-keys")
 
     def on_mount(self) -> None:
-        self.query_one(OptionList).focus()
         self._load()
+
+    def on_key(self, event: events.Key) -> None:
+        if not self.loaded and event.key in _TYPE_AHEAD:
+            event.stop()
+            event.prevent_default()
+            self._typed_ahead.append(event.key)
 
     @work(thread=True, exclusive=True, group="picker-list")
     def _load(self) -> None:
@@ -91,7 +113,13 @@ class PickerScreen(ModalScreen[Picked | None]):
         options.add_options([Option(choice.label, id=str(k)) for k, choice in enumerate(choices)])
         if choices:
             options.highlighted = 0
+        options.disabled = False
         self.loaded = True
+        if self.focused is None:  # not if the player went on to the file path meanwhile
+            options.focus()
+            for key in self._typed_ahead:
+                getattr(options, f"action_{_TYPE_AHEAD[key]}")()
+        self._typed_ahead.clear()
 
     @on(OptionList.OptionSelected)
     def _selected(self, event: OptionList.OptionSelected) -> None:
