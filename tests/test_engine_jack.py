@@ -561,6 +561,38 @@ class ClockSender:
 
 
 def test_following_an_incoming_midi_clock(jack_server, library_dir, guitar_audio_dir, tmp_path):  # noqa: F811
+    # Taken again (once) when the engine itself recorded that the receive side's timing was disturbed:
+    # its follower moved the timeline (a burst of ticks stamped late) or its sample clock saw the
+    # stream step against the wall clock. Both come from a machine that starved JACK or the engine
+    # (one CI run put a bar 830 frames off, 768 + 18 allowed) and both are counted by the product.
+    failures = []
+    for _ in range(2):
+        played, events, drift_frames, frame_offset, start_frame, disturbed = _follow_clock_take(
+            library_dir, guitar_audio_dir
+        )
+        assert len(played) >= 5, played
+        assert all(abs(r["bpm"] - 100.0) < 1.0 for r in played[1:]), [r["bpm"] for r in played]
+        assert any(d[0] == 0x99 and d[2] > 0 for _, d in events), "no drum note reached the capture"
+        assert sounding_after(events) == set()
+        # the drums' bars fall on the sender's bar lines (4 beats = 96 ticks) within three JACK periods
+        # (16 ms; measured 7-8 ms on this machine, up to 11 ms loaded): rtmidi stamps clock messages up
+        # to one period early (tests/test_midi_clock_jack.py), the follower steers its map, and the JACK
+        # output's frames are tied to the audio input's clock once at start, so the drift of the
+        # server's frame clock against the wall clock since then (measured in the take) adds to it
+        bar_frames = 96 * 1200
+        tolerance = 768 + drift_frames
+        offs = [
+            abs((r["sample"] + frame_offset - start_frame + bar_frames / 2) % bar_frames - bar_frames / 2)
+            for r in played[1:]
+        ]
+        if max(offs) <= tolerance:
+            return
+        failures.append((offs, tolerance, disturbed))
+        assert any(disturbed.values()), (offs, tolerance, disturbed)
+    pytest.fail(f"bars off the sender's bar lines in both takes, each disturbed: {failures}")
+
+
+def _follow_clock_take(library: Path, guitar_dir: Path):
     # Every JACK client with a Python callback (clock sender, capture) lives in a child process:
     # the engine's rtmidi clock input holds the GIL while it opens and closes its JACK client.
     import jack
@@ -571,8 +603,8 @@ def test_following_an_incoming_midi_clock(jack_server, library_dir, guitar_audio
     capture = ProcessCapture("sjtui-test-capture")
     engine = create_engine(
         EngineOptions(
-            input=str(guitar_audio_dir / RECORDING), loop=True, clock="midi", clock_in="sjtui-test-clock",
-            midi_out=capture.port_name, midi_backend="jack", model="none", library=str(library_dir),
+            input=str(guitar_dir / RECORDING), loop=True, clock="midi", clock_in="sjtui-test-clock",
+            midi_out=capture.port_name, midi_backend="jack", model="none", library=str(library),
             state_file=False,
         )
     )  # fmt: skip
@@ -593,6 +625,11 @@ def test_following_an_incoming_midi_clock(jack_server, library_dir, guitar_audio
         # the dummy server's frame clock against the wall clock the file input is paced on: it
         # falls behind when the machine starves jackd of CPU
         drift_frames = abs((probe.frame_time - frames0) - (time.monotonic() - seconds0) * 48000)
+        disturbed = {
+            "timeline shifts": engine.transport.midi_clock.shifts,
+            "sample clock steps": engine.sample_clock.steps,
+        }
+        frame_offset = engine.output.backend.frame_offset
     finally:
         engine.close()
         sender.close()
@@ -601,21 +638,7 @@ def test_following_an_incoming_midi_clock(jack_server, library_dir, guitar_audio
     events = capture.update().events
     capture.close()
     played = [r for r in reports if r["groove"]]
-    assert len(played) >= 5, reports
-    assert all(abs(r["bpm"] - 100.0) < 1.0 for r in played[1:]), [r["bpm"] for r in played]
-    # the drums' bars fall on the sender's bar lines (4 beats = 96 ticks) within three JACK periods
-    # (16 ms; measured up to 11 ms on this loaded machine): rtmidi stamps clock messages up to one
-    # period early (tests/test_midi_clock_jack.py), the follower steers its map, and the JACK
-    # output's frames are tied to the audio input's clock once at start, so the drift of the
-    # server's frame clock against the wall clock since then (measured above) adds to it
-    bar_frames = 96 * 1200
-    tolerance = 768 + drift_frames
-    for r in played[1:]:
-        frame = r["sample"] + engine.output.backend.frame_offset
-        off = abs((frame - sender.start_frame + bar_frames / 2) % bar_frames - bar_frames / 2)
-        assert off <= tolerance, (r, off, drift_frames)
-    assert any(d[0] == 0x99 and d[2] > 0 for _, d in events), "no drum note reached the capture"
-    assert sounding_after(events) == set()
+    return played, events, drift_frames, frame_offset, sender.start_frame, disturbed
 
 
 def test_a_killed_midi_process_is_reported_and_the_parent_silences_what_it_left(

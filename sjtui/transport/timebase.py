@@ -469,8 +469,9 @@ class SampleClock:
     anchors and times are given by the caller (injectable in tests).
 
     An anchor more than ``step_s`` off the line is held out of the fit: one
-    alone is a late callback and is dropped. Two in a row that agree mean the
-    stream's clock stepped against the time clock (the stream stalled, as a
+    alone is a late callback and is dropped. Two in a row that agree within a
+    quarter of it (measured after a stall: 0.07 ms) mean the stream's clock
+    stepped against the time clock (the stream stalled, as a
     starved JACK dummy server does, or lost blocks it did not count): the fit
     starts again from them at once, and ``steps`` counts it. A least-squares
     line through both sides of a step would be off by part of it for a whole
@@ -503,7 +504,7 @@ class SampleClock:
             residual = float(sample_index) - float(self.time_to_sample(time_s))
             if abs(residual) > self._step_samples:
                 held = self._off_line
-                if held and abs(residual - held[-1][2]) > 0.5 * self._step_samples:
+                if held and abs(residual - held[-1][2]) > 0.25 * self._step_samples:
                     held.clear()  # off the line differently: only the newest can start a step
                 held.append((float(sample_index), float(time_s), residual))
                 if len(held) < 2:
