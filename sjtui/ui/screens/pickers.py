@@ -34,16 +34,8 @@ class Choice:
 
 
 # keys a player who knows the list presses at once ("m, down, down, enter"): while it is being
-# found they are kept, and replayed on the list when it is filled
-_TYPE_AHEAD = {
-    "up": "cursor_up",
-    "down": "cursor_down",
-    "home": "first",
-    "end": "last",
-    "pageup": "page_up",
-    "pagedown": "page_down",
-    "enter": "select",
-}
+# found they are kept, and replayed on the list when it is filled (the list's own key bindings)
+_TYPE_AHEAD = {binding.key: binding.action for binding in OptionList.BINDINGS}
 
 
 class PickerScreen(ModalScreen[Picked | None]):
